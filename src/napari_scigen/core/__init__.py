@@ -1,0 +1,1 @@
+"""Qt-free core: I/O, validation, progress/cancel, provenance, device selection."""

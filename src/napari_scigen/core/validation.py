@@ -1,0 +1,97 @@
+"""Input checks that fail early with specific messages (and never modify data)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
+
+
+class InvalidInputError(ValueError):
+    """Input data cannot be processed; the message says why and what to do."""
+
+
+def check_image(data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """Validate a grayscale slice or volume and return it as a NumPy array view.
+
+    Parameters
+    ----------
+    data : array-like
+        A 2D slice (Y, X) or 3D volume (Z, Y, X).
+    name : str
+        How to call the data in error messages (e.g. the layer name).
+    ndim : tuple of int
+        Accepted numbers of dimensions.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``data`` as an array (no copy when it already is one).
+
+    Raises
+    ------
+    InvalidInputError
+        For RGB/RGBA data, unsupported dimensions or dtypes, empty arrays,
+        and floating-point data containing NaN or infinity.
+    """
+    array = np.asarray(data)
+    if array.size == 0:
+        raise InvalidInputError(f"{name} is empty (shape {array.shape})")
+    if array.ndim >= 3 and array.shape[-1] in (3, 4) and array.shape[-2] > 4:
+        raise InvalidInputError(
+            f"{name} looks like RGB/RGBA (shape {array.shape}, last axis {array.shape[-1]}); "
+            "microCT engines need single-channel grayscale data: convert it first, "
+            "e.g. skimage.color.rgb2gray, or pick one channel"
+        )
+    if array.ndim not in ndim:
+        raise InvalidInputError(
+            f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {array.shape}"
+        )
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InvalidInputError(f"{name} has unsupported dtype {array.dtype}; use uint8, uint16, int16 or float32")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise InvalidInputError(
+            f"{name} contains {bad} NaN/infinite value(s); fill or mask them before running an engine"
+        )
+    return array
+
+
+def check_mask(mask, image_shape: tuple[int, ...], *, name: str = "mask", allow_empty: bool = False) -> np.ndarray:
+    """Validate a mask against an image and return it as a boolean array.
+
+    Parameters
+    ----------
+    mask : array-like
+        Labels or boolean mask; any non-zero value counts as masked.
+    image_shape : tuple of int
+        Shape of the image the mask belongs to. A 2D mask is accepted for a 3D
+        image only if it matches one slice; it is then broadcast to every slice.
+    name : str
+        How to call the mask in error messages.
+    allow_empty : bool
+        Whether an all-zero mask is acceptable.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask with ``image_shape``.
+
+    Raises
+    ------
+    InvalidInputError
+        On shape mismatch or (unless ``allow_empty``) an empty mask.
+    """
+    array = np.asarray(mask)
+    if array.shape != tuple(image_shape):
+        if array.ndim == 2 and len(image_shape) == 3 and array.shape == tuple(image_shape[1:]):
+            array = np.broadcast_to(array, image_shape)
+        else:
+            raise InvalidInputError(
+                f"{name} shape {array.shape} does not match the image shape {tuple(image_shape)}; "
+                "create the mask from the image (Mask painting widget) so both share one grid"
+            )
+    boolean = array != 0 if array.dtype != bool else array
+    if not allow_empty and not boolean.any():
+        raise InvalidInputError(f"{name} is empty: paint the region to process (non-zero labels) first")
+    return boolean

@@ -1,0 +1,1 @@
+"""Image-quality and scientific-fidelity metrics (Qt-free)."""
