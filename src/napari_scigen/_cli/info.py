@@ -1,0 +1,75 @@
+"""``info`` subcommand: what a file holds and what this installation can do."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    """Add the ``info`` subcommand."""
+    parser = subparsers.add_parser(
+        "info",
+        help="describe a volume file, or this installation",
+        description="Without a path: versions, compute devices and model caches. With a path: "
+        "shape, dtype, voxel size, intensity range and provenance of a TIFF stack or folder.",
+    )
+    parser.add_argument("path", nargs="?", help="TIFF stack or folder of slices")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(func=run_info_command)
+
+
+def describe_installation() -> dict:
+    """Versions, devices and cache locations, without loading any model."""
+    from ..core.models import hf_hub_cache, torch_hub_checkpoints, weights_dir
+    from ..core.provenance import software_versions
+
+    info: dict = {"software": software_versions()}
+    try:
+        import torch
+
+        info["devices"] = {
+            "cuda": torch.cuda.is_available(),
+            "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
+        }
+    except ImportError:
+        info["devices"] = {"torch": "not installed"}
+    info["caches"] = {
+        "weights": str(weights_dir()),
+        "huggingface": str(hf_hub_cache()),
+        "torch_hub_checkpoints": str(torch_hub_checkpoints()),
+    }
+    return info
+
+
+def describe_volume(path: str) -> dict:
+    """Shape, dtype, voxel size and provenance of a file (reads one slice for lazy files)."""
+    import numpy as np
+
+    from ..core.io import read_volume
+
+    volume = read_volume(path)
+    sample = np.asarray(volume.data[0] if volume.lazy else volume.data)
+    return {
+        "path": str(path),
+        "shape": list(volume.data.shape),
+        "dtype": str(volume.data.dtype),
+        "voxel_size": list(volume.voxel_size),
+        "unit": volume.unit,
+        "lazy": volume.lazy,
+        "intensity_range" + (" (first slice)" if volume.lazy else ""): [float(sample.min()), float(sample.max())],
+        "kind": volume.kind,
+        "provenance": volume.provenance,
+    }
+
+
+def run_info_command(args: argparse.Namespace) -> int:
+    """Run ``napari-scigen info``."""
+    info = describe_volume(args.path) if args.path else describe_installation()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        for key, value in info.items():
+            print(f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+    return 0

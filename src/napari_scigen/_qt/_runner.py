@@ -1,0 +1,136 @@
+"""Run an engine generator off the GUI thread, with progress and Cancel.
+
+The same generator the headless API drains runs here inside a napari
+``thread_worker``. The worker never touches Qt: it only yields
+:class:`~napari_scigen.core.progress.Progress` events, which napari delivers to
+the GUI thread through signals. Set ``NAPARI_SCIGEN_NOTHREADS=1`` to run jobs
+synchronously on the GUI thread (deterministic tests, or a fallback when thread
+workers misbehave).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.progress import Cancelled, CancelToken, Progress
+
+#: Environment variable that makes jobs run synchronously.
+NOTHREADS_ENV = "NAPARI_SCIGEN_NOTHREADS"
+
+JobFactory = Callable[[CancelToken], Generator[Progress, Any, Any]]
+
+
+def threads_disabled() -> bool:
+    """Whether ``NAPARI_SCIGEN_NOTHREADS`` asks for synchronous jobs."""
+    return os.environ.get(NOTHREADS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class Job:
+    """A running (or finished) job: its cancel token and, when threaded, the worker."""
+
+    token: CancelToken
+    worker: Any = None
+    finished: bool = False
+    outcome: str = "running"  # "running" | "done" | "cancelled" | "error"
+    error: BaseException | None = None
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+    def cancel(self) -> None:
+        """Ask the engine to stop at its next check (cooperative)."""
+        self.token.cancel()
+        if self.worker is not None:
+            self.worker.quit()
+
+
+def start_job(
+    factory: JobFactory,
+    *,
+    on_progress: Callable[[Progress], None],
+    on_result: Callable[[Any], None],
+    on_error: Callable[[BaseException], None],
+    on_cancelled: Callable[[], None],
+    on_finished: Callable[[Job], None] | None = None,
+) -> Job:
+    """Start ``factory(token)`` as a job; every callback runs on the GUI thread.
+
+    Parameters
+    ----------
+    factory : callable
+        Takes a :class:`CancelToken`, returns the engine generator. It is called
+        on the worker thread, so it must not touch Qt objects either: build it
+        from parameters snapshotted on the GUI thread.
+    on_progress, on_result, on_error, on_cancelled : callable
+        Called with each progress event, the result, an exception other than
+        cancellation, or when the job was cancelled.
+    on_finished : callable, optional
+        Called last, whatever the outcome.
+    """
+    job = Job(token=CancelToken())
+
+    def finish(outcome: str, error: BaseException | None = None) -> None:
+        job.finished, job.outcome, job.error = True, outcome, error
+        if on_finished is not None:
+            on_finished(job)
+
+    if threads_disabled():
+        try:
+            generator = factory(job.token)
+            while True:
+                try:
+                    event = next(generator)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                on_progress(event)
+        except Cancelled:
+            on_cancelled()
+            finish("cancelled")
+            return job
+        except Exception as error:  # noqa: BLE001 - reported to the user
+            on_error(error)
+            finish("error", error)
+            return job
+        on_result(result)
+        finish("done")
+        return job
+
+    from napari.qt.threading import create_worker
+
+    def work():
+        return (yield from factory(job.token))
+
+    worker = create_worker(work, _start_thread=False, _progress=False)
+    job.worker = worker
+    state: dict[str, Any] = {"result": None, "returned": False, "error": None}
+
+    def returned(value):
+        state["returned"], state["result"] = True, value
+
+    def errored(error):
+        state["error"] = error
+
+    def finished():
+        if state["error"] is not None:
+            if isinstance(state["error"], Cancelled):
+                on_cancelled()
+                finish("cancelled")
+            else:
+                on_error(state["error"])
+                finish("error", state["error"])
+        elif job.token.cancelled or not state["returned"]:
+            on_cancelled()
+            finish("cancelled")
+        else:
+            on_result(state["result"])
+            finish("done")
+
+    worker.yielded.connect(lambda event: isinstance(event, Progress) and on_progress(event))
+    worker.returned.connect(returned)
+    worker.errored.connect(errored)
+    worker.finished.connect(finished)
+    worker.start()
+    return job
