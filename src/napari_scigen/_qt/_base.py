@@ -28,7 +28,9 @@ if TYPE_CHECKING:
 class LayerPicker(ComboBox):
     """A combo box listing the viewer's layers of one type, kept up to date."""
 
-    def __init__(self, viewer: napari.viewer.Viewer, layer_type: type, *, label: str, optional: bool = False):
+    def __init__(
+        self, viewer: napari.viewer.Viewer, layer_type: type, *, label: str, optional: bool = False
+    ):
         self._viewer = viewer
         self._layer_type = layer_type
         self._optional = optional
@@ -107,14 +109,18 @@ class EngineWidget(QWidget):
     def add_result_layers(self, spec: dict[str, Any], result: EngineResult) -> list:
         """Add ``result`` as new layers named ``"<source> <engine> <n>"``."""
         source = spec["source_layer"]
-        name = next_layer_name([layer.name for layer in self.viewer.layers], source.name, self.engine_name)
+        name = next_layer_name(
+            [layer.name for layer in self.viewer.layers], source.name, self.engine_name
+        )
         tuples = result_to_layer_tuples(
             result,
             name=name,
             scale=tuple(source.scale),
             translate=tuple(source.translate),
             source_metadata=dict(source.metadata),
-            contrast_limits=tuple(source.contrast_limits) if hasattr(source, "contrast_limits") else None,
+            contrast_limits=tuple(source.contrast_limits)
+            if hasattr(source, "contrast_limits")
+            else None,
         )
         added = []
         for data, kwargs, layer_type in tuples:
@@ -190,4 +196,3 @@ class EngineWidget(QWidget):
 def layer_data(layer) -> np.ndarray:
     """A layer's data as an array (lazy data is read once, on the GUI thread)."""
     return np.asarray(layer.data)
-

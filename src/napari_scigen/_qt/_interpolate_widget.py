@@ -20,8 +20,12 @@ class InterpolateWidget(EngineWidget):
 
     def build_form(self) -> None:
         self.image_picker = LayerPicker(self.viewer, napari.layers.Image, label="volume")
-        self.method = ComboBox(choices=["linear", "flow", "stylegan"], value="linear", label="method")
-        self.mode = ComboBox(choices=["missing slices", "upsample z"], value="missing slices", label="mode")
+        self.method = ComboBox(
+            choices=["linear", "flow", "stylegan"], value="linear", label="method"
+        )
+        self.mode = ComboBox(
+            choices=["missing slices", "upsample z"], value="missing slices", label="mode"
+        )
         self.missing = LineEdit(value="", label="missing slices", tooltip="e.g. 3, 7, 10-12")
         self.factor = SpinBox(value=2, min=2, max=16, label="z factor")
         self.form.extend([self.image_picker, self.method, self.mode, self.missing, self.factor])
@@ -39,8 +43,14 @@ class InterpolateWidget(EngineWidget):
             raise ValueError("choose a volume (3D image layer)")
         volume = layer_data(layer)
         if volume.ndim != 3:
-            raise ValueError(f"layer '{layer.name}' is {volume.ndim}D; slice interpolation needs a 3D volume")
-        spec: dict[str, Any] = {"source_layer": layer, "volume": volume, "method": self.method.value}
+            raise ValueError(
+                f"layer '{layer.name}' is {volume.ndim}D; slice interpolation needs a 3D volume"
+            )
+        spec: dict[str, Any] = {
+            "source_layer": layer,
+            "volume": volume,
+            "method": self.method.value,
+        }
         if self.mode.value == "missing slices":
             missing = parse_indices(self.missing.value, volume.shape[0])
             if not missing:
@@ -54,10 +64,14 @@ class InterpolateWidget(EngineWidget):
         if spec["method"] == "stylegan":
             from ..engines.stylegan.interpolate import run_interpolate_stylegan
 
-            return run_interpolate_stylegan(spec["volume"], missing=spec["missing"], factor=spec["factor"], cancel=cancel)
+            return run_interpolate_stylegan(
+                spec["volume"], missing=spec["missing"], factor=spec["factor"], cancel=cancel
+            )
         from ..engines.classical import InterpolateParams, run_interpolate
 
-        params = InterpolateParams(method=spec["method"], missing=spec["missing"], factor=spec["factor"])
+        params = InterpolateParams(
+            method=spec["method"], missing=spec["missing"], factor=spec["factor"]
+        )
         return run_interpolate(spec["volume"], params, cancel=cancel)
 
     def on_result(self, spec: dict[str, Any], result) -> None:

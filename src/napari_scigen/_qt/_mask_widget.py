@@ -41,7 +41,11 @@ class MaskWidget(QWidget):
                 self.create_button,
                 self.mask_picker,
                 self.radius,
-                Container(widgets=[self.grow_button, self.shrink_button], layout="horizontal", labels=False),
+                Container(
+                    widgets=[self.grow_button, self.shrink_button],
+                    layout="horizontal",
+                    labels=False,
+                ),
                 self.low,
                 self.high,
                 self.threshold_button,
@@ -58,7 +62,9 @@ class MaskWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
         self.create_button.clicked.connect(self.create_mask)
-        self.grow_button.clicked.connect(lambda: self._apply(lambda m: masks.grow_mask(m, self.radius.value), "grown"))
+        self.grow_button.clicked.connect(
+            lambda: self._apply(lambda m: masks.grow_mask(m, self.radius.value), "grown")
+        )
         self.shrink_button.clicked.connect(
             lambda: self._apply(lambda m: masks.shrink_mask(m, self.radius.value), "shrunk")
         )
@@ -92,7 +98,12 @@ class MaskWidget(QWidget):
         name = f"{image_layer.name} mask"
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
-            check_mask(np.asarray(layer.data), image_layer.data.shape, name=f"mask '{name}'", allow_empty=True)
+            check_mask(
+                np.asarray(layer.data),
+                image_layer.data.shape,
+                name=f"mask '{name}'",
+                allow_empty=True,
+            )
             return layer
         mask = np.zeros(image_layer.data.shape, dtype=np.uint8)
         layer = self.viewer.add_labels(
@@ -106,7 +117,9 @@ class MaskWidget(QWidget):
         try:
             image_layer = self._image_layer()
             if image_layer.rgb:
-                raise ValueError(f"'{image_layer.name}' is RGB; masks are for grayscale microCT layers")
+                raise ValueError(
+                    f"'{image_layer.name}' is RGB; masks are for grayscale microCT layers"
+                )
             layer = self._ensure_mask(image_layer)
         except ValueError as error:
             self._fail(error)
@@ -176,9 +189,13 @@ class MaskWidget(QWidget):
             if data.ndim != 3:
                 raise ValueError("copying a slice's mask needs a 3D mask")
             source = self.current_slice(layer)
-            new = masks.copy_slice_mask(data, source, int(self.copy_start.value), int(self.copy_stop.value))
+            new = masks.copy_slice_mask(
+                data, source, int(self.copy_start.value), int(self.copy_stop.value)
+            )
         except ValueError as error:
             self._fail(error)
             return
         layer.data = new
-        self._report(f"Copied slice {source}'s mask to slices {self.copy_start.value}..{self.copy_stop.value}.")
+        self._report(
+            f"Copied slice {source}'s mask to slices {self.copy_start.value}..{self.copy_stop.value}."
+        )

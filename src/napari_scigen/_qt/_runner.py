@@ -103,7 +103,8 @@ def start_job(
     def work():
         return (yield from factory(job.token))
 
-    worker = create_worker(work, _start_thread=False, _progress=False)
+    # errors are reported through on_error, so superqt must not re-raise them in the GUI loop
+    worker = create_worker(work, _start_thread=False, _progress=False, _ignore_errors=True)
     job.worker = worker
     state: dict[str, Any] = {"result": None, "returned": False, "error": None}
 

@@ -25,8 +25,12 @@ import numpy as np
 R = TypeVar("R")
 
 
-class Cancelled(RuntimeError):
-    """Raised inside an engine when its :class:`CancelToken` was set."""
+class Cancelled(Exception):
+    """Raised inside an engine when its :class:`CancelToken` was set.
+
+    Not a ``RuntimeError`` on purpose: superqt treats a ``RuntimeError`` from a worker as
+    a deleted Qt object and then never emits ``finished``.
+    """
 
 
 @dataclass(frozen=True)
@@ -109,4 +113,3 @@ def drain(
             return stop.value
         if on_progress is not None and isinstance(event, Progress):
             on_progress(event)
-
