@@ -22,7 +22,7 @@ class InpaintWidget(EngineWidget):
         self.image_picker = LayerPicker(self.viewer, napari.layers.Image, label="image")
         self.mask_picker = LayerPicker(self.viewer, napari.layers.Labels, label="mask")
         self.tile_size = SpinBox(value=256, min=32, max=4096, step=32, label="tile size")
-        self.context = SpinBox(value=16, min=1, max=256, label="context (px)")
+        self.context = SpinBox(value=16, min=2, max=256, label="context (px)")
         self.form.extend([self.image_picker, self.mask_picker, self.tile_size, self.context])
 
     def snapshot(self) -> dict[str, Any]:
