@@ -51,7 +51,7 @@ def missing_hub_model_message(model: str, what: str) -> str:
         f"{what} model {model!r} is not available offline: it is neither a local directory "
         f"nor in the Hugging Face cache ({hf_hub_cache()}).\n"
         f"On a machine with internet, pre-download it with:\n"
-        f"    huggingface-cli download {model}\n"
+        f"    hf download {model}      (older huggingface_hub: huggingface-cli download {model})\n"
         f"(or python -c \"from huggingface_hub import snapshot_download; snapshot_download('{model}')\"),\n"
         f"then copy the cache folder 'models--{model.replace('/', '--')}' into {hf_hub_cache()}, "
         f"or pass a local directory saved with save_pretrained() as the model path."
@@ -61,7 +61,7 @@ def missing_hub_model_message(model: str, what: str) -> str:
 class ModelCache:
     """A small thread-safe LRU cache of loaded models."""
 
-    def __init__(self, max_items: int = 2) -> None:
+    def __init__(self, max_items: int = 4) -> None:
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.max_items = max_items

@@ -1,0 +1,133 @@
+"""Held-out slice benchmark: scores only held-out slices, reports skipped/failed parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_scigen.core.models import ModelNotAvailableError
+from napari_scigen.core.progress import drain
+from napari_scigen.core.validation import InvalidInputError
+from napari_scigen.engines.classical import InterpolateParams, drop_every, run_interpolate
+from napari_scigen.metrics import validation
+from napari_scigen.metrics.pixel import psnr
+from napari_scigen.metrics.validation import run_validation, write_validation_report
+
+
+@pytest.fixture(autouse=True)
+def no_lpips_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("NAPARI_SCIGEN_WEIGHTS", str(tmp_path / "weights"))
+
+
+@pytest.fixture
+def volume():
+    """Blobs that drift along z, so interpolation is imperfect but sensible."""
+    z, y, x = np.indices((13, 48, 48))
+    blobs = np.zeros((13, 48, 48))
+    for cy, cx, r in ((14, 14, 7), (30, 34, 9), (36, 12, 5)):
+        blobs += ((y - cy - 0.4 * z) ** 2 + (x - cx) ** 2) <= r**2
+    noise = np.random.default_rng(0).normal(0, 600, blobs.shape)
+    return (26000 - 16000 * np.clip(blobs, 0, 1) + noise).clip(0, 65535).astype(np.uint16)
+
+
+def _row(result, method, metric):
+    (row,) = [
+        r for r in result.provenance["table"] if r["method"] == method and r["metric"] == metric
+    ]
+    return row
+
+
+def test_validation_scores_only_the_held_out_slices(volume):
+    result = drain(run_validation(volume, every=4, methods="linear,flow"))
+    held_out = drop_every(volume.shape[0], 4)
+    assert result.provenance["extra"]["held_out"] == list(held_out)
+    np.testing.assert_array_equal(result.data, volume[list(held_out)])
+    rebuilt = drain(run_interpolate(volume, InterpolateParams(method="linear", missing=held_out)))
+    expected = psnr(volume[list(held_out)], rebuilt.data[list(held_out)]).value
+    assert _row(result, "linear", "psnr")["value"] == pytest.approx(expected)
+    np.testing.assert_array_equal(result.images["linear rebuilt"], rebuilt.data[list(held_out)])
+    for method in ("linear", "flow"):
+        for metric in ("psnr", "ssim", "porosity", "surface"):
+            assert np.isfinite(_row(result, method, metric)["value"])
+
+
+def test_a_volume_linear_in_z_is_rebuilt_exactly_by_linear_interpolation():
+    ramp = np.linspace(1000, 20000, 9)[:, None, None] + np.zeros((9, 40, 40))
+    ramp[:, 10:30, 10:30] += 20000  # a bright square, so Otsu finds two phases
+    volume = ramp.astype(np.float32)
+    result = drain(run_validation(volume, every=2, methods="linear", metrics="psnr,ssim,porosity"))
+    assert _row(result, "linear", "psnr")["value"] == np.inf
+    assert _row(result, "linear", "ssim")["value"] == pytest.approx(1.0)
+    assert _row(result, "linear", "porosity")["value"] == pytest.approx(0.0)
+
+
+def test_lpips_without_weights_is_skipped_with_the_reason(volume):
+    result = drain(run_validation(volume, methods="linear", metrics="psnr,lpips"))
+    skipped = result.provenance["extra"]["skipped_metrics"]
+    assert "alexnet-owt-7be5be79.pth" in skipped["lpips"]
+    assert [r["metric"] for r in result.provenance["table"]] == ["psnr"]
+
+
+def test_a_method_that_cannot_run_fails_alone(volume, monkeypatch):
+    original = validation._method_generator
+
+    def fake(method, *args, **kwargs):
+        if method == "stylegan":
+            raise ModelNotAvailableError("embedded generator missing")
+        return original(method, *args, **kwargs)
+
+    monkeypatch.setattr(validation, "_method_generator", fake)
+    result = drain(run_validation(volume, methods="linear,stylegan", metrics="psnr"))
+    assert result.provenance["extra"]["failed_methods"] == {
+        "stylegan": "embedded generator missing"
+    }
+    assert "stylegan rebuilt" not in result.images
+    with pytest.raises(ModelNotAvailableError, match="embedded generator missing"):
+        drain(run_validation(volume, methods="stylegan", metrics="psnr"))
+
+
+def test_unknown_method_or_metric_is_rejected(volume):
+    with pytest.raises(InvalidInputError, match="unknown methods"):
+        drain(run_validation(volume, methods="cubic"))
+    with pytest.raises(InvalidInputError, match="unknown metrics"):
+        drain(run_validation(volume, metrics="fid"))
+
+
+def test_report_writes_csv_markdown_figure_and_json(volume, tmp_path):
+    result = drain(
+        run_validation(volume, every=4, methods="linear,flow", metrics="psnr,ssim,lpips,porosity")
+    )
+    paths = write_validation_report(result, tmp_path / "report")
+    assert set(paths) == {"csv", "markdown", "figure", "json"}
+    csv_lines = paths["csv"].read_text().splitlines()
+    assert csv_lines[0].startswith("method,metric,value")
+    assert len(csv_lines) == 1 + 2 * 3
+    markdown = paths["markdown"].read_text()
+    assert "## linear" in markdown and "## flow" in markdown
+    assert "1, 5, 9" in markdown
+    assert "miss scientific fidelity" in markdown
+    assert "lpips: LPIPS" in markdown  # skipped, with the reason
+    assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert '"held_out"' in paths["json"].read_text()
+
+
+def test_stylegan_method_runs_through_the_stylegan_engine():
+    pytest.importorskip("torch")
+    from stylegan_tiny import textured_volume, tiny_generator
+
+    volume = textured_volume(shape=(9, 16, 16), dtype=np.uint16)
+    result = drain(
+        run_validation(
+            volume,
+            every=4,
+            methods="linear,stylegan",
+            metrics="psnr,ssim,porosity",
+            device="cpu",
+            method_options={"stylegan": {"generator": tiny_generator(), "projection_steps": 3}},
+        )
+    )
+    assert result.provenance["extra"]["failed_methods"] == {}
+    assert result.images["stylegan rebuilt"].shape == (2, 16, 16)
+    assert np.isfinite(_row(result, "stylegan", "psnr")["value"])
+    assert _row(result, "linear", "psnr")["value"] != _row(result, "stylegan", "psnr")["value"]
