@@ -149,12 +149,17 @@ def run_measurement(path: Path, *, cold: bool, full_scan: bool, lazy: bool | Non
     command = [sys.executable, __file__, "--measure", str(path)]
     if lazy:
         command.append("--lazy")
+    elif lazy is False:
+        command.append("--eager")
     if full_scan:
         command.append("--full-scan")
     completed = subprocess.run(command, capture_output=True, text=True, check=True)
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     result["cache"] = "cold" if dropped else "warm"
-    result["read_call"] = "read_volume(path, lazy=True)" if lazy else "read_volume(path)"
+    result["read_call"] = {
+        True: "read_volume(path, lazy=True)",
+        False: "read_volume(path, lazy=False)",
+    }.get(lazy, "read_volume(path)")
     return result
 
 
@@ -253,10 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--full-scan", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--lazy", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--eager", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.measure:
-        print(json.dumps(measure(args.measure, args.full_scan, True if args.lazy else None)))
+        lazy = True if args.lazy else (False if args.eager else None)
+        print(json.dumps(measure(args.measure, args.full_scan, lazy)))
         return 0
     if args.write_compressed:
         result = write_compressed_in_subprocess(Path(args.write_compressed), args.depth)
@@ -286,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"writing {depth_c} slices deflate-compressed to {compressed} ...", flush=True)
             info = write_compressed(compressed, depth_c)
             variants.append(("deflate (tifffile)", compressed, info, True))
+        # baseline: what a plain reader does, loading the whole stack before showing a slice
+        variants.append(("uncompressed, eager load (baseline)", plain, written, False))
         for label, path, write_info, lazy in variants:
-            for cold in (True, False):
+            for cold in (True,) if lazy is False else (True, False):
                 scan = not args.no_full_scan and cold
                 result = run_measurement(path, cold=cold, full_scan=scan, lazy=lazy)
                 result.update(

@@ -24,6 +24,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def pytest_configure(config):
+    """Load triton (through torch._dynamo) before any test opens an OpenGL context.
+
+    triton links its own LLVM; loading it after Mesa's libLLVM (napari's canvas under
+    Xvfb) segfaults the process, e.g. a StyleGAN test (torch.optim imports triton) run
+    after a widget test. See napari_scigen._qt._llvm_guard.
+    """
+    try:
+        import torch._dynamo  # noqa: F401
+    except ImportError:
+        pass
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``gpu`` when no CUDA device is visible."""
     gpu_items = [item for item in items if "gpu" in item.keywords]

@@ -23,10 +23,27 @@ def volume_file(tmp_path):
     return path, data
 
 
-def test_interpolate_command_rebuilds_missing_slices_and_keeps_voxel_size(volume_file, tmp_path, capsys):
+def test_interpolate_command_rebuilds_missing_slices_and_keeps_voxel_size(
+    volume_file, tmp_path, capsys
+):
     path, data = volume_file
     out = tmp_path / "rebuilt.tif"
-    assert main(["interpolate", str(path), "--missing", "3,5-6", "--method", "linear", "-o", str(out), "-q"]) == 0
+    assert (
+        main(
+            [
+                "interpolate",
+                str(path),
+                "--missing",
+                "3,5-6",
+                "--method",
+                "linear",
+                "-o",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
     result = read_volume(out)
     kept = [z for z in range(10) if z not in (3, 5, 6)]
     assert np.array_equal(result.data[kept], data[kept])
@@ -45,7 +62,9 @@ def test_interpolate_factor_divides_z_voxel_size(volume_file, tmp_path):
     assert result.voxel_size[0] == pytest.approx(2.0)
 
 
-def test_inpaint_command_with_wrong_mask_shape_fails_cleanly_and_writes_nothing(volume_file, tmp_path, capsys):
+def test_inpaint_command_with_wrong_mask_shape_fails_cleanly_and_writes_nothing(
+    volume_file, tmp_path, capsys
+):
     path, _ = volume_file
     mask = tmp_path / "mask.tif"
     tifffile.imwrite(mask, np.ones((10, 32, 41), np.uint8))
@@ -70,7 +89,19 @@ def test_inpaint_command_fills_only_masked_pixels(volume_file, tmp_path):
 
 
 def test_missing_input_file_is_a_one_line_error(tmp_path, capsys):
-    assert main(["interpolate", str(tmp_path / "nope.tif"), "--factor", "2", "-o", str(tmp_path / "o.tif")]) == 2
+    assert (
+        main(
+            [
+                "interpolate",
+                str(tmp_path / "nope.tif"),
+                "--factor",
+                "2",
+                "-o",
+                str(tmp_path / "o.tif"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "nope.tif" in err and "Traceback" not in err
 
@@ -114,7 +145,13 @@ def test_demo_writes_metrics_figure_and_volumes(tmp_path, capsys):
     assert all(np.isfinite(float(row["value"])) for row in rows)
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["config"]["every"] == 4
-    for name in ("demo.png", "rebuilt_linear.tif", "rebuilt_flow.tif", "inpainted_region.tif", "rock.tif"):
+    for name in (
+        "demo.png",
+        "rebuilt_linear.tif",
+        "rebuilt_flow.tif",
+        "inpainted_region.tif",
+        "rock.tif",
+    ):
         assert (out / name).stat().st_size > 0
     assert "psnr" in capsys.readouterr().out
 

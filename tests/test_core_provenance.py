@@ -13,7 +13,9 @@ class _Params:
 
 
 def test_provenance_records_engine_params_seed_and_versions():
-    record = make_provenance("demo-engine", _Params(), model="some/model", seed=[1, 2], source={"shape": (2, 3)})
+    record = make_provenance(
+        "demo-engine", _Params(), model="some/model", seed=[1, 2], source={"shape": (2, 3)}
+    )
     assert record["engine"] == "demo-engine"
     assert record["params"] == {"steps": 5, "window": [0.5, 99.5]}
     assert record["model"] == "some/model"

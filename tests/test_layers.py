@@ -6,7 +6,9 @@ from napari_scigen.core.result import EngineResult
 
 def test_next_layer_name_counts_up_per_source_and_engine():
     assert next_layer_name([], "rock", "inpaint") == "rock inpaint 1"
-    assert next_layer_name(["rock inpaint 1", "rock inpaint 2"], "rock", "inpaint") == "rock inpaint 3"
+    assert (
+        next_layer_name(["rock inpaint 1", "rock inpaint 2"], "rock", "inpaint") == "rock inpaint 3"
+    )
 
 
 def test_result_layers_carry_scale_translate_and_provenance():
@@ -16,7 +18,11 @@ def test_result_layers_carry_scale_translate_and_provenance():
         labels={"mask": np.zeros((3, 4, 5), np.uint8)},
     )
     tuples = result_to_layer_tuples(
-        result, name="vol x 1", scale=(2.0, 0.5, 0.5), translate=(1.0, 0, 0), source_metadata={"voxel_unit": "um"}
+        result,
+        name="vol x 1",
+        scale=(2.0, 0.5, 0.5),
+        translate=(1.0, 0, 0),
+        source_metadata={"voxel_unit": "um"},
     )
     (data, kwargs, kind), (_, mask_kwargs, mask_kind) = tuples
     assert kind == "image" and mask_kind == "labels"

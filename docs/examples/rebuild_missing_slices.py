@@ -34,7 +34,9 @@ def main(path: str | None = None, shape=(32, 128, 128)) -> dict[str, dict[str, f
             "psnr": psnr(truth[missing], rebuilt.data[missing], data_range=data_range).value,
             "ssim": ssim(truth[missing], rebuilt.data[missing], data_range=data_range).value,
         }
-        print(f"{method:>7}: PSNR {scores[method]['psnr']:.2f} dB, SSIM {scores[method]['ssim']:.4f}")
+        print(
+            f"{method:>7}: PSNR {scores[method]['psnr']:.2f} dB, SSIM {scores[method]['ssim']:.4f}"
+        )
     return scores
 
 

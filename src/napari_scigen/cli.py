@@ -59,11 +59,19 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, InvalidInputError, ModelNotAvailableError, FileNotFoundError, Cancelled) as error:
+    except (
+        CliError,
+        InvalidInputError,
+        ModelNotAvailableError,
+        FileNotFoundError,
+        Cancelled,
+    ) as error:
         print(f"napari-scigen {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"napari-scigen {args.command}: interrupted; nothing more was written", file=sys.stderr)
+        print(
+            f"napari-scigen {args.command}: interrupted; nothing more was written", file=sys.stderr
+        )
         return 130
 
 

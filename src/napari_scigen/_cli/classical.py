@@ -17,8 +17,12 @@ def register(subparsers) -> None:
     )
     inpaint.add_argument("input", help="TIFF stack, ImageJ hyperstack or folder of TIFF slices")
     inpaint.add_argument("--mask", required=True, help="mask TIFF (non-zero = inpaint), same shape")
-    inpaint.add_argument("--tile-size", type=int, default=256, help="largest box solved at once (px)")
-    inpaint.add_argument("--context", type=int, default=16, help="known-pixel margin around masked regions")
+    inpaint.add_argument(
+        "--tile-size", type=int, default=256, help="largest box solved at once (px)"
+    )
+    inpaint.add_argument(
+        "--context", type=int, default=16, help="known-pixel margin around masked regions"
+    )
     add_output_arguments(inpaint)
     inpaint.set_defaults(func=run_inpaint_command)
 
@@ -33,7 +37,9 @@ def register(subparsers) -> None:
     group.add_argument("--missing", help="slice indices to synthesize, e.g. 10,11,12 or 10-12")
     group.add_argument("--factor", type=int, help="z upsampling factor (>= 2)")
     interpolate.add_argument("--method", choices=("linear", "flow", "stylegan"), default="linear")
-    interpolate.add_argument("--checkpoint", help="StyleGAN checkpoint (default: the embedded generator)")
+    interpolate.add_argument(
+        "--checkpoint", help="StyleGAN checkpoint (default: the embedded generator)"
+    )
     add_output_arguments(interpolate)
     interpolate.set_defaults(func=run_interpolate_command)
 
@@ -52,7 +58,13 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
     )
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
-    write_volume(target, result.data, voxel_size=volume.voxel_size, unit=volume.unit, provenance=result.provenance)
+    write_volume(
+        target,
+        result.data,
+        voxel_size=volume.voxel_size,
+        unit=volume.unit,
+        provenance=result.provenance,
+    )
     print(f"wrote {target} ({result.data.shape}, {result.data.dtype})")
     return 0
 
@@ -77,13 +89,24 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
         options["generator"] = args.checkpoint
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.interpolate_slices(
-        volume.data, missing=missing, factor=args.factor, method=args.method, on_progress=printer, **options
+        volume.data,
+        missing=missing,
+        factor=args.factor,
+        method=args.method,
+        on_progress=printer,
+        **options,
     )
     printer.close()
     voxel_size = list(volume.voxel_size)
     if args.factor:
         voxel_size[0] = voxel_size[0] / args.factor
     result.provenance["source"]["file"] = str(args.input)
-    write_volume(target, result.data, voxel_size=tuple(voxel_size), unit=volume.unit, provenance=result.provenance)
+    write_volume(
+        target,
+        result.data,
+        voxel_size=tuple(voxel_size),
+        unit=volume.unit,
+        provenance=result.provenance,
+    )
     print(f"wrote {target} ({result.data.shape}, {result.data.dtype})")
     return 0

@@ -30,7 +30,9 @@ def describe_installation() -> dict:
 
         info["devices"] = {
             "cuda": torch.cuda.is_available(),
-            "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+            "cuda_devices": [
+                torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
+            ],
             "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
         }
     except ImportError:
@@ -58,7 +60,10 @@ def describe_volume(path: str) -> dict:
         "voxel_size": list(volume.voxel_size),
         "unit": volume.unit,
         "lazy": volume.lazy,
-        "intensity_range" + (" (first slice)" if volume.lazy else ""): [float(sample.min()), float(sample.max())],
+        "intensity_range" + (" (first slice)" if volume.lazy else ""): [
+            float(sample.min()),
+            float(sample.max()),
+        ],
         "kind": volume.kind,
         "provenance": volume.provenance,
     }
@@ -71,5 +76,7 @@ def run_info_command(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, default=str))
     else:
         for key, value in info.items():
-            print(f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}")
+            print(
+                f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}"
+            )
     return 0

@@ -9,7 +9,9 @@ import numpy as np
 from ..core.result import EngineResult
 
 
-def layer_metadata(provenance: dict[str, Any], source_metadata: dict | None = None) -> dict[str, Any]:
+def layer_metadata(
+    provenance: dict[str, Any], source_metadata: dict | None = None
+) -> dict[str, Any]:
     """Metadata for a generated layer: the provenance plus the source's voxel unit."""
     metadata: dict[str, Any] = {"provenance": provenance}
     if source_metadata and "voxel_unit" in source_metadata:
@@ -67,9 +69,21 @@ def result_to_layer_tuples(
         main_kwargs["contrast_limits"] = contrast_limits
     tuples = [(result.data, main_kwargs, "image")]
     for key, image in result.images.items():
-        tuples.append((image, {"name": f"{name} {key}", "metadata": metadata, **geometry(image.ndim)}, "image"))
+        tuples.append(
+            (
+                image,
+                {"name": f"{name} {key}", "metadata": metadata, **geometry(image.ndim)},
+                "image",
+            )
+        )
     for key, labels in result.labels.items():
-        tuples.append((labels, {"name": f"{name} {key}", "metadata": metadata, **geometry(labels.ndim)}, "labels"))
+        tuples.append(
+            (
+                labels,
+                {"name": f"{name} {key}", "metadata": metadata, **geometry(labels.ndim)},
+                "labels",
+            )
+        )
     return tuples
 
 

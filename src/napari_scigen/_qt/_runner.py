@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.progress import Cancelled, CancelToken, Progress
+from ._llvm_guard import avoid_triton_llvm_clash
 
 #: Environment variable that makes jobs run synchronously.
 NOTHREADS_ENV = "NAPARI_SCIGEN_NOTHREADS"
@@ -69,6 +70,7 @@ def start_job(
     on_finished : callable, optional
         Called last, whatever the outcome.
     """
+    avoid_triton_llvm_clash()  # before any worker code can import torch.optim -> triton
     job = Job(token=CancelToken())
 
     def finish(outcome: str, error: BaseException | None = None) -> None:

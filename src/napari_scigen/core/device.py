@@ -61,7 +61,9 @@ def resolve_device(name: str = "auto") -> str:
                 )
         return request
     if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise DeviceUnavailableError("device 'mps' requested but Apple MPS is not available here; use 'cpu'")
+        raise DeviceUnavailableError(
+            "device 'mps' requested but Apple MPS is not available here; use 'cpu'"
+        )
     return "mps"
 
 

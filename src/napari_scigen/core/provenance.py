@@ -59,7 +59,11 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
-        return value.tolist() if value.size <= 64 else f"<array shape={value.shape} dtype={value.dtype}>"
+        return (
+            value.tolist()
+            if value.size <= 64
+            else f"<array shape={value.shape} dtype={value.dtype}>"
+        )
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)

@@ -40,7 +40,10 @@ class Window:
 
     def from_unit(self, unit: np.ndarray) -> np.ndarray:
         """Map ``[0, 1]`` values back to the original dtype (rounded and clipped for integers)."""
-        values = np.clip(np.asarray(unit, dtype=np.float64), 0.0, 1.0) * (self.high - self.low) + self.low
+        values = (
+            np.clip(np.asarray(unit, dtype=np.float64), 0.0, 1.0) * (self.high - self.low)
+            + self.low
+        )
         target = np.dtype(self.dtype)
         if np.issubdtype(target, np.integer):
             info = np.iinfo(target)
@@ -61,7 +64,9 @@ def dtype_window(dtype) -> Window:
     return Window(float(info.min), float(info.max), dtype.name, "dtype")
 
 
-def percentile_window(data: np.ndarray, low: float = 0.5, high: float = 99.5, *, sample: int = 2_000_000) -> Window:
+def percentile_window(
+    data: np.ndarray, low: float = 0.5, high: float = 99.5, *, sample: int = 2_000_000
+) -> Window:
     """A window between two percentiles of ``data`` (robust to hot/dead pixels).
 
     Parameters

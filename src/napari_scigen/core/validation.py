@@ -47,8 +47,12 @@ def check_image(data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) ->
         raise InvalidInputError(
             f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {array.shape}"
         )
-    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
-        raise InvalidInputError(f"{name} has unsupported dtype {array.dtype}; use uint8, uint16, int16 or float32")
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise InvalidInputError(
+            f"{name} has unsupported dtype {array.dtype}; use uint8, uint16, int16 or float32"
+        )
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(np.count_nonzero(~np.isfinite(array)))
         raise InvalidInputError(
@@ -57,7 +61,9 @@ def check_image(data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) ->
     return array
 
 
-def check_mask(mask, image_shape: tuple[int, ...], *, name: str = "mask", allow_empty: bool = False) -> np.ndarray:
+def check_mask(
+    mask, image_shape: tuple[int, ...], *, name: str = "mask", allow_empty: bool = False
+) -> np.ndarray:
     """Validate a mask against an image and return it as a boolean array.
 
     Parameters
@@ -93,5 +99,7 @@ def check_mask(mask, image_shape: tuple[int, ...], *, name: str = "mask", allow_
             )
     boolean = array != 0 if array.dtype != bool else array
     if not allow_empty and not boolean.any():
-        raise InvalidInputError(f"{name} is empty: paint the region to process (non-zero labels) first")
+        raise InvalidInputError(
+            f"{name} is empty: paint the region to process (non-zero labels) first"
+        )
     return boolean

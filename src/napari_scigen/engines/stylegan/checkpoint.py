@@ -1,0 +1,307 @@
+"""Saving and loading StyleGAN checkpoints without pickles.
+
+A training checkpoint is a directory ``<run_dir>/checkpoint-0001234/`` holding
+
+* ``networks.safetensors``: the weights and buffers of ``G.``, ``G_ema.`` and ``D.``;
+* ``train_state.pt``: optimizer states and RNG states, a plain dict of tensors and
+  numbers written with :func:`torch.save` and read back with ``weights_only=True``;
+* ``checkpoint.json``: the :class:`StyleGANConfig`, the intensity window, the
+  training parameters, the step, the seed, wall time, hardware and software
+  versions. It is written last, so a directory without it is incomplete.
+
+A directory is written under a temporary name and renamed when complete, so a
+checkpoint interrupted half-way never shadows the previous one.
+
+An exported generator (what ships as the embedded default) is a pair
+``name.safetensors`` (``G_ema`` only) + ``name.json`` (same metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .networks import Discriminator, Generator, StyleGANConfig
+
+#: Version tag of the checkpoint format, stored in every JSON file.
+FORMAT = "napari-scigen-stylegan/1"
+CHECKPOINT_PREFIX = "checkpoint-"
+NETWORKS_FILE = "networks.safetensors"
+TRAIN_STATE_FILE = "train_state.pt"
+METADATA_FILE = "checkpoint.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not match what was asked for."""
+
+
+def build_networks(config: StyleGANConfig, *, seed: int | None = None, discriminator: bool = True):
+    """Create ``(G, D)`` (``D`` is ``None`` unless asked) without touching the global RNG.
+
+    Parameters
+    ----------
+    config : StyleGANConfig
+        Architecture.
+    seed : int, optional
+        Seed of the weight initialisation (``None``: weights are overwritten
+        anyway, e.g. when loading, and 0 is used).
+    discriminator : bool
+        Also build the discriminator.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0 if seed is None else int(seed))
+        generator = Generator(config)
+        disc = Discriminator(config) if discriminator else None
+    return generator, disc
+
+
+def _state_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        f"{prefix}.{k}": v.detach().to("cpu").contiguous().clone()
+        for k, v in module.state_dict().items()
+    }
+
+
+def _split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    start = prefix + "."
+    return {k[len(start) :]: v for k, v in tensors.items() if k.startswith(start)}
+
+
+def checkpoint_name(step: int) -> str:
+    """Directory name of the checkpoint taken after ``step`` steps."""
+    return f"{CHECKPOINT_PREFIX}{int(step):07d}"
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    *,
+    step: int,
+    generator: Generator,
+    generator_ema: Generator,
+    discriminator: Discriminator,
+    metadata: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+    keep: int | None = 2,
+) -> Path:
+    """Write a complete training checkpoint into ``run_dir`` (atomically).
+
+    Parameters
+    ----------
+    run_dir : path
+        Training output directory.
+    step : int
+        Steps done; names the checkpoint directory.
+    generator, generator_ema, discriminator : torch.nn.Module
+        The three networks.
+    metadata : dict
+        JSON-serialisable description (config, window, params, seed, ...).
+    train_state : dict, optional
+        Optimizer and RNG states (tensors, numbers, lists, dicts only).
+    keep : int, optional
+        Keep only the newest ``keep`` checkpoints (``None`` keeps all).
+
+    Returns
+    -------
+    pathlib.Path
+        The checkpoint directory.
+    """
+    from safetensors.torch import save_file
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    final = run_dir / checkpoint_name(step)
+    tmp = run_dir / (final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    tensors = {}
+    tensors.update(_state_tensors("G", generator))
+    tensors.update(_state_tensors("G_ema", generator_ema))
+    tensors.update(_state_tensors("D", discriminator))
+    save_file(tensors, str(tmp / NETWORKS_FILE), metadata={"format": FORMAT})
+    if train_state is not None:
+        torch.save(train_state, tmp / TRAIN_STATE_FILE)
+    record = dict(metadata, format=FORMAT, step=int(step))
+    (tmp / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    if keep is not None and keep > 0:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``run_dir``, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [
+        p
+        for p in run_dir.iterdir()
+        if p.is_dir()
+        and p.name.startswith(CHECKPOINT_PREFIX)
+        and not p.name.endswith(".tmp")
+        and (p / METADATA_FILE).is_file()
+        and (p / NETWORKS_FILE).is_file()
+    ]
+    return sorted(found, key=lambda p: p.name)
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint directory in ``run_dir``, or ``None``."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """Read the JSON metadata of a checkpoint directory or an exported generator."""
+    path = Path(path)
+    json_path = path / METADATA_FILE if path.is_dir() else path.with_suffix(".json")
+    if not json_path.is_file():
+        raise CheckpointError(f"no StyleGAN metadata at {json_path}")
+    record = json.loads(json_path.read_text())
+    if record.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{json_path} is not a napari-scigen StyleGAN file (format {record.get('format')!r})"
+        )
+    return record
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, Any]:
+    """Load every part of a training checkpoint.
+
+    Parameters
+    ----------
+    path : path
+        A checkpoint directory, or a run directory (its newest checkpoint is used).
+    device : str
+        Torch device for the networks.
+
+    Returns
+    -------
+    dict
+        ``{"G", "G_ema", "D", "metadata", "train_state" (or None), "path"}``.
+    """
+    from safetensors.torch import load_file
+
+    path = _resolve_checkpoint_dir(path)
+    metadata = read_metadata(path)
+    config = StyleGANConfig.from_dict(metadata["config"])
+    tensors = load_file(str(path / NETWORKS_FILE), device="cpu")
+    generator, disc = build_networks(config)
+    generator_ema, _ = build_networks(config, discriminator=False)
+    generator.load_state_dict(_split_prefix(tensors, "G"), strict=True)
+    generator_ema.load_state_dict(_split_prefix(tensors, "G_ema"), strict=True)
+    disc.load_state_dict(_split_prefix(tensors, "D"), strict=True)
+    state_path = path / TRAIN_STATE_FILE
+    train_state = (
+        torch.load(state_path, map_location="cpu", weights_only=True)
+        if state_path.is_file()
+        else None
+    )
+    return {
+        "G": generator.to(device),
+        "G_ema": generator_ema.to(device).eval().requires_grad_(False),
+        "D": disc.to(device),
+        "metadata": metadata,
+        "train_state": train_state,
+        "path": path,
+    }
+
+
+def _resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"StyleGAN checkpoint {path} does not exist")
+    if path.is_dir() and not (path / METADATA_FILE).is_file():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(
+                f"{path} holds no complete StyleGAN checkpoint ({CHECKPOINT_PREFIX}*/ with {METADATA_FILE})"
+            )
+        return latest
+    return path
+
+
+def load_generator(
+    path_or_dir: str | os.PathLike, device: str = "cpu"
+) -> tuple[Generator, dict[str, Any]]:
+    """Load the EMA generator for inference.
+
+    Parameters
+    ----------
+    path_or_dir : path
+        An exported ``.safetensors`` file (with its ``.json`` beside it), a
+        checkpoint directory, or a training run directory (newest checkpoint).
+    device : str
+        Torch device.
+
+    Returns
+    -------
+    (Generator, dict)
+        The generator in eval mode without gradients, and its metadata
+        (``config``, ``window``, ``train_params``, ``step``, ...).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path_or_dir)
+    if path.is_file() or path.suffix == ".safetensors":
+        if not path.is_file():
+            raise FileNotFoundError(f"StyleGAN generator file {path} does not exist")
+        metadata = read_metadata(path)
+        tensors = load_file(str(path), device="cpu")
+        prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else None
+        state = _split_prefix(tensors, prefix) if prefix else tensors
+    else:
+        path = _resolve_checkpoint_dir(path)
+        metadata = read_metadata(path)
+        state = _split_prefix(load_file(str(path / NETWORKS_FILE), device="cpu"), "G_ema")
+    config = StyleGANConfig.from_dict(metadata["config"])
+    generator, _ = build_networks(config, discriminator=False)
+    generator.load_state_dict(state, strict=True)
+    return generator.to(device).eval().requires_grad_(False), metadata
+
+
+def export_generator(
+    checkpoint: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write the EMA generator of a checkpoint as ``out.safetensors`` + ``out.json``.
+
+    Parameters
+    ----------
+    checkpoint : path
+        Checkpoint or run directory.
+    out_path : path
+        Target ``.safetensors`` file; the JSON goes beside it with the same stem.
+    extra_metadata : dict, optional
+        Merged into the JSON (e.g. how the default generator was trained).
+
+    Returns
+    -------
+    pathlib.Path
+        The written ``.safetensors`` path.
+    """
+    from safetensors.torch import save_file
+
+    generator, metadata = load_generator(checkpoint, "cpu")
+    out_path = Path(out_path).with_suffix(".safetensors")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous().clone() for k, v in generator.state_dict().items()}
+    save_file(tensors, str(out_path), metadata={"format": FORMAT})
+    record = dict(metadata)
+    if extra_metadata:
+        record.update(extra_metadata)
+    record["format"] = FORMAT
+    out_path.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    os.chmod(out_path, 0o644)  # safetensors writes owner-only files; package data must be readable
+    return out_path

@@ -1,0 +1,551 @@
+"""Train a StyleGAN2 generator on the slices of one microCT volume.
+
+Recipe (Karras et al. 2020 and 2020b "Training GANs with limited data"):
+non-saturating logistic loss, lazy R1 regularisation on real images every
+``r1_interval`` steps, exponential moving average of the generator weights
+(``G_ema``, with a ramp-up), style mixing, Adam with ``beta1 = 0``. For small
+datasets real slices get random flips/90-degree rotations and both real and
+generated images get differentiable augmentation (:mod:`.augment`) before the
+discriminator. Path-length regularisation is not used (it mainly helps
+inversion smoothness at large scale and costs an extra backward pass).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from collections.abc import Generator as PyGenerator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
+from ...core.provenance import software_versions
+from ...core.stack import Window, percentile_window
+from ...core.validation import InvalidInputError, check_image
+
+#: Slicing planes by the axis they are perpendicular to.
+AXIS_NAMES = ("z", "y", "x")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """StyleGAN training parameters.
+
+    Parameters
+    ----------
+    steps : int
+        Optimisation steps (each sees ``batch_size`` real and fake images).
+    batch_size : int
+        Images per step.
+    lr : float
+        Adam learning rate of generator and discriminator.
+    r1_gamma : float, optional
+        R1 weight; ``None`` uses the StyleGAN2-ADA heuristic
+        ``0.0002 * resolution**2 / batch_size``.
+    r1_interval : int
+        Lazy regularisation interval (R1 is applied every this many steps).
+    ema_kimg : float, optional
+        Half-life of the generator EMA in thousands of images; ``None`` uses
+        ``batch_size * 10 / 32``.
+    ema_rampup : float, optional
+        EMA half-life is at most ``ema_rampup * images_seen`` early in training.
+    mixing_prob : float
+        Probability of style mixing per batch.
+    augment : bool
+        Random flips/rotations of real slices and differentiable augmentation
+        of discriminator inputs (recommended for single volumes).
+    crop : bool
+        Take random ``resolution``-sized crops of larger slices (``False``:
+        resize whole slices to ``resolution``).
+    axes : tuple of str
+        Slicing directions: ``("z",)`` (YX planes) or ``("z", "y", "x")`` for
+        isotropic volumes.
+    window_percentiles : tuple of float
+        Percentiles of the intensity window mapped to ``[-1, 1]``.
+    sample_every : int
+        Steps between preview grids of EMA samples.
+    checkpoint_every : int
+        Steps between checkpoints (one is also written at the end and on cancel).
+    keep_checkpoints : int
+        Newest checkpoints kept in the run directory.
+    preview_count : int
+        Samples in a preview grid (a square number looks best).
+    seed : int
+        Seed of initialisation, data order, latents, noise and augmentation.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+    """
+
+    steps: int = 10_000
+    batch_size: int = 16
+    lr: float = 0.0025
+    r1_gamma: float | None = None
+    r1_interval: int = 16
+    ema_kimg: float | None = None
+    ema_rampup: float | None = 0.05
+    mixing_prob: float = 0.9
+    augment: bool = True
+    crop: bool = True
+    axes: tuple[str, ...] = ("z",)
+    window_percentiles: tuple[float, float] = (0.5, 99.5)
+    sample_every: int = 200
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    preview_count: int = 16
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.r1_interval < 1 or self.sample_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("r1_interval, sample_every and checkpoint_every must be at least 1")
+        axes = tuple(self.axes)
+        if not axes or any(a not in AXIS_NAMES for a in axes) or len(set(axes)) != len(axes):
+            raise ValueError(f"axes must be distinct names from {AXIS_NAMES}, got {self.axes!r}")
+        object.__setattr__(self, "axes", axes)
+        object.__setattr__(
+            self, "window_percentiles", tuple(float(p) for p in self.window_percentiles)
+        )
+
+    def resolved_r1_gamma(self, resolution: int) -> float:
+        """The R1 weight actually used."""
+        if self.r1_gamma is not None:
+            return float(self.r1_gamma)
+        return 0.0002 * resolution**2 / self.batch_size
+
+    def resolved_ema_kimg(self) -> float:
+        """The EMA half-life (thousands of images) actually used."""
+        return float(self.ema_kimg) if self.ema_kimg is not None else self.batch_size * 10 / 32
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dictionary."""
+        values = asdict(self)
+        values["axes"] = list(self.axes)
+        values["window_percentiles"] = list(self.window_percentiles)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainParams:
+        """Inverse of :meth:`to_dict`."""
+        values = dict(values)
+        values["axes"] = tuple(values.get("axes", ("z",)))
+        values["window_percentiles"] = tuple(values.get("window_percentiles", (0.5, 99.5)))
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`run_train_stylegan` returns.
+
+    Attributes
+    ----------
+    checkpoint : pathlib.Path
+        The last checkpoint written.
+    step : int
+        Steps done in total (over all resumed runs).
+    history : dict of str to list of float
+        ``"step"``, ``"loss_G"``, ``"loss_D"``, ``"r1"`` of this run (``r1`` is
+        NaN on steps without regularisation).
+    preview : numpy.ndarray
+        A final grid of EMA samples in ``[0, 1]``.
+    metadata : dict
+        The metadata stored with the checkpoint.
+    """
+
+    checkpoint: Path
+    step: int
+    history: dict[str, list[float]] = field(default_factory=dict)
+    preview: np.ndarray | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss became NaN or infinite."""
+
+
+class SliceDataset:
+    """Random (cropped) slices of a windowed volume, as ``[-1, 1]`` float tensors.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        ``(Z, Y, X)`` volume on its own scale.
+    window : Window
+        Intensity window mapped to ``[-1, 1]``.
+    resolution : int
+        Output size.
+    axes : tuple of str
+        Slicing directions.
+    crop : bool
+        Random crops (``True``) or whole slices resized to ``resolution``.
+    """
+
+    def __init__(
+        self, volume: np.ndarray, window: Window, resolution: int, axes: tuple[str, ...], crop: bool
+    ) -> None:
+        import torch
+
+        self.volume = torch.from_numpy(window.to_unit(volume) * 2.0 - 1.0)
+        self.resolution = resolution
+        self.axes = tuple(axes)
+        self.crop = crop
+        shape = volume.shape
+        for axis in self.axes:
+            plane = [s for i, s in enumerate(shape) if i != AXIS_NAMES.index(axis)]
+            if crop and min(plane) < resolution:
+                raise InvalidInputError(
+                    f"slices perpendicular to {axis} are {plane[0]}x{plane[1]}, smaller than the "
+                    f"generator resolution {resolution}: choose a resolution <= {min(plane)} "
+                    "or use crop=False to resize whole slices"
+                )
+
+    def sample(self, batch: int, generator) -> Any:
+        """Draw ``batch`` slices ``(batch, 1, R, R)`` using ``generator`` (a CPU torch.Generator)."""
+        import torch
+        import torch.nn.functional as F
+
+        res = self.resolution
+        out = []
+        depth, height, width = self.volume.shape
+
+        def randint(high: int) -> int:
+            return int(torch.randint(0, max(1, high), (1,), generator=generator))
+
+        for _ in range(batch):
+            axis = self.axes[randint(len(self.axes))]
+            if axis == "z":
+                plane = self.volume[randint(depth)]
+            elif axis == "y":
+                plane = self.volume[:, randint(height), :]
+            else:
+                plane = self.volume[:, :, randint(width)]
+            if self.crop:
+                top = randint(plane.shape[0] - res + 1)
+                left = randint(plane.shape[1] - res + 1)
+                tile = plane[top : top + res, left : left + res]
+            else:
+                tile = F.interpolate(
+                    plane[None, None],
+                    size=(res, res),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )[0, 0]
+            out.append(tile)
+        return torch.stack(out).unsqueeze(1).contiguous()
+
+
+def preview_grid(images, columns: int | None = None) -> np.ndarray:
+    """Tile ``(N, 1, H, W)`` images in ``[-1, 1]`` into one ``[0, 1]`` float32 grid."""
+    array = images.detach().float().cpu().numpy()[:, 0]
+    count, height, width = array.shape
+    columns = columns or max(1, int(math.ceil(math.sqrt(count))))
+    rows = int(math.ceil(count / columns))
+    grid = np.zeros((rows * height, columns * width), np.float32)
+    for i, image in enumerate(array):
+        r, c = divmod(i, columns)
+        grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = image
+    return np.clip((grid + 1.0) / 2.0, 0.0, 1.0)
+
+
+def hardware_description(device: str) -> dict[str, Any]:
+    """Where training ran: CPU model/cores/threads or the GPU name."""
+    import torch
+
+    info: dict[str, Any] = {
+        "device": device,
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    model = cpu_model()
+    if model:
+        info["cpu_model"] = model
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def cpu_model() -> str | None:
+    """The CPU model name from ``/proc/cpuinfo`` (Linux), else ``None``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def run_train_stylegan(
+    volume,
+    params: TrainParams,
+    config=None,
+    *,
+    out_dir: str | os.PathLike,
+    resume: bool = True,
+    cancel: CancelToken | None = None,
+) -> PyGenerator[Progress, None, TrainResult]:
+    """Train (or continue training) a StyleGAN2 on the slices of ``volume``.
+
+    Parameters
+    ----------
+    volume : array-like
+        ``(Z, Y, X)`` grayscale volume (uint8, uint16, int16 or float32).
+    params : TrainParams
+        Training parameters.
+    config : StyleGANConfig, optional
+        Architecture (default ``StyleGANConfig()``). When resuming it must match
+        the checkpoint's.
+    out_dir : path
+        Run directory for checkpoints (created if needed).
+    resume : bool
+        Continue from the newest checkpoint in ``out_dir`` when there is one
+        (weights, EMA, optimizer and RNG states, step counter, window).
+    cancel : CancelToken, optional
+        Checked every step; on cancel a checkpoint is written and
+        :class:`~napari_scigen.core.progress.Cancelled` is raised.
+
+    Yields
+    ------
+    Progress
+        One event per step; ``preview`` holds a grid of EMA samples in
+        ``[0, 1]`` every ``params.sample_every`` steps and at the end.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingDivergedError
+        If a loss becomes NaN/infinite (the last checkpoint is kept).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ...core.device import resolve_device
+    from .augment import diff_augment, random_dihedral
+    from .checkpoint import build_networks, latest_checkpoint, load_checkpoint, save_checkpoint
+    from .networks import StyleGANConfig
+
+    array = check_image(volume, name="training volume", ndim=(3,))
+    config = config or StyleGANConfig()
+    device = resolve_device(params.device)
+    out_dir = Path(out_dir)
+
+    checkpoint_path = latest_checkpoint(out_dir) if resume else None
+    if checkpoint_path is not None:
+        loaded = load_checkpoint(checkpoint_path, device)
+        meta = loaded["metadata"]
+        saved_config = StyleGANConfig.from_dict(meta["config"])
+        if saved_config != config:
+            raise InvalidInputError(
+                f"the checkpoint in {checkpoint_path} was trained with {saved_config}, not {config}; "
+                "pass the same config to resume, resume=False to start over, or another out_dir"
+            )
+        window = Window(**meta["window"])
+        G, G_ema, D = loaded["G"], loaded["G_ema"], loaded["D"]
+        state = loaded["train_state"] or {}
+        start_step = int(meta["step"])
+        images_seen = int(
+            meta.get("training", {}).get("images_seen", start_step * params.batch_size)
+        )
+        wall_before = float(meta.get("training", {}).get("wall_seconds", 0.0))
+        seed = int(meta.get("seed", params.seed))
+    else:
+        window = percentile_window(array, *params.window_percentiles)
+        G, D = build_networks(config, seed=params.seed)
+        G_ema, _ = build_networks(config, seed=params.seed, discriminator=False)
+        G_ema.load_state_dict(G.state_dict())
+        G, D, G_ema = G.to(device), D.to(device), G_ema.to(device)
+        state, start_step, images_seen, wall_before, seed = {}, 0, 0, 0.0, params.seed
+
+    dataset = SliceDataset(array, window, config.resolution, params.axes, params.crop)
+    G.train().requires_grad_(False)
+    D.train().requires_grad_(False)
+    G_ema.eval().requires_grad_(False)
+
+    r1_gamma = params.resolved_r1_gamma(config.resolution)
+    ratio = params.r1_interval / (params.r1_interval + 1)
+    opt_G = torch.optim.Adam(G.parameters(), lr=params.lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_D = torch.optim.Adam(
+        D.parameters(), lr=params.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8
+    )
+    data_gen = torch.Generator(device="cpu").manual_seed(seed)
+    dev_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    if state:
+        opt_G.load_state_dict(state["opt_G"])
+        opt_D.load_state_dict(state["opt_D"])
+        data_gen.set_state(state["rng_data"])
+        dev_gen.set_state(state["rng_device"])
+        for group in opt_G.param_groups:  # a resumed run may be given another lr
+            group["lr"] = params.lr
+        for group in opt_D.param_groups:
+            group["lr"] = params.lr * ratio
+    preview_z = torch.randn(
+        params.preview_count, config.z_dim, generator=torch.Generator().manual_seed(seed + 2)
+    ).to(device)
+
+    def make_preview():
+        with torch.no_grad():
+            ws = G_ema.mapping(preview_z)
+            return preview_grid(G_ema.synthesis(ws, noise_mode="const"))
+
+    def metadata(step: int) -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "window": window.as_dict(),
+            "train_params": params.to_dict(),
+            "resolved": {"r1_gamma": r1_gamma, "ema_kimg": params.resolved_ema_kimg()},
+            "seed": seed,
+            "step": step,
+            "source": {"shape": list(array.shape), "dtype": array.dtype.name},
+            "training": {
+                "images_seen": images_seen,
+                "wall_seconds": wall_before + (time.perf_counter() - started),
+                "hardware": hardware_description(device),
+            },
+            "software": software_versions(),
+        }
+
+    def checkpoint(step: int) -> Path:
+        train_state = {
+            "opt_G": opt_G.state_dict(),
+            "opt_D": opt_D.state_dict(),
+            "rng_data": data_gen.get_state(),
+            "rng_device": dev_gen.get_state(),
+        }
+        return save_checkpoint(
+            out_dir,
+            step=step,
+            generator=G,
+            generator_ema=G_ema,
+            discriminator=D,
+            metadata=metadata(step),
+            train_state=train_state,
+            keep=params.keep_checkpoints,
+        )
+
+    def sample_ws(batch: int):
+        z = torch.randn(batch, config.z_dim, generator=dev_gen, device=device)
+        ws = G.mapping(z, update_w_avg_beta=0.995)
+        if params.mixing_prob > 0:
+            mix = torch.rand([], generator=dev_gen, device=device).item() < params.mixing_prob
+            if mix:
+                cutoff = int(
+                    torch.randint(1, G.num_ws, (), generator=dev_gen, device=device).item()
+                )
+                z2 = torch.randn(batch, config.z_dim, generator=dev_gen, device=device)
+                ws = torch.cat([ws[:, :cutoff], G.mapping(z2)[:, cutoff:]], dim=1)
+        return ws
+
+    def disc(images):
+        if params.augment:
+            images = diff_augment(images, generator=dev_gen)
+        return D(images)
+
+    started = time.perf_counter()
+    history: dict[str, list[float]] = {"step": [], "loss_G": [], "loss_D": [], "r1": []}
+    total = params.steps
+    last_path = checkpoint_path
+    step = start_step
+    ema_nimg_max = params.resolved_ema_kimg() * 1000.0
+    if step >= total:
+        preview = make_preview()
+        yield Progress(total, total, f"already trained for {step} steps", preview)
+        return TrainResult(Path(last_path), step, history, preview, metadata(step))
+
+    try:
+        while step < total:
+            check_cancelled(cancel)
+            batch = params.batch_size
+            real = dataset.sample(batch, data_gen).to(device)
+            if params.augment:
+                real = random_dihedral(real, generator=data_gen)
+
+            # Generator step: non-saturating logistic loss.
+            G.requires_grad_(True)
+            fake = G.synthesis(sample_ws(batch), generator=dev_gen)
+            loss_G = F.softplus(-disc(fake)).mean()
+            opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            opt_G.step()
+            G.requires_grad_(False)
+
+            # Discriminator step (+ lazy R1 on real images).
+            D.requires_grad_(True)
+            do_r1 = r1_gamma > 0 and step % params.r1_interval == 0
+            real_in = real.detach().requires_grad_(do_r1)
+            real_logits = disc(real_in)
+            loss_D = F.softplus(disc(fake.detach())).mean() + F.softplus(-real_logits).mean()
+            total_D = loss_D
+            r1_value = float("nan")
+            if do_r1:
+                (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
+                penalty = grad.square().sum(dim=(1, 2, 3)).mean()
+                total_D = loss_D + penalty * (r1_gamma / 2) * params.r1_interval
+                r1_value = float(penalty.detach())
+            opt_D.zero_grad(set_to_none=True)
+            total_D.backward()
+            opt_D.step()
+            D.requires_grad_(False)
+
+            value_G, value_D = float(loss_G.detach()), float(loss_D.detach())
+            if not (
+                math.isfinite(value_G)
+                and math.isfinite(value_D)
+                and (not do_r1 or math.isfinite(r1_value))
+            ):
+                raise TrainingDivergedError(
+                    f"StyleGAN training diverged at step {step + 1}: loss_G={value_G}, loss_D={value_D}, "
+                    f"R1={r1_value}. Lower lr (now {params.lr}) or raise r1_gamma (now {r1_gamma}); "
+                    f"the last good checkpoint is {last_path}"
+                )
+
+            # EMA of generator weights with ramp-up.
+            images_seen += batch
+            ema_nimg = ema_nimg_max
+            if params.ema_rampup is not None:
+                ema_nimg = min(ema_nimg, images_seen * params.ema_rampup)
+            beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+            with torch.no_grad():
+                for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+                    p_ema.copy_(p.lerp(p_ema, beta))
+                for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+                    b_ema.copy_(b)
+
+            step += 1
+            history["step"].append(step)
+            history["loss_G"].append(value_G)
+            history["loss_D"].append(value_D)
+            history["r1"].append(r1_value)
+            preview = make_preview() if (step % params.sample_every == 0 or step == total) else None
+            if step % params.checkpoint_every == 0 and step < total:
+                last_path = checkpoint(step)
+            yield Progress(
+                step, total, f"step {step}/{total}  G {value_G:.3f}  D {value_D:.3f}", preview
+            )
+    except (Cancelled, GeneratorExit, KeyboardInterrupt):
+        # Cancelled by token, Ctrl-C, or the consumer closed the generator: keep the work done.
+        if step > start_step:
+            checkpoint(step)
+        raise
+    last_path = checkpoint(step)
+    preview = make_preview()
+    return TrainResult(last_path, step, history, preview, metadata(step))
+
+
+def with_steps(params: TrainParams, steps: int) -> TrainParams:
+    """A copy of ``params`` with another step count (e.g. to extend a finished run)."""
+    return replace(params, steps=int(steps))

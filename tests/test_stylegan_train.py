@@ -1,0 +1,240 @@
+"""StyleGAN training: finite losses, exact checkpoints, resume, cancel, divergence, safety."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_scigen.core.progress import Cancelled, CancelToken, drain  # noqa: E402
+from napari_scigen.core.validation import InvalidInputError  # noqa: E402
+from napari_scigen.engines.stylegan.checkpoint import (  # noqa: E402
+    export_generator,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_generator,
+)
+from napari_scigen.engines.stylegan.train import (  # noqa: E402
+    TrainingDivergedError,
+    TrainParams,
+    run_train_stylegan,
+)
+from stylegan_tiny import textured_volume, tiny_config, tiny_params  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def _assert_state_dicts_equal(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_training_runs_with_finite_losses_previews_and_final_checkpoint(tmp_path):
+    volume = textured_volume()
+    events = []
+    gen = run_train_stylegan(volume, tiny_params(), tiny_config(), out_dir=tmp_path)
+    result = drain(gen, on_progress=events.append)
+    assert [e.step for e in events] == [1, 2, 3, 4]
+    assert all(math.isfinite(v) for v in result.history["loss_G"] + result.history["loss_D"])
+    previews = [e.preview for e in events if e.preview is not None]
+    assert len(previews) == 2  # sample_every=2
+    assert previews[0].shape == (64, 64) and previews[0].dtype == np.float32  # 4x4 grid of 16px
+    assert 0.0 <= previews[0].min() and previews[0].max() <= 1.0
+    assert result.step == 4 and result.checkpoint == latest_checkpoint(tmp_path)
+    meta = json.loads((result.checkpoint / "checkpoint.json").read_text())
+    assert meta["step"] == 4 and meta["config"]["resolution"] == 16
+    assert meta["window"]["dtype"] == "uint16" and meta["window"]["low"] < meta["window"]["high"]
+    assert meta["training"]["images_seen"] == 16
+    assert "torch" in meta["software"]
+
+
+def test_training_never_modifies_the_input_volume(tmp_path):
+    volume = textured_volume()
+    before = volume.copy()
+    drain(run_train_stylegan(volume, tiny_params(steps=1), tiny_config(), out_dir=tmp_path))
+    assert np.array_equal(volume, before)
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    result = drain(
+        run_train_stylegan(textured_volume(), tiny_params(steps=2), tiny_config(), out_dir=tmp_path)
+    )
+    first = load_checkpoint(result.checkpoint)
+    second = load_checkpoint(result.checkpoint)
+    for name in ("G", "G_ema", "D"):
+        _assert_state_dicts_equal(first[name].state_dict(), second[name].state_dict())
+    generator, meta = load_generator(tmp_path)
+    _assert_state_dicts_equal(generator.state_dict(), first["G_ema"].state_dict())
+    z = torch.randn(3, generator.config.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(generator(z, noise_mode="const"), first["G_ema"](z, noise_mode="const"))
+    assert meta["step"] == 2
+
+    exported = export_generator(result.checkpoint, tmp_path / "export" / "g.safetensors")
+    assert exported.with_suffix(".json").is_file()
+    reloaded, exported_meta = load_generator(exported)
+    _assert_state_dicts_equal(reloaded.state_dict(), generator.state_dict())
+    assert exported_meta["config"] == meta["config"] and exported_meta["window"] == meta["window"]
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path):
+    volume = textured_volume()
+    straight = drain(
+        run_train_stylegan(volume, tiny_params(steps=4), tiny_config(), out_dir=tmp_path / "a")
+    )
+    drain(run_train_stylegan(volume, tiny_params(steps=2), tiny_config(), out_dir=tmp_path / "b"))
+    resumed = drain(
+        run_train_stylegan(volume, tiny_params(steps=4), tiny_config(), out_dir=tmp_path / "b")
+    )
+    assert resumed.history["step"] == [3, 4]  # continued from the saved step
+    assert resumed.history["loss_G"] == straight.history["loss_G"][2:]
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for name in ("G", "G_ema", "D"):
+        _assert_state_dicts_equal(a[name].state_dict(), b[name].state_dict())
+
+
+def test_resume_false_starts_over_and_keeps_only_newest_checkpoints(tmp_path):
+    volume = textured_volume()
+    drain(run_train_stylegan(volume, tiny_params(steps=2), tiny_config(), out_dir=tmp_path))
+    again = drain(
+        run_train_stylegan(
+            volume, tiny_params(steps=6), tiny_config(), out_dir=tmp_path, resume=False
+        )
+    )
+    assert again.history["step"][0] == 1
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "checkpoint-0000004",
+        "checkpoint-0000006",
+    ]
+
+
+def test_resume_with_another_architecture_is_refused(tmp_path):
+    import dataclasses
+
+    volume = textured_volume()
+    drain(run_train_stylegan(volume, tiny_params(steps=1), tiny_config(), out_dir=tmp_path))
+    other = dataclasses.replace(tiny_config(), channel_max=8)
+    with pytest.raises(InvalidInputError, match="resume=False"):
+        drain(run_train_stylegan(volume, tiny_params(steps=2), other, out_dir=tmp_path))
+
+
+def test_cancel_raises_and_keeps_progress(tmp_path):
+    volume = textured_volume()
+    cancel = CancelToken()
+    seen = []
+
+    def on_progress(event):
+        seen.append(event.step)
+        if event.step == 3:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        drain(
+            run_train_stylegan(
+                volume, tiny_params(steps=50), tiny_config(), out_dir=tmp_path, cancel=cancel
+            ),
+            on_progress=on_progress,
+        )
+    assert seen == [1, 2, 3]
+    assert latest_checkpoint(tmp_path).name == "checkpoint-0000003"
+    resumed = drain(
+        run_train_stylegan(volume, tiny_params(steps=4), tiny_config(), out_dir=tmp_path)
+    )
+    assert resumed.history["step"] == [4]
+
+
+def test_exploding_learning_rate_raises_a_clear_divergence_error(tmp_path):
+    params = tiny_params(steps=30, lr=1e25, augment=False)
+    with pytest.raises(TrainingDivergedError, match="diverged at step"):
+        drain(run_train_stylegan(textured_volume(), params, tiny_config(), out_dir=tmp_path))
+
+
+def test_slices_smaller_than_the_resolution_are_rejected_unless_resized(tmp_path):
+    small = textured_volume(shape=(3, 12, 20))
+    with pytest.raises(InvalidInputError, match="smaller than the generator resolution"):
+        drain(
+            run_train_stylegan(small, tiny_params(steps=1), tiny_config(), out_dir=tmp_path / "a")
+        )
+    result = drain(
+        run_train_stylegan(
+            small, tiny_params(steps=1, crop=False), tiny_config(), out_dir=tmp_path / "b"
+        )
+    )
+    assert result.step == 1
+
+
+def test_isotropic_training_samples_all_three_slicing_directions(tmp_path):
+    volume = textured_volume(shape=(16, 16, 16), dtype=np.uint8)
+    result = drain(
+        run_train_stylegan(
+            volume, tiny_params(steps=1, axes=("z", "y", "x")), tiny_config(), out_dir=tmp_path
+        )
+    )
+    assert result.metadata["train_params"]["axes"] == ["z", "y", "x"]
+
+
+def test_train_params_validate_axes_and_counts():
+    with pytest.raises(ValueError, match="axes"):
+        TrainParams(axes=("q",))
+    with pytest.raises(ValueError, match="steps"):
+        TrainParams(steps=0)
+    assert TrainParams(batch_size=16).resolved_r1_gamma(64) == pytest.approx(0.0002 * 64**2 / 16)
+
+
+def test_checkpoints_load_only_with_weights_only(tmp_path, monkeypatch):
+    result = drain(
+        run_train_stylegan(textured_volume(), tiny_params(steps=1), tiny_config(), out_dir=tmp_path)
+    )
+    calls = []
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    loaded = load_checkpoint(result.checkpoint)
+    assert calls == [True]
+    assert set(loaded["train_state"]) == {"opt_G", "opt_D", "rng_data", "rng_device"}
+
+
+def test_closing_the_generator_keeps_a_checkpoint(tmp_path):
+    gen = run_train_stylegan(
+        textured_volume(), tiny_params(steps=50), tiny_config(), out_dir=tmp_path
+    )
+    for event in gen:
+        if event.step == 2:
+            break
+    gen.close()  # what a GUI worker does when it quits
+    assert latest_checkpoint(tmp_path).name == "checkpoint-0000002"
+
+
+@pytest.mark.gpu
+def test_training_resume_and_interpolation_run_on_cuda(tmp_path):
+    from napari_scigen.engines.stylegan.interpolate import run_interpolate_stylegan
+
+    volume = textured_volume()
+    drain(
+        run_train_stylegan(
+            volume, tiny_params(steps=2, device="cuda"), tiny_config(), out_dir=tmp_path
+        )
+    )
+    resumed = drain(
+        run_train_stylegan(
+            volume, tiny_params(steps=3, device="cuda"), tiny_config(), out_dir=tmp_path
+        )
+    )
+    assert resumed.history["step"] == [3]
+    generator, _ = load_generator(tmp_path, "cuda")
+    result = drain(
+        run_interpolate_stylegan(
+            volume, missing=[2], generator=generator, projection_steps=3, device="cuda"
+        )
+    )
+    assert np.array_equal(result.data[[0, 1, 3, 4, 5]], volume[[0, 1, 3, 4, 5]])
