@@ -172,3 +172,44 @@ def test_scripted_example_from_docs_runs_and_scores_both_methods():
     scores = module.main(shape=(16, 96, 96))
     assert set(scores) == {"linear", "flow"}
     assert all(20 < s["psnr"] < 80 and 0 < s["ssim"] <= 1 for s in scores.values())
+
+
+def test_demo_runs_stylegan_on_the_embedded_generator_with_the_given_steps(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "demo"
+    args = ["demo", "-o", str(out), "--shape", "9,64,64", "--methods", "linear,stylegan"]
+    assert main([*args, "--stylegan-steps", "2", "-q"]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    stylegan_rows = [
+        r for r in rows if r["task"] == "held-out slices" and r["method"] == "stylegan"
+    ]
+    assert {r["metric"] for r in stylegan_rows} >= {"psnr", "ssim"}
+    assert all(np.isfinite(float(r["value"])) for r in stylegan_rows)
+    provenance = read_volume(out / "rebuilt_stylegan.tif").provenance
+    assert provenance["engine"] == "interpolate-stylegan"
+    assert provenance["params"]["projection_steps"] == 2
+
+
+def test_demo_rejects_zero_stylegan_steps(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "d"), "--stylegan-steps", "0"]) == 2
+    assert "--stylegan-steps" in capsys.readouterr().err
+
+
+def test_progress_printer_logs_every_tenth_when_not_a_terminal():
+    import io
+
+    from napari_scigen._cli.common import ProgressPrinter
+    from napari_scigen.core.progress import Progress
+
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream=stream, interval=1e9)
+    for step in range(1, 101):
+        printer(Progress(step, 100, f"step {step}"))
+    printer(Progress(1, 50, "second stage"))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[1/100] step 1" and "[100/100] step 100" in lines
+    assert 10 <= len(lines) <= 13  # about one line per tenth, not one per event
+    assert lines[-1] == "[1/50] second stage"
+    quiet = io.StringIO()
+    ProgressPrinter(quiet=True, stream=quiet)(Progress(1, 2, "x"))
+    assert quiet.getvalue() == ""

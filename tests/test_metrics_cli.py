@@ -148,8 +148,30 @@ def test_validate_writes_the_report_for_linear_and_flow(tmp_path, capsys):
     printed = capsys.readouterr()
     assert "linear" in printed.out and "flow" in printed.out
     assert "skipped lpips" in printed.err
+    assert "gmsd" in printed.out
     for name in ("validation.csv", "validation.md", "validation.png", "validation.json"):
         assert (out / name).is_file()
     assert main(args) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_validate_passes_stylegan_steps_to_the_engine(tmp_path, monkeypatch):
+    from napari_scigen.metrics import validation
+
+    seen = {}
+
+    def fake_method_generator(method, volume, missing, options, cancel, device):
+        seen[method] = options
+        from napari_scigen.engines.classical import InterpolateParams, run_interpolate
+
+        return run_interpolate(volume, InterpolateParams(method="linear", missing=missing))
+
+    monkeypatch.setattr(validation, "_method_generator", fake_method_generator)
+    volume = np.random.default_rng(0).integers(0, 255, (9, 32, 32), dtype=np.uint8)
+    source = tmp_path / "volume.tif"
+    tifffile.imwrite(source, volume, photometric="minisblack")
+    args = ["validate", str(source), "--methods", "stylegan", "--metrics", "psnr", "-q"]
+    assert main([*args, "--stylegan-steps", "7", "-o", str(tmp_path / "r")]) == 0
+    assert seen["stylegan"] == {"projection_steps": 7}
+    assert main([*args, "--stylegan-steps", "0", "-o", str(tmp_path / "r2")]) == 2

@@ -51,6 +51,17 @@ def test_evaluate_reports_ssim_psnr_rows_and_the_ssim_map(pair):
     assert events[-1].step == events[-1].total
 
 
+def test_evaluate_reports_gmsd_over_the_whole_image_even_with_a_mask(pair):
+    from napari_scigen.metrics.gradient import gmsd
+
+    reference, generated, mask = pair
+    result = drain(run_evaluate(reference, generated, metrics="gmsd", mask=mask))
+    (row,) = _rows(result, "gmsd")
+    assert row["region"] == "all"
+    assert row["value"] == pytest.approx(gmsd(reference, generated).value)
+    assert row["value"] > 0
+
+
 def test_evaluate_with_mask_reports_inside_and_outside(pair):
     reference, generated, mask = pair
     result = drain(run_evaluate(reference, generated, mask=mask))

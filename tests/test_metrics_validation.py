@@ -44,12 +44,26 @@ def test_validation_scores_only_the_held_out_slices(volume):
     assert result.provenance["extra"]["held_out"] == list(held_out)
     np.testing.assert_array_equal(result.data, volume[list(held_out)])
     rebuilt = drain(run_interpolate(volume, InterpolateParams(method="linear", missing=held_out)))
-    expected = psnr(volume[list(held_out)], rebuilt.data[list(held_out)]).value
+    window = result.provenance["extra"]["window"]
+    expected = psnr(volume[list(held_out)], rebuilt.data[list(held_out)], data_range=window).value
     assert _row(result, "linear", "psnr")["value"] == pytest.approx(expected)
     np.testing.assert_array_equal(result.images["linear rebuilt"], rebuilt.data[list(held_out)])
     for method in ("linear", "flow"):
         for metric in ("psnr", "ssim", "porosity", "surface"):
             assert np.isfinite(_row(result, method, metric)["value"])
+
+
+def test_default_data_range_is_the_volume_percentile_window_not_the_dtype_span(volume):
+    from napari_scigen.core.stack import percentile_window
+
+    result = drain(run_validation(volume, methods="linear", metrics="psnr"))
+    expected = percentile_window(volume, 0.5, 99.5)
+    low, high = result.provenance["extra"]["window"]
+    assert (low, high) == pytest.approx((expected.low, expected.high))
+    assert high - low < 0.5 * 65535  # the dtype span would flatter the scores
+    fixed = drain(run_validation(volume, methods="linear", metrics="psnr", data_range=65535))
+    assert fixed.provenance["extra"]["window"] is None
+    assert _row(fixed, "linear", "psnr")["value"] > _row(result, "linear", "psnr")["value"]
 
 
 def test_a_volume_linear_in_z_is_rebuilt_exactly_by_linear_interpolation():
@@ -108,6 +122,8 @@ def test_report_writes_csv_markdown_figure_and_json(volume, tmp_path):
     assert "1, 5, 9" in markdown
     assert "miss scientific fidelity" in markdown
     assert "lpips: LPIPS" in markdown  # skipped, with the reason
+    assert "substitute" not in markdown  # GMSD not asked for, so not named as one
+    assert "0.5-99.5 percentiles of the volume" in markdown
     assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert '"held_out"' in paths["json"].read_text()
 
@@ -131,3 +147,20 @@ def test_stylegan_method_runs_through_the_stylegan_engine():
     assert result.images["stylegan rebuilt"].shape == (2, 16, 16)
     assert np.isfinite(_row(result, "stylegan", "psnr")["value"])
     assert _row(result, "linear", "psnr")["value"] != _row(result, "stylegan", "psnr")["value"]
+
+
+def test_gmsd_is_scored_and_named_as_the_lpips_substitute(volume, tmp_path):
+    from napari_scigen.metrics.gradient import gmsd
+
+    result = drain(run_validation(volume, every=4, methods="linear", metrics="psnr,lpips,gmsd"))
+    held_out = list(drop_every(volume.shape[0], 4))
+    expected = gmsd(
+        volume[held_out],
+        result.images["linear rebuilt"],
+        data_range=result.provenance["extra"]["window"],
+    ).value
+    assert _row(result, "linear", "gmsd")["value"] == pytest.approx(expected)
+    assert _row(result, "linear", "gmsd")["value"] > 0
+    markdown = write_validation_report(result, tmp_path / "report")["markdown"].read_text()
+    assert "GMSD (lower is better)" in markdown
+    assert "offline perceptual substitute" in markdown

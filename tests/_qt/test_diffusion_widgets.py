@@ -251,3 +251,14 @@ def test_controlnet_widget_reports_inpaint_control_without_mask(disk_viewer, tin
     widget.run()
     assert "needs a mask" in widget.status.text()
     assert len(viewer.layers) == n_layers
+
+
+def test_controlnet_hidden_context_does_not_block_a_run_without_mask(disk_viewer, tiny):
+    viewer, _, _ = disk_viewer
+    widget = _controlnet(viewer, tiny)
+    widget.context.value = TINY_RESOLUTION  # too large for the model size
+    assert widget.mask_picker.value is None
+    assert widget.params().context <= (TINY_RESOLUTION - 8) // 2
+    widget.mask_picker.value = "box"  # the field is shown again and checked as typed
+    with pytest.raises(ValueError, match="context"):
+        widget.params()

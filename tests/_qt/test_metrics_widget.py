@@ -20,6 +20,7 @@ from napari_scigen._qt._metrics_widget import (
     write_rows_csv,
     write_rows_json,
 )
+from napari_scigen.core.stack import percentile_window
 from napari_scigen.metrics import pixel
 
 
@@ -60,7 +61,12 @@ def test_metrics_widget_table_equals_pixel_metrics_and_adds_ssim_map(pair_viewer
     widget.run()
     assert widget.status.text() == "Done.", widget.status.text()
     ref, gen = np.asarray(reference.data), np.asarray(generated.data)
-    expected = {"ssim": pixel.ssim(ref, gen).value, "psnr": pixel.psnr(ref, gen).value}
+    window = percentile_window(ref, 0.5, 99.5)  # the widget's default range
+    limits = (window.low, window.high)
+    expected = {
+        "ssim": pixel.ssim(ref, gen, data_range=limits).value,
+        "psnr": pixel.psnr(ref, gen, data_range=limits).value,
+    }
     assert widget.table.rowCount() == 2
     for index in range(2):
         metric = widget.table.item(index, 0).text()
@@ -71,7 +77,7 @@ def test_metrics_widget_table_equals_pixel_metrics_and_adds_ssim_map(pair_viewer
     assert 0 < expected["ssim"] < 1 and 10 < expected["psnr"] < 60
     ssim_layer = viewer.layers["generated ssim map 1"]
     assert tuple(ssim_layer.scale) == tuple(generated.scale)
-    np.testing.assert_array_equal(ssim_layer.data, pixel.ssim_map(ref, gen))
+    np.testing.assert_array_equal(ssim_layer.data, pixel.ssim_map(ref, gen, data_range=limits))
     assert ssim_layer.metadata["provenance"]["engine"] == "evaluate"
     assert (digest(reference.data), digest(generated.data)) == hashes
 
@@ -122,7 +128,9 @@ def test_metrics_widget_copy_and_export_carry_the_table_values(
     with csv_path.open(newline="", encoding="utf-8") as handle:
         table = list(csv.DictReader(handle))
     assert {row["metric"]: float(row["value"]) for row in table} == values
-    assert json.loads(table[0]["details"])["data_range"] == 65535.0
+    details = json.loads(table[0]["details"])
+    low, high = details["window"]  # default: the reference's 0.5-99.5 percentile window
+    assert details["data_range"] == pytest.approx(high - low) and high - low < 65535
 
     json_path = widget.export(tmp_path / "metrics.json")
     record = json.loads(json_path.read_text(encoding="utf-8"))

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from ..core.progress import Progress
 
 
 class ProgressPrinter:
-    """Print progress events on one updating line of stderr (quiet when not a TTY)."""
+    """Print progress events on stderr: one updating line on a terminal, else a log.
 
-    def __init__(self, quiet: bool = False, stream=None):
+    On a terminal the line is rewritten in place. Otherwise (a pipe, a log file, CI)
+    a line is written for the first and last event and whenever another tenth of the
+    job is done or ``interval`` seconds have passed, so long jobs show they are alive.
+    """
+
+    def __init__(self, quiet: bool = False, stream=None, interval: float = 30.0):
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.interval = interval
         self._last = ""
+        self._logged_fraction = -1.0
+        self._logged_at = 0.0
 
     def __call__(self, event: Progress) -> None:
         if self.quiet:
@@ -23,14 +32,26 @@ class ProgressPrinter:
         if self.stream.isatty():
             self.stream.write("\r" + line.ljust(len(self._last)))
             self.stream.flush()
-        elif event.step == event.total or event.step == 1:
+            self._last = line
+            return
+        now = time.monotonic()
+        fraction = event.fraction
+        if (
+            event.step == event.total
+            or event.step == 1
+            or fraction >= self._logged_fraction + 0.1
+            or fraction < self._logged_fraction  # a new stage started over
+            or now - self._logged_at >= self.interval
+        ):
             self.stream.write(line + "\n")
-        self._last = line
+            self.stream.flush()
+            self._logged_fraction, self._logged_at = fraction, now
 
     def close(self) -> None:
-        """End the progress line."""
+        """End the progress line (on a terminal), so the next output starts cleanly."""
         if self._last and self.stream.isatty() and not self.quiet:
             self.stream.write("\n")
+        self._last = ""
 
 
 def output_path(path: str, *, overwrite: bool) -> Path:

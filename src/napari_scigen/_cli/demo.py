@@ -24,9 +24,18 @@ def register(subparsers) -> None:
         "--methods", default="linear,flow,stylegan", help="interpolation methods, comma separated"
     )
     parser.add_argument(
-        "--shape", default="64,256,256", help="volume size Z,Y,X (default 64,256,256)"
+        "--shape",
+        default="32,128,128",
+        help="volume size Z,Y,X (default 32,128,128; the napari sample is 64,256,256, about "
+        "8x the StyleGAN work)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--stylegan-steps",
+        type=int,
+        default=50,
+        help="StyleGAN projection steps per tile (default 50; the engine's own default is 200)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true")
     parser.set_defaults(func=run_demo_command)
 
@@ -35,6 +44,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen demo``."""
     from ..cli import CliError
     from ..demo import DEMO_METHODS, DemoConfig, format_summary, run_demo
+    from .common import ProgressPrinter
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     unknown = sorted(set(methods) - set(DEMO_METHODS))
@@ -48,9 +58,24 @@ def run_demo_command(args: argparse.Namespace) -> int:
         ) from None
     if len(shape) != 3 or min(shape) < 8:
         raise CliError(f"--shape must be three integers >= 8, got {args.shape!r}")
-    config = DemoConfig(shape=shape, every=args.every, methods=methods, seed=args.seed)
-    log = (lambda _line: None) if args.quiet else print
-    report = run_demo(args.output, config, log=log)
+    if args.stylegan_steps < 1:
+        raise CliError(f"--stylegan-steps must be >= 1, got {args.stylegan_steps}")
+    config = DemoConfig(
+        shape=shape,
+        every=args.every,
+        methods=methods,
+        seed=args.seed,
+        stylegan_steps=args.stylegan_steps,
+    )
+    printer = ProgressPrinter(quiet=args.quiet)
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            printer.close()
+            print(line, flush=True)
+
+    report = run_demo(args.output, config, log=log, on_progress=printer)
+    printer.close()
     print(format_summary(report))
     print(
         f"wrote {len(report.files)} files to {args.output}/ (metrics.csv, metrics.json, demo.png, volumes)"

@@ -25,8 +25,8 @@ def register(subparsers) -> None:
     metrics.add_argument(
         "--metrics",
         default="ssim,psnr",
-        help="comma-separated: ssim, psnr, lpips, morphology, fid, kid, prdc, clipscore, or 'all' "
-        "(default: ssim,psnr)",
+        help="comma-separated: ssim, psnr, lpips, gmsd, morphology, fid, kid, prdc, clipscore, "
+        "or 'all' (default: ssim,psnr)",
     )
     range_group = metrics.add_mutually_exclusive_group()
     range_group.add_argument(
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
         help="held-out slice benchmark of slice interpolation methods",
         description="Hold out every N-th interior slice, rebuild it with each method from the "
         "kept slices, and score the rebuilt slices against the real ones (PSNR, SSIM, LPIPS "
-        "when available, porosity and pore surface errors). Writes validation.csv, "
+        "when available, GMSD, porosity and pore surface errors). Writes validation.csv, "
         "validation.md, validation.png and validation.json into the output folder.",
     )
     validate.add_argument("input", help="3D TIFF stack or folder of slices")
@@ -84,10 +84,17 @@ def register(subparsers) -> None:
     )
     validate.add_argument(
         "--metrics",
-        default="psnr,ssim,lpips,porosity,surface",
-        help="comma-separated: psnr, ssim, lpips, porosity, surface",
+        default="psnr,ssim,lpips,gmsd,porosity,surface",
+        help="comma-separated: psnr, ssim, lpips, gmsd, porosity, surface (GMSD needs no "
+        "weights: the offline substitute when LPIPS' backbone is missing)",
     )
     validate.add_argument("--checkpoint", help="StyleGAN generator (default: the embedded one)")
+    validate.add_argument(
+        "--stylegan-steps",
+        type=int,
+        default=None,
+        help="StyleGAN projection steps per tile (default: the engine's 200)",
+    )
     validate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     validate.add_argument("-o", "--output", required=True, help="output folder (created)")
     validate.add_argument("--overwrite", action="store_true", help="replace existing report files")
@@ -300,9 +307,14 @@ def run_validate_command(args: argparse.Namespace) -> int:
     _, data = _read(args.input, "input")
     if data.ndim != 3:
         raise CliError(f"{args.input} is {data.ndim}D; validation needs a 3D volume")
-    options = {}
+    stylegan_options = {}
     if args.checkpoint:
-        options["stylegan"] = {"generator": args.checkpoint}
+        stylegan_options["generator"] = args.checkpoint
+    if args.stylegan_steps is not None:
+        if args.stylegan_steps < 1:
+            raise CliError(f"--stylegan-steps must be >= 1, got {args.stylegan_steps}")
+        stylegan_options["projection_steps"] = args.stylegan_steps
+    options = {"stylegan": stylegan_options} if stylegan_options else {}
     printer = ProgressPrinter(quiet=args.quiet)
     result = drain(
         run_validation(

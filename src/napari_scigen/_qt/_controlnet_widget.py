@@ -321,8 +321,15 @@ class ControlNetWidget(EngineWidget):
     # -- snapshot / job -----------------------------------------------------------------
     def params(self):
         """A :class:`ControlNetParams` from the form (raises ``ValueError`` on bad values)."""
+        from ..engines._sd_common import MIN_CORE
         from ..engines.controlnet import ControlNetParams
 
+        resolution = int(self.resolution.value)
+        context = int(self.context.value)
+        if self.mask_picker.value is None:
+            # the context field is hidden without a mask (it only sizes the crop around a
+            # masked region), so a value too large for the model size must not block a run
+            context = min(context, max(0, (resolution - MIN_CORE) // 2))
         return ControlNetParams(
             model=self.model.value.strip(),
             controlnet_model=self.controlnet_model.value.strip(),
@@ -337,8 +344,8 @@ class ControlNetWidget(EngineWidget):
             strength=float(self.strength.value),
             seed=int(self.seed.value),
             n_variants=int(self.variants.value),
-            resolution=int(self.resolution.value),
-            context=int(self.context.value),
+            resolution=resolution,
+            context=context,
             feather=float(self.feather.value),
             batch_size=int(self.batch_size.value),
             device=self.device.value,

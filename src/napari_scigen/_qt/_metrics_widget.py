@@ -313,7 +313,9 @@ class MetricsWidget(EngineWidget):
             labels=False,
             label="metrics",
         )
-        self.range_mode = ComboBox(choices=list(RANGE_CHOICES), value=RANGE_AUTO, label="range")
+        self.range_mode = ComboBox(
+            choices=list(RANGE_CHOICES), value=RANGE_PERCENTILE, label="range"
+        )
         self.window_low = FloatSpinBox(value=0.0, min=-1e12, max=1e12, step=1.0, label="low")
         self.window_high = FloatSpinBox(value=1.0, min=-1e12, max=1e12, step=1.0, label="high")
         self.range_value = FloatSpinBox(

@@ -232,6 +232,9 @@ class StyleGANWidget(EngineWidget):
         self.form.extend([self.generator, self.device])
         self.tabs = QTabWidget()
         for tab, (_, title) in zip((train_tab, sample_tab, walk_tab), ACTIONS, strict=True):
+            # short tabs keep their rows together at the top instead of spreading out to
+            # the height of the tallest (Train) tab
+            tab.native.layout().addStretch(1)
             self.tabs.addTab(tab.native, title if title != "Walk" else "Latent walk")
         self.form.native.layout().addWidget(self.tabs)
 

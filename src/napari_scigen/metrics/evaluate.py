@@ -30,10 +30,20 @@ from ..core.result import EngineResult
 from ..core.validation import InvalidInputError, check_image, check_mask
 
 #: Metrics :func:`run_evaluate` knows, in the order they run.
-EVALUATE_METRICS = ("ssim", "psnr", "lpips", "morphology", "fid", "kid", "prdc", "clipscore")
+EVALUATE_METRICS = (
+    "ssim",
+    "psnr",
+    "lpips",
+    "gmsd",
+    "morphology",
+    "fid",
+    "kid",
+    "prdc",
+    "clipscore",
+)
 
 #: Metrics comparing the two images pixel by pixel (same shape and dtype needed).
-PAIRED_METRICS = ("ssim", "psnr", "lpips", "morphology")
+PAIRED_METRICS = ("ssim", "psnr", "lpips", "gmsd", "morphology")
 
 DEFAULT_METRICS = ("ssim", "psnr")
 
@@ -107,6 +117,13 @@ def _psnr_rows(ref, gen, mask, data_range) -> list[dict]:
         scores = psnr(ref, gen, data_range=data_range, mask=mask, region=region)
         rows.append(_row("psnr", scores.value, region, _score_details(scores)))
     return rows
+
+
+def _gmsd_rows(ref, gen, data_range) -> list[dict]:
+    from .gradient import gmsd
+
+    scores = gmsd(ref, gen, data_range=data_range)
+    return [_row("gmsd", scores.value, "all", _score_details(scores))]
 
 
 def _lpips_rows(ref, gen, mask, device, net, cancel) -> tuple[list[dict], np.ndarray]:
@@ -216,7 +233,7 @@ def run_evaluate(
     ----------
     reference, generated : numpy.ndarray
         2D slices or 3D volumes. Paired metrics (``ssim``, ``psnr``, ``lpips``,
-        ``morphology``) need the same shape and dtype; ``fid``, ``kid``, ``prdc``
+        ``gmsd``, ``morphology``) need the same shape and dtype; ``fid``, ``kid``, ``prdc``
         compare the slices of two stacks as sample sets; ``clipscore`` scores the
         generated slices against ``prompt``.
     metrics : str or sequence of str
@@ -225,7 +242,8 @@ def run_evaluate(
         Region of interest (e.g. the inpainted area). Pixel metrics are then reported
         ``"inside"`` and ``"outside"`` the mask.
     data_range : float, (low, high) or None
-        For SSIM/PSNR (see :mod:`napari_scigen.metrics.pixel`).
+        For SSIM/PSNR/GMSD (see :mod:`napari_scigen.metrics.pixel`). GMSD is always
+        computed over the whole image (``region="all"``), also with a mask.
     device : str
         For LPIPS, Inception and CLIP.
     lpips_net : {"alex", "vgg"}
@@ -294,6 +312,8 @@ def run_evaluate(
                 lpips_rows, lpips_map = _lpips_rows(ref, gen, mask, device, lpips_net, cancel)
                 rows.extend(lpips_rows)
                 images["lpips map"] = lpips_map
+            elif step == "gmsd":
+                rows.extend(_gmsd_rows(ref, gen, data_range))
             elif step == "morphology":
                 rows.extend(_morphology_rows(ref, gen, voxel_size))
             elif step == "distribution":

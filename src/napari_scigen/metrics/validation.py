@@ -4,7 +4,8 @@ This is the honest test of a slice-interpolation method on *your* data: every
 ``every``-th interior slice is removed (:func:`napari_scigen.engines.classical.drop_every`),
 each method rebuilds the removed slices from the kept ones, and only the held-out
 slices are scored against the real ones with PSNR, SSIM, LPIPS (when its weights are
-on the machine) and morphology errors (porosity and specific surface of the pores,
+on the machine), GMSD (a weight-free perceptual score, the offline substitute for
+LPIPS) and morphology errors (porosity and specific surface of the pores,
 segmented with one Otsu threshold of the whole volume).
 
 :func:`write_validation_report` writes a CSV, a Markdown report and a PNG figure.
@@ -30,10 +31,24 @@ from ..core.validation import InvalidInputError, check_image
 VALIDATION_METHODS = ("linear", "flow", "stylegan")
 
 #: Metrics scored on the held-out slices.
-VALIDATION_METRICS = ("psnr", "ssim", "lpips", "porosity", "surface")
+VALIDATION_METRICS = ("psnr", "ssim", "lpips", "gmsd", "porosity", "surface")
 
 #: Direction of each metric, for the report.
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "porosity": False, "surface": False}
+HIGHER_IS_BETTER = {
+    "psnr": True,
+    "ssim": True,
+    "lpips": False,
+    "gmsd": False,
+    "porosity": False,
+    "surface": False,
+}
+
+#: Said in the report when LPIPS could not run.
+LPIPS_SUBSTITUTE_NOTE = (
+    "LPIPS needs ImageNet backbone weights that are not on this machine; GMSD (gradient "
+    "magnitude similarity deviation, Xue et al. 2014, no learned weights) is reported as "
+    "the offline perceptual substitute."
+)
 
 PIXEL_METRICS_CAVEAT = (
     "PSNR, SSIM and LPIPS measure pixel and perceptual agreement only; they miss scientific "
@@ -158,13 +173,18 @@ def run_validation(
     methods : str or sequence of {"linear", "flow", "stylegan"}
         Methods to compare. A method that cannot run (e.g. StyleGAN not importable)
         is reported as failed; if it was the only method the error is raised.
-    metrics : str or sequence of {"psnr", "ssim", "lpips", "porosity", "surface"}
+    metrics : str or sequence of {"psnr", "ssim", "lpips", "gmsd", "porosity", "surface"}
         Scores on the held-out slices. LPIPS is skipped with a note when its backbone
-        weights are missing.
+        weights are missing; GMSD (:mod:`napari_scigen.metrics.gradient`) needs no
+        weights and is the stated offline substitute.
     offset : int
         Index of the first held-out slice.
     data_range : float, (low, high) or None
-        For PSNR/SSIM (see :mod:`napari_scigen.metrics.pixel`).
+        For PSNR/SSIM/GMSD (see :mod:`napari_scigen.metrics.pixel`). ``None`` (default)
+        uses the 0.5-99.5 percentile window of the whole volume, so scores reflect the
+        grey levels the sample actually occupies (a 16-bit scan using a third of the
+        dtype span would otherwise get flattering PSNR/SSIM); pass a number (e.g.
+        65535) for a fixed data range.
     device : str
         For LPIPS and StyleGAN.
     lpips_net : {"alex", "vgg"}
@@ -189,6 +209,7 @@ def run_validation(
         has ``held_out``, ``skipped_metrics`` and ``failed_methods``.
     """
     from ..engines.classical import drop_every
+    from .gradient import gmsd
     from .pixel import psnr, resolve_data_range, ssim
 
     array = check_image(volume, name="volume", ndim=(3,))
@@ -197,6 +218,13 @@ def run_validation(
     options = method_options or {}
     missing = drop_every(array.shape[0], every, offset=offset)
     truth = array[list(missing)].copy()
+    requested_range = data_range
+    if data_range is None:
+        from ..core.stack import percentile_window
+
+        volume_window = percentile_window(array, 0.5, 99.5)
+        if volume_window.high > volume_window.low:
+            data_range = (volume_window.low, volume_window.high)
     value_range, window = resolve_data_range(array, data_range)
     pixel_range = window if window is not None else value_range
     skipped: dict[str, str] = {}
@@ -250,6 +278,9 @@ def run_validation(
         if "ssim" in chosen_metrics:
             scores = ssim(truth, rebuilt, data_range=pixel_range)
             rows.append(_row(method, "ssim", scores.value, {"per_slice": list(scores.values)}))
+        if "gmsd" in chosen_metrics:
+            scores = gmsd(truth, rebuilt, data_range=pixel_range)
+            rows.append(_row(method, "gmsd", scores.value, {"per_slice": list(scores.values)}))
         if "lpips" in chosen_metrics and "lpips" not in skipped:
             from .perceptual import lpips_distance
 
@@ -281,7 +312,7 @@ def run_validation(
             "offset": offset,
             "methods": list(chosen_methods),
             "metrics": list(chosen_metrics),
-            "data_range": data_range,
+            "data_range": requested_range,
             "lpips_net": lpips_net,
             "method_options": options,
         },
@@ -317,6 +348,7 @@ def _metric_label(metric: str) -> str:
         "psnr": "PSNR (dB, higher is better)",
         "ssim": "SSIM (higher is better)",
         "lpips": "LPIPS (lower is better)",
+        "gmsd": "GMSD (lower is better)",
         "porosity": "porosity relative error (0 is best)",
         "surface": "pore specific surface relative error (0 is best)",
     }.get(metric, metric)
@@ -380,14 +412,16 @@ def _markdown(result: EngineResult, figure_name: str) -> str:
     lines.append("")
     if skipped:
         lines.extend(f"- {metric}: {why}" for metric, why in skipped.items())
+        if "lpips" in skipped and "gmsd" in params.get("metrics", []):
+            lines.append(f"- {LPIPS_SUBSTITUTE_NOTE}")
     else:
         lines.append("None.")
     lines.append("")
     lines.append("## Notes")
     lines.append("")
     lines.append(
-        f"- PSNR/SSIM data range: {_format(extra.get('data_range_used'))}"
-        + (f" (window {extra.get('window')})" if extra.get("window") else "")
+        f"- Data range of PSNR, SSIM and GMSD: {_format(extra.get('data_range_used'))}"
+        + (_window_text(extra.get("window"), params.get("data_range")))
         + "."
     )
     if extra.get("morphology_threshold") is not None:
@@ -400,6 +434,14 @@ def _markdown(result: EngineResult, figure_name: str) -> str:
     lines.append(f"![held-out slices and scores]({figure_name})")
     lines.append("")
     return "\n".join(lines)
+
+
+def _window_text(window, requested) -> str:
+    if not window:
+        return ""
+    low, high = window
+    origin = "0.5-99.5 percentiles of the volume" if requested is None else "as given"
+    return f" (window [{low:.6g}, {high:.6g}], {origin})"
 
 
 def _write_figure(result: EngineResult, path: Path, example: int) -> None:

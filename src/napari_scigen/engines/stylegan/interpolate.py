@@ -23,6 +23,7 @@ slices at the volume boundary are an error. Kept slices are copied bit-identical
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from collections.abc import Generator as PyGenerator
 
@@ -187,9 +188,11 @@ def run_interpolate_stylegan(
     shape = array.shape[1:]
     tiles = tiles_covering(shape, resolution, overlap)
     n_tiles = len(tiles)
-    # Kept slices are projected in groups (several small slices, or one tiled slice, per
-    # call) just before the first gap that needs them, and forgotten after the last one.
-    group_size = max(1, int(batch_size) // n_tiles)
+    # Kept slices are projected in groups just before the first gap that needs them, and
+    # forgotten after the last one. A group holds enough slices that its tiles fill whole
+    # batches (9 tiles per slice with batch 8: groups of 8 slices = 9 full batches, rather
+    # than a batch of 8 and a batch of 1 per slice).
+    group_size = int(batch_size) // math.gcd(int(batch_size), n_tiles)
     groups = [bounding[i : i + group_size] for i in range(0, len(bounding), group_size)]
     n_synth = sum(len(g.targets) for g in gaps)
     projection_total = sum(
