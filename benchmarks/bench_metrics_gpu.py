@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     device_name = (
-        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
     print(
         f"Device: {device_name}; torch {torch.__version__}; random weights: {args.random_weights}"
