@@ -23,11 +23,9 @@ from ..core.stack import Window, percentile_window
 from ..core.validation import check_mask
 from ._base import EngineWidget, LayerPicker, layer_data
 from ._diffedit_widget import (
-    DEVICES,
-    SLICES_TOOLTIP,
+    StableDiffusionFields,
     current_slice,
     parse_slice_selection,
-    seed_box,
 )
 
 CONTROL_CANNY = "Canny of image"
@@ -85,7 +83,7 @@ def canny_preview(
     return np.stack([one(slice_data) for slice_data in image])
 
 
-class ControlNetWidget(EngineWidget):
+class ControlNetWidget(StableDiffusionFields, EngineWidget):
     """Generate or regenerate slices with Stable Diffusion + ControlNet."""
 
     engine_name = "controlnet"
@@ -146,12 +144,9 @@ class ControlNetWidget(EngineWidget):
         self.live_preview.tooltip = (
             "an overlay of the Canny edges the run will use; follows sigma/low/high and the slice"
         )
+        self.build_sd_fields(defaults)
         self.prompt = LineEdit(value=defaults.prompt, label="prompt")
         self.negative_prompt = LineEdit(value=defaults.negative_prompt, label="negative prompt")
-        self.steps = SpinBox(value=defaults.steps, min=1, max=1000, label="steps")
-        self.guidance = FloatSpinBox(
-            value=defaults.guidance_scale, min=0.0, max=50.0, step=0.5, label="guidance"
-        )
         self.conditioning_scale = FloatSpinBox(
             value=defaults.conditioning_scale, min=0.0, max=5.0, step=0.1, label="control scale"
         )
@@ -164,11 +159,7 @@ class ControlNetWidget(EngineWidget):
         self.strength = FloatSpinBox(
             value=defaults.strength, min=0.01, max=1.0, step=0.05, label="strength (masked)"
         )
-        self.seed = seed_box(value=defaults.seed)
         self.variants = SpinBox(value=defaults.n_variants, min=1, max=64, label="variants")
-        self.slices = LineEdit(value="current", label="slices", tooltip=SLICES_TOOLTIP)
-        self.batch_size = SpinBox(value=defaults.batch_size, min=1, max=256, label="batch size")
-        self.device = ComboBox(choices=list(DEVICES), value="auto", label="device")
         self.scheduler = ComboBox(
             choices=list(SCHEDULERS), value=defaults.scheduler, label="scheduler"
         )
@@ -177,16 +168,6 @@ class ControlNetWidget(EngineWidget):
         self.controlnet_model = LineEdit(value=defaults.controlnet_model, label="ControlNet")
         self.inpaint_controlnet_model = LineEdit(
             value=defaults.inpaint_controlnet_model, label="inpaint ControlNet"
-        )
-        self.local_files_only = CheckBox(
-            value=defaults.local_files_only, text="local files only (never download)"
-        )
-        self.resolution = SpinBox(
-            value=defaults.resolution, min=16, max=2048, step=8, label="model size (px)"
-        )
-        self.context = SpinBox(value=defaults.context, min=0, max=1024, label="context (px)")
-        self.feather = FloatSpinBox(
-            value=defaults.feather, min=0.0, max=64.0, step=0.5, label="feather (px)"
         )
         self.form.extend(
             [
@@ -321,40 +302,31 @@ class ControlNetWidget(EngineWidget):
     # -- snapshot / job -----------------------------------------------------------------
     def params(self):
         """A :class:`ControlNetParams` from the form (raises ``ValueError`` on bad values)."""
-        from ..engines._sd_common import MIN_CORE
+        from ..engines._sd_common import max_context
         from ..engines.controlnet import ControlNetParams
 
-        resolution = int(self.resolution.value)
-        context = int(self.context.value)
+        shared = self.sd_values()
         if self.mask_picker.value is None:
             # the context field is hidden without a mask (it only sizes the crop around a
             # masked region), so a value too large for the model size must not block a run
-            context = min(context, max(0, (resolution - MIN_CORE) // 2))
+            shared["context"] = min(shared["context"], max(0, max_context(shared["resolution"])))
         return ControlNetParams(
             model=self.model.value.strip(),
             controlnet_model=self.controlnet_model.value.strip(),
             inpaint_controlnet_model=self.inpaint_controlnet_model.value.strip(),
             prompt=self.prompt.value,
             negative_prompt=self.negative_prompt.value,
-            steps=int(self.steps.value),
-            guidance_scale=float(self.guidance.value),
             conditioning_scale=float(self.conditioning_scale.value),
             control_start=float(self.control_start.value),
             control_end=float(self.control_end.value),
             strength=float(self.strength.value),
-            seed=int(self.seed.value),
             n_variants=int(self.variants.value),
-            resolution=resolution,
-            context=context,
-            feather=float(self.feather.value),
-            batch_size=int(self.batch_size.value),
-            device=self.device.value,
             canny_sigma=float(self.canny_sigma.value),
             canny_low=float(self.canny_low.value),
             canny_high=float(self.canny_high.value),
             canny_use_quantiles=bool(self.canny_quantiles.value),
             scheduler=self.scheduler.value,
-            local_files_only=bool(self.local_files_only.value),
+            **shared,
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -81,12 +81,51 @@ def seed_box(label: str = "seed", value: int = 0) -> SpinBox:
     return SpinBox(value=value, min=0, max=MAX_SEED, label=label)
 
 
+class StableDiffusionFields:
+    """The form fields both Stable Diffusion widgets share, and their parameter values."""
+
+    def build_sd_fields(self, defaults) -> None:
+        """Create the shared fields from a params dataclass's ``defaults``."""
+        self.steps = SpinBox(value=defaults.steps, min=1, max=1000, label="steps")
+        self.guidance = FloatSpinBox(
+            value=defaults.guidance_scale, min=0.0, max=50.0, step=0.5, label="guidance"
+        )
+        self.seed = seed_box(value=defaults.seed)
+        self.slices = LineEdit(value="current", label="slices", tooltip=SLICES_TOOLTIP)
+        self.batch_size = SpinBox(value=defaults.batch_size, min=1, max=256, label="batch size")
+        self.device = ComboBox(choices=list(DEVICES), value="auto", label="device")
+        self.local_files_only = CheckBox(
+            value=defaults.local_files_only, text="local files only (never download)"
+        )
+        self.resolution = SpinBox(
+            value=defaults.resolution, min=16, max=2048, step=8, label="model size (px)"
+        )
+        self.context = SpinBox(value=defaults.context, min=0, max=1024, label="context (px)")
+        self.feather = FloatSpinBox(
+            value=defaults.feather, min=0.0, max=64.0, step=0.5, label="feather (px)"
+        )
+
+    def sd_values(self) -> dict[str, Any]:
+        """The shared fields as params keyword arguments."""
+        return {
+            "steps": int(self.steps.value),
+            "guidance_scale": float(self.guidance.value),
+            "seed": int(self.seed.value),
+            "resolution": int(self.resolution.value),
+            "context": int(self.context.value),
+            "feather": float(self.feather.value),
+            "batch_size": int(self.batch_size.value),
+            "device": self.device.value,
+            "local_files_only": bool(self.local_files_only.value),
+        }
+
+
 # ---------------------------------------------------------------------------------------
 # Widget
 # ---------------------------------------------------------------------------------------
 
 
-class DiffEditWidget(EngineWidget):
+class DiffEditWidget(StableDiffusionFields, EngineWidget):
     """Edit the masked region of an image towards a text prompt (DiffEdit)."""
 
     engine_name = "diffedit"
@@ -112,34 +151,17 @@ class DiffEditWidget(EngineWidget):
             label="model",
             tooltip="Hugging Face id or local folder of a Stable Diffusion 1.x/2.x pipeline",
         )
-        self.local_files_only = CheckBox(
-            value=defaults.local_files_only, text="local files only (never download)"
-        )
+        self.build_sd_fields(defaults)
         self.source_prompt = LineEdit(value=defaults.source_prompt, label="source prompt")
         self.target_prompt = LineEdit(value=defaults.target_prompt, label="target prompt")
         self.target_prompt.tooltip = "what the masked region should become"
-        self.steps = SpinBox(value=defaults.steps, min=1, max=1000, label="steps")
         self.strength = FloatSpinBox(
             value=defaults.strength, min=0.01, max=1.0, step=0.05, label="strength"
-        )
-        self.guidance = FloatSpinBox(
-            value=defaults.guidance_scale, min=0.0, max=50.0, step=0.5, label="guidance"
         )
         self.mask_threshold = FloatSpinBox(
             value=defaults.mask_threshold, min=0.01, max=100.0, step=0.25, label="mask threshold"
         )
         self.mask_threshold.tooltip = "automatic mask: higher = smaller mask"
-        self.seed = seed_box(value=defaults.seed)
-        self.device = ComboBox(choices=list(DEVICES), value="auto", label="device")
-        self.slices = LineEdit(value="current", label="slices", tooltip=SLICES_TOOLTIP)
-        self.batch_size = SpinBox(value=defaults.batch_size, min=1, max=256, label="batch size")
-        self.resolution = SpinBox(
-            value=defaults.resolution, min=16, max=2048, step=8, label="model size (px)"
-        )
-        self.context = SpinBox(value=defaults.context, min=0, max=1024, label="context (px)")
-        self.feather = FloatSpinBox(
-            value=defaults.feather, min=0.0, max=64.0, step=0.5, label="feather (px)"
-        )
         self.form.extend(
             [
                 self.image_picker,
@@ -199,17 +221,9 @@ class DiffEditWidget(EngineWidget):
             model=self.model.value.strip(),
             source_prompt=self.source_prompt.value,
             target_prompt=self.target_prompt.value,
-            steps=int(self.steps.value),
             strength=float(self.strength.value),
-            guidance_scale=float(self.guidance.value),
             mask_threshold=float(self.mask_threshold.value),
-            seed=int(self.seed.value),
-            resolution=int(self.resolution.value),
-            context=int(self.context.value),
-            feather=float(self.feather.value),
-            batch_size=int(self.batch_size.value),
-            device=self.device.value,
-            local_files_only=bool(self.local_files_only.value),
+            **self.sd_values(),
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -64,6 +64,11 @@ MIN_CORE = 8
 # --------------------------------------------------------------------------------------
 
 
+def max_context(resolution: int) -> int:
+    """The largest ``context`` (px) that leaves a usable core in a ``resolution`` crop."""
+    return (int(resolution) - MIN_CORE) // 2
+
+
 def check_common_params(
     *,
     steps: int,
@@ -73,8 +78,12 @@ def check_common_params(
     feather: float,
     batch_size: int,
     window_percentiles: tuple[float, float],
+    strength: float = 1.0,
 ) -> None:
     """Validate the parameters both SD engines share.
+
+    ``strength`` (the fraction of ``steps`` run) must be in ``(0, 1]`` and leave at
+    least one step.
 
     Raises
     ------
@@ -89,10 +98,10 @@ def check_common_params(
         raise InvalidInputError(
             f"resolution must be a multiple of 8 and >= 16 (512 for SD 1.5/2.x-base), got {resolution}"
         )
-    if context < 0 or resolution - 2 * context < MIN_CORE:
+    if not 0 <= context <= max_context(resolution):
         raise InvalidInputError(
             f"context {context} leaves no room in a {resolution}px crop: need "
-            f"0 <= context <= {(resolution - MIN_CORE) // 2}"
+            f"0 <= context <= {max_context(resolution)}"
         )
     if feather < 0:
         raise InvalidInputError(f"feather must be >= 0 pixels, got {feather}")
@@ -102,6 +111,12 @@ def check_common_params(
     if not 0 <= low < high <= 100:
         raise InvalidInputError(
             f"window_percentiles must satisfy 0 <= low < high <= 100, got {window_percentiles}"
+        )
+    if not 0 < strength <= 1:
+        raise InvalidInputError(f"strength must be in (0, 1], got {strength}")
+    if int(steps * strength) < 1:
+        raise InvalidInputError(
+            f"steps * strength = {steps} * {strength} runs no step; raise either"
         )
 
 

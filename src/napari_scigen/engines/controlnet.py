@@ -354,6 +354,7 @@ class ControlNetParams:
             feather=self.feather,
             batch_size=self.batch_size,
             window_percentiles=self.window_percentiles,
+            strength=self.strength,
         )
         if not 0 <= self.control_start < self.control_end <= 1:
             raise InvalidInputError(
@@ -364,17 +365,11 @@ class ControlNetParams:
             raise InvalidInputError(
                 f"conditioning_scale must be >= 0, got {self.conditioning_scale}"
             )
-        if not 0 < self.strength <= 1:
-            raise InvalidInputError(f"strength must be in (0, 1], got {self.strength}")
         if int(self.n_variants) < 1:
             raise InvalidInputError(f"n_variants must be >= 1, got {self.n_variants}")
         if self.scheduler not in SCHEDULERS:
             raise InvalidInputError(
                 f"scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}"
-            )
-        if int(self.steps * self.strength) < 1:
-            raise InvalidInputError(
-                f"steps * strength = {self.steps} * {self.strength} runs no step; raise either"
             )
 
 
@@ -496,17 +491,26 @@ def _raise_if_interrupted(relay) -> None:
         raise Cancelled("the job was cancelled; nothing was written")
 
 
-def _common_call_kwargs(params: ControlNetParams, count: int) -> dict[str, Any]:
-    return {
-        "prompt": [params.prompt] * count,
-        "negative_prompt": [params.negative_prompt] * count if params.negative_prompt else None,
-        "num_inference_steps": int(params.steps),
-        "guidance_scale": params.guidance_scale,
-        "controlnet_conditioning_scale": params.conditioning_scale,
-        "control_guidance_start": params.control_start,
-        "control_guidance_end": params.control_end,
-        "output_type": "latent",
-    }
+def _run_pipeline(pipe, params: ControlNetParams, generators, relay, **inputs) -> np.ndarray:
+    """One pipeline call with the shared settings, batch-invariant numerics and step
+    callback; returns grayscale ``(B, H, W)`` in [0, 1] (latents decoded one by one)."""
+    count = len(generators)
+    with batch_invariant_numerics(str(pipe.device)):
+        latents = pipe(
+            prompt=[params.prompt] * count,
+            negative_prompt=[params.negative_prompt] * count if params.negative_prompt else None,
+            num_inference_steps=int(params.steps),
+            guidance_scale=params.guidance_scale,
+            controlnet_conditioning_scale=params.conditioning_scale,
+            control_guidance_start=params.control_start,
+            control_guidance_end=params.control_end,
+            output_type="latent",
+            generator=list(generators),
+            callback_on_step_end=_step_callback(relay),
+            **inputs,
+        ).images
+        _raise_if_interrupted(relay)
+        return rgb_to_gray(decode_latents_one_by_one(pipe, latents))
 
 
 def _provenance(engine, params, image, zs, seeds, window, sources, device, dtype, extra):
@@ -540,17 +544,15 @@ def _provenance(engine, params, image, zs, seeds, window, sources, device, dtype
 def _generate_batch(pipe, params, controls: np.ndarray, generators, relay) -> np.ndarray:
     """One txt2img call; returns grayscale ``(B, H, W)`` in [0, 1]."""
     height, width = controls.shape[1:3]
-    with batch_invariant_numerics(str(pipe.device)):
-        latents = pipe(
-            image=controls.astype(np.float32) / 255.0,
-            height=height,
-            width=width,
-            generator=list(generators),
-            callback_on_step_end=_step_callback(relay),
-            **_common_call_kwargs(params, len(generators)),
-        ).images
-        _raise_if_interrupted(relay)
-        return rgb_to_gray(decode_latents_one_by_one(pipe, latents))
+    return _run_pipeline(
+        pipe,
+        params,
+        generators,
+        relay,
+        image=controls.astype(np.float32) / 255.0,
+        height=height,
+        width=width,
+    )
 
 
 def run_controlnet(
@@ -702,20 +704,19 @@ def _inpaint_round(pipe, items, params, layer_controls, relay):
         ).astype(np.float32)
         control = control / 255.0
     size = units.shape[-1]
-    with batch_invariant_numerics(str(pipe.device)):
-        latents = pipe(
-            image=gray_to_rgb(units),
-            mask_image=generate.astype(np.float32),
-            control_image=control,
-            height=size,
-            width=size,
-            strength=params.strength,
-            generator=[canvas.generator for canvas, _ in items],
-            callback_on_step_end=_step_callback(relay),
-            **_common_call_kwargs(params, len(items)),
-        ).images
-        _raise_if_interrupted(relay)
-        return rgb_to_gray(decode_latents_one_by_one(pipe, latents)), masks
+    generated = _run_pipeline(
+        pipe,
+        params,
+        [canvas.generator for canvas, _ in items],
+        relay,
+        image=gray_to_rgb(units),
+        mask_image=generate.astype(np.float32),
+        control_image=control,
+        height=size,
+        width=size,
+        strength=params.strength,
+    )
+    return generated, masks
 
 
 def run_controlnet_inpaint(

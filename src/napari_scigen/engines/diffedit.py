@@ -147,13 +147,8 @@ class DiffEditParams:
             feather=self.feather,
             batch_size=self.batch_size,
             window_percentiles=self.window_percentiles,
+            strength=self.strength,
         )
-        if not 0 < self.strength <= 1:
-            raise InvalidInputError(f"strength must be in (0, 1], got {self.strength}")
-        if int(self.steps * self.strength) < 1:
-            raise InvalidInputError(
-                f"steps * strength = {self.steps} * {self.strength} runs no step; raise either"
-            )
         if not 0 < self.mask_encode_strength <= 1:
             raise InvalidInputError(
                 f"mask_encode_strength must be in (0, 1], got {self.mask_encode_strength}"
