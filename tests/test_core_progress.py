@@ -29,3 +29,26 @@ def test_cancel_token_stops_engine_at_next_check():
 
 def test_progress_fraction_is_zero_when_total_unknown():
     assert Progress(3, 0).fraction == 0.0
+
+
+def test_relay_progress_rescales_events_and_returns_the_nested_result():
+    from napari_scigen.core.progress import relay_progress
+
+    def inner():
+        yield Progress(1, 2, "half")
+        yield "not progress"
+        yield Progress(2, 2, "all")
+        return "result"
+
+    def outer():
+        value = yield from relay_progress(
+            inner(), lambda e: Progress(10 + e.step, 20, f"stage: {e.message}")
+        )
+        return value
+
+    events = []
+    assert drain(outer(), on_progress=events.append) == "result"
+    assert [(e.step, e.total, e.message) for e in events] == [
+        (11, 20, "stage: half"),
+        (12, 20, "stage: all"),
+    ]

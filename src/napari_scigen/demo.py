@@ -155,8 +155,8 @@ def run_demo(
     log(
         f"rock volume {truth.shape} {truth.dtype}, voxel {rock.voxel_size[0]} um, built in {report.seconds['build rock volume']} s"
     )
-    low, high = percentile_window(truth, 0.5, 99.5).low, percentile_window(truth, 0.5, 99.5).high
-    window = (low, high)
+    truth_window = percentile_window(truth, 0.5, 99.5)
+    window = (truth_window.low, truth_window.high)
     threshold = float(threshold_otsu(truth[:: max(1, truth.shape[0] // 8)]))
     sample_provenance = {"engine": "sample-rock", "params": rock.parameters}
     report.files.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import ProgressPrinter, add_output_arguments, output_path
+from .common import ProgressPrinter, add_output_arguments, output_path, write_output
 
 
 def register(subparsers) -> None:
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
 def run_inpaint_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen inpaint``."""
     from .. import api
-    from ..core.io import read_volume, write_volume
+    from ..core.io import read_volume
 
     target = output_path(args.output, overwrite=args.overwrite)
     volume = read_volume(args.input)
@@ -58,14 +58,9 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
     )
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
-    write_volume(
-        target,
-        result.data,
-        voxel_size=volume.voxel_size,
-        unit=volume.unit,
-        provenance=result.provenance,
+    write_output(
+        target, result.data, result.provenance, voxel_size=volume.voxel_size, unit=volume.unit
     )
-    print(f"wrote {target} ({result.data.shape}, {result.data.dtype})")
     return 0
 
 
@@ -74,7 +69,7 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     from .. import api
     from ..cli import CliError
     from ..core.indices import parse_indices
-    from ..core.io import read_volume, write_volume
+    from ..core.io import read_volume
 
     target = output_path(args.output, overwrite=args.overwrite)
     volume = read_volume(args.input)
@@ -101,12 +96,7 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     if args.factor:
         voxel_size[0] = voxel_size[0] / args.factor
     result.provenance["source"]["file"] = str(args.input)
-    write_volume(
-        target,
-        result.data,
-        voxel_size=tuple(voxel_size),
-        unit=volume.unit,
-        provenance=result.provenance,
+    write_output(
+        target, result.data, result.provenance, voxel_size=tuple(voxel_size), unit=volume.unit
     )
-    print(f"wrote {target} ({result.data.shape}, {result.data.dtype})")
     return 0

@@ -54,6 +54,15 @@ class ProgressPrinter:
         self._last = ""
 
 
+def write_output(path, data, provenance: dict, *, voxel_size=None, unit=None) -> None:
+    """Write a result volume (atomically, with provenance) and say so on stdout."""
+    from ..core.io import write_volume
+
+    kwargs = {} if voxel_size is None else {"voxel_size": voxel_size, "unit": unit}
+    write_volume(path, data, provenance=provenance, **kwargs)
+    print(f"wrote {path} ({data.shape}, {data.dtype})")
+
+
 def output_path(path: str, *, overwrite: bool) -> Path:
     """Check an output path before any work is done (no surprise overwrites)."""
     from ..cli import CliError

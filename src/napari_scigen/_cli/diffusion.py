@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import ProgressPrinter, add_output_arguments, output_path
+from .common import ProgressPrinter, add_output_arguments, output_path, write_output
 
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -188,14 +188,9 @@ def run_diffedit_command(args: argparse.Namespace) -> int:
     result = drain(run_diffedit(data, mask, params, slices=slices), on_progress=printer)
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
-    write_volume(
-        target,
-        result.data,
-        voxel_size=volume.voxel_size,
-        unit=volume.unit,
-        provenance=result.provenance,
+    write_output(
+        target, result.data, result.provenance, voxel_size=volume.voxel_size, unit=volume.unit
     )
-    print(f"wrote {target} ({result.data.shape}, {result.data.dtype})")
     if mask_target is not None:
         write_volume(
             mask_target,
@@ -212,7 +207,6 @@ def run_diffedit_command(args: argparse.Namespace) -> int:
 def run_controlnet_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen controlnet``."""
     from ..cli import CliError
-    from ..core.io import write_volume
     from ..core.progress import drain
     from ..engines.controlnet import ControlNetParams, run_controlnet, run_controlnet_inpaint
 
@@ -258,8 +252,5 @@ def run_controlnet_command(args: argparse.Namespace) -> int:
     outputs = result.data if (mask is None or args.variants > 1) else result.data[None]
     for variant, (path, array) in enumerate(zip(targets, outputs, strict=True)):
         provenance = dict(result.provenance, variant=variant)
-        write_volume(
-            path, array, voxel_size=volume.voxel_size, unit=volume.unit, provenance=provenance
-        )
-        print(f"wrote {path} ({array.shape}, {array.dtype})")
+        write_output(path, array, provenance, voxel_size=volume.voxel_size, unit=volume.unit)
     return 0

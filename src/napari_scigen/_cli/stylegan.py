@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import ProgressPrinter, add_output_arguments, output_path
+from .common import ProgressPrinter, add_output_arguments, output_path, write_output
 
 
 def register(subparsers) -> None:
@@ -152,7 +152,6 @@ def run_train_command(args: argparse.Namespace) -> int:
 
 def run_sample_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen sample-stylegan``."""
-    from ..core.io import write_volume
     from ..core.progress import drain
     from ..engines.stylegan.sample import run_sample_slices
 
@@ -165,8 +164,7 @@ def run_sample_command(args: argparse.Namespace) -> int:
         on_progress=printer,
     )
     printer.close()
-    write_volume(target, result.data, provenance=result.provenance)
-    print(f"wrote {target} ({result.data.shape}, {result.data.dtype})")
+    write_output(target, result.data, result.provenance)
     return 0
 
 

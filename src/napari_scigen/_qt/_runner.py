@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.progress import Cancelled, CancelToken, Progress
+from ..core.progress import Cancelled, CancelToken, Progress, drain
 from ._llvm_guard import avoid_triton_llvm_clash
 
 #: Environment variable that makes jobs run synchronously.
@@ -80,14 +80,7 @@ def start_job(
 
     if threads_disabled():
         try:
-            generator = factory(job.token)
-            while True:
-                try:
-                    event = next(generator)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                on_progress(event)
+            result = drain(factory(job.token), on_progress=on_progress)
         except Cancelled:
             on_cancelled()
             finish("cancelled")

@@ -113,3 +113,32 @@ def drain(
             return stop.value
         if on_progress is not None and isinstance(event, Progress):
             on_progress(event)
+
+
+def relay_progress(
+    generator: Generator[Any, None, R], transform: Callable[[Progress], Progress]
+) -> Generator[Progress, None, R]:
+    """Re-yield a nested engine generator's progress, rescaled or relabelled.
+
+    Use as ``result = yield from relay_progress(inner, transform)`` inside an engine
+    that runs another engine as one of its stages.
+
+    Parameters
+    ----------
+    generator : Generator
+        The nested engine generator.
+    transform : callable
+        Maps each of its :class:`Progress` events to the event to yield.
+
+    Returns
+    -------
+    object
+        The nested generator's return value.
+    """
+    while True:
+        try:
+            event = next(generator)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Progress):
+            yield transform(event)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..core.models import ModelNotAvailableError
-from ..core.progress import CancelToken, Progress, check_cancelled
+from ..core.progress import CancelToken, Progress, check_cancelled, relay_progress
 from ..core.provenance import make_provenance, to_jsonable
 from ..core.result import EngineResult
 from ..core.validation import InvalidInputError, check_image
@@ -254,16 +254,12 @@ def run_validation(
             generator = _method_generator(
                 method, array, missing, dict(options.get(method, {})), cancel, device
             )
-            while True:
-                try:
-                    event = next(generator)
-                except StopIteration as stop:
-                    result = stop.value
-                    break
-                if isinstance(event, Progress):
-                    yield Progress(
-                        base + int(80 * event.fraction), total, f"{method}: {event.message}"
-                    )
+            result = yield from relay_progress(
+                generator,
+                lambda event, base=base, method=method: Progress(
+                    base + int(80 * event.fraction), total, f"{method}: {event.message}"
+                ),
+            )
         except (ModelNotAvailableError, ImportError) as error:
             if len(chosen_methods) == 1:
                 raise

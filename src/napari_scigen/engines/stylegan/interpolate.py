@@ -29,7 +29,7 @@ from collections.abc import Generator as PyGenerator
 
 import numpy as np
 
-from ...core.progress import CancelToken, Progress, check_cancelled
+from ...core.progress import CancelToken, Progress, check_cancelled, relay_progress
 from ...core.provenance import make_provenance
 from ...core.result import EngineResult
 from ...core.stack import percentile_window
@@ -220,14 +220,13 @@ def run_interpolate_stylegan(
             cancel=cancel,
         )
         offset = done
-        while True:
-            try:
-                event = next(projector)
-            except StopIteration as stop:
-                projection = stop.value
-                break
+
+        def overall(event: Progress) -> Progress:
+            nonlocal done
             done = offset + event.step
-            yield Progress(done, total, f"slice {group[0]}..{group[-1]}: {event.message}")
+            return Progress(done, total, f"slice {group[0]}..{group[-1]}: {event.message}")
+
+        projection = yield from relay_progress(projector, overall)
         perceptual_name, projection_settings = projection.perceptual, projection.settings
         for k, b in enumerate(group):
             rows = slice(k * n_tiles, (k + 1) * n_tiles)
