@@ -24,13 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from napari_scigen.core.progress import drain
-from napari_scigen.engines.classical import (
-    InpaintParams,
-    InterpolateParams,
-    run_inpaint,
-    run_interpolate,
-)
+from napari_scigen import api
 
 
 def _textured_slice(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,9 +60,8 @@ def bench_inpaint(n: int, repeats: int, *, fraction: float = 0.02, direct: bool)
     image = _textured_slice(n, rng)
     mask = _blob_mask(n, fraction, 4, rng)
     rows = []
-    params = InpaintParams()
-    seconds = _median_time(lambda: drain(run_inpaint(image, mask, params)), repeats)
-    result = drain(run_inpaint(image, mask, params))
+    seconds = _median_time(lambda: api.inpaint(image, mask), repeats)
+    result = api.inpaint(image, mask)
     rows.append(
         {
             "engine": "inpaint-biharmonic (boxes)",
@@ -101,8 +94,7 @@ def bench_interpolate(n: int, method: str, repeats: int) -> dict:
     base = _textured_slice(n + 16, rng)
     # three slices of a structure drifting 3 px per slice
     volume = np.stack([base[3 * z : 3 * z + n, 4 : 4 + n] for z in range(3)])
-    params = InterpolateParams(method=method, missing=(1,))
-    seconds = _median_time(lambda: drain(run_interpolate(volume, params)), repeats)
+    seconds = _median_time(lambda: api.interpolate(volume, method=method, missing=(1,)), repeats)
     return {
         "engine": f"interpolate-{method}",
         "size": f"{n}x{n}",

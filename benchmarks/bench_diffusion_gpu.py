@@ -5,7 +5,8 @@ generators, one VAE decode per slice) with SD 1.5-architecture models at 512x512
 50 steps, fp16: one slice alone, then a batch of 16 slices. Also reports how far a
 slice's batched result is from its single-slice result (GPU kernels are chosen by
 shape, so exact identity is not guaranteed there; on CPU it is, see
-``engines._sd_common.batch_invariant_numerics``).
+``napari_scigen.engines.sd.numerics.batch_invariant_numerics``). The engines run
+through :mod:`napari_scigen.api` (``api.edit_job``, ``api.generate_job``).
 
 Usage::
 
@@ -180,8 +181,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     """Run the measurements and return them as a dict."""
     import torch
 
-    from napari_scigen.engines.controlnet import ControlNetParams, run_controlnet
-    from napari_scigen.engines.diffedit import DiffEditParams, run_diffedit
+    from napari_scigen import api
 
     device = "cpu" if args.dry_run else "cuda"
     synchronize = torch.cuda.synchronize if device == "cuda" else (lambda: None)
@@ -194,38 +194,34 @@ def benchmark(args: argparse.Namespace) -> dict:
             sd_dir, cn_dir = args.model, args.controlnet_model
         volume, mask = synthetic_volume(args.batch, args.resolution)
         common = {
+            "model": str(sd_dir),
             "resolution": args.resolution,
             "context": min(64, args.resolution // 4),
             "device": device,
             "seed": 0,
+            "steps": args.steps,
         }
         engines = {
-            "diffedit": lambda batch, slices: run_diffedit(
+            "diffedit": lambda batch, slices: api.edit_job(
                 volume,
                 mask,
-                DiffEditParams(
-                    model=str(sd_dir),
-                    source_prompt="grains in a matrix",
-                    target_prompt="a large pore",
-                    steps=args.steps,
-                    strength=1.0,
-                    batch_size=batch,
-                    **common,
-                ),
+                method="diffedit",
+                source_prompt="grains in a matrix",
+                target_prompt="a large pore",
+                strength=1.0,
+                batch_size=batch,
                 slices=slices,
+                **common,
             ),
-            "controlnet": lambda batch, slices: run_controlnet(
+            "controlnet": lambda batch, slices: api.generate_job(
                 volume,
-                ControlNetParams(
-                    model=str(sd_dir),
-                    controlnet_model=str(cn_dir),
-                    prompt="grains in a matrix",
-                    steps=args.steps,
-                    scheduler="ddim",
-                    batch_size=batch,
-                    **common,
-                ),
+                method="controlnet",
+                controlnet_model=str(cn_dir),
+                prompt="grains in a matrix",
+                scheduler="ddim",
+                batch_size=batch,
                 slices=slices,
+                **common,
             ),
         }
         results = {

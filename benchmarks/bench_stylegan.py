@@ -28,11 +28,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_training(volume, config, device: str, batch_size: int, steps: int) -> dict:
+def bench_training(volume, sizes: dict, device: str, batch_size: int, steps: int) -> dict:
     """Images per second of full training steps (G + D + lazy R1 + EMA), first step excluded."""
-    from napari_scigen.engines.stylegan.train import TrainParams, run_train_stylegan
+    from napari_scigen import api
+    from napari_scigen.engines.stylegan.params import StyleGANTrainParams
 
-    params = TrainParams(
+    params = StyleGANTrainParams(
+        **sizes,
         steps=steps + 1,
         batch_size=batch_size,
         sample_every=10**9,
@@ -41,7 +43,7 @@ def bench_training(volume, config, device: str, batch_size: int, steps: int) -> 
     )
     times = []
     with tempfile.TemporaryDirectory() as run_dir:
-        gen = run_train_stylegan(volume, params, config, out_dir=run_dir, resume=False)
+        gen = api.train_job(volume, out_dir=run_dir, params=params, resume=False)
         last = time.perf_counter()
         for event in gen:
             _sync(device)
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_scigen.engines.stylegan.checkpoint import build_networks
     from napari_scigen.engines.stylegan.default import DEFAULT_CONFIG
     from napari_scigen.engines.stylegan.networks import StyleGANConfig, count_parameters
+    from napari_scigen.engines.stylegan.params import NETWORK_FIELDS
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -154,7 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         "config": config.to_dict(),
         "generator_parameters": count_parameters(build_networks(config)[0]),
         "discriminator_parameters": count_parameters(disc),
-        "training": bench_training(volume, config, device, batch, train_steps),
+        "training": bench_training(
+            volume,
+            {name: getattr(config, name) for name in NETWORK_FIELDS},
+            device,
+            batch,
+            train_steps,
+        ),
         "projection": bench_projection(
             generator, device, proj_slices, args.projection_steps, proj_slices
         ),

@@ -34,11 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+    from napari_scigen import api
     from napari_scigen.core.phantoms import make_rock_volume
-    from napari_scigen.core.progress import drain
     from napari_scigen.core.stack import percentile_window
-    from napari_scigen.engines.classical import InterpolateParams, run_interpolate
-    from napari_scigen.engines.stylegan.interpolate import run_interpolate_stylegan
+    from napari_scigen.engines.stylegan.params import StyleGANInterpolateParams
 
     torch.set_num_threads(args.threads)
     volume = make_rock_volume(tuple(args.shape), seed=args.seed).volume
@@ -69,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     start = time.perf_counter()
-    linear = drain(
-        run_interpolate(volume, InterpolateParams(method="linear", missing=tuple(missing)))
-    )
+    linear = api.interpolate(volume, method="linear", missing=missing)
     rows.append(score("linear", linear.data, time.perf_counter() - start))
     variants = {
         "stylegan": {},
@@ -81,16 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     projections = None
     for name, options in variants.items():
         start = time.perf_counter()
-        result = drain(
-            run_interpolate_stylegan(
-                volume,
-                missing=missing,
-                generator=args.generator,
-                projection_steps=args.steps,
-                device="cpu",
-                **options,
-            )
+        params = StyleGANInterpolateParams(
+            generator=args.generator, projection_steps=args.steps, device="cpu", **options
         )
+        result = api.interpolate(volume, method="stylegan", missing=missing, params=params)
         rows.append(score(name, result.data, time.perf_counter() - start))
         projections = projections or result.provenance["extra"]["projection_final_loss"]
     report = {

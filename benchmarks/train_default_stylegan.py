@@ -21,7 +21,6 @@ from pathlib import Path
 
 from napari_scigen.core.progress import Cancelled, CancelToken
 from napari_scigen.engines.stylegan.default import (
-    DEFAULT_CONFIG,
     DEFAULT_PHANTOM,
     DEFAULT_TRAIN_PARAMS,
     default_generator_path,
@@ -51,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from napari_scigen import api
     from napari_scigen.core.phantoms import make_rock_volume
     from napari_scigen.core.progress import drain
     from napari_scigen.engines.stylegan.checkpoint import export_generator, read_metadata
-    from napari_scigen.engines.stylegan.train import cpu_model, run_train_stylegan, with_steps
+    from napari_scigen.engines.stylegan.train import cpu_model
 
     torch.set_num_threads(args.threads)
     if not args.export_only:
@@ -75,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
                     np.save(args.run_dir / "preview_latest.npy", event.preview)
 
         args.run_dir.mkdir(parents=True, exist_ok=True)
-        params = with_steps(DEFAULT_TRAIN_PARAMS, args.steps)
+        params = DEFAULT_TRAIN_PARAMS.replace(steps=args.steps)
         try:
             drain(
-                run_train_stylegan(
-                    volume, params, DEFAULT_CONFIG, out_dir=args.run_dir, resume=True, cancel=cancel
+                api.train_job(
+                    volume, out_dir=str(args.run_dir), params=params, resume=True, cancel=cancel
                 ),
                 on_progress=report,
             )

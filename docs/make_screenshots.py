@@ -140,7 +140,7 @@ def _stylegan_picture(viewer, docks, written) -> None:
     from napari_scigen._qt._stylegan_widget import StyleGANWidget
 
     stylegan = _dock(viewer, StyleGANWidget(viewer), "StyleGAN", docks)
-    stylegan.n_samples.value = 8
+    stylegan.sample_form["n"].value = 8
     stylegan.start("sample")
     samples = stylegan.last_layer
     _show_only(viewer, samples)
@@ -165,9 +165,10 @@ def _diffedit_picture(viewer, image, mask, sd, z, docks, written) -> None:
 
     diffedit = _dock(viewer, DiffEditWidget(viewer), "DiffEdit", docks)
     diffedit.image_picker.value, diffedit.mask_picker.value = image.name, mask.name
-    diffedit.model.value, diffedit.local_files_only.value = str(sd), True
-    diffedit.target_prompt.value = "a large empty pore"
-    diffedit.steps.value, diffedit.resolution.value, diffedit.context.value = 10, 64, 16
+    fields = diffedit.fields
+    fields["model"].value, fields["local_files_only"].value = str(sd), True
+    fields["target_prompt"].value = "a large empty pore"
+    fields["steps"].value, fields["resolution"].value, fields["context"].value = 10, 64, 16
     viewer.dims.set_point(0, z * image.scale[0])  # slices "current": the one shown
     diffedit.run()
     edited = viewer.layers[-1]
@@ -184,10 +185,11 @@ def _controlnet_picture(viewer, image, sd, controlnet_dir, docks, written) -> No
     controlnet = _dock(viewer, ControlNetWidget(viewer), "ControlNet", docks)
     controlnet.image_picker.value = image.name
     controlnet.mask_picker.value = None
-    controlnet.model.value, controlnet.local_files_only.value = str(sd), True
-    controlnet.controlnet_model.value = str(controlnet_dir)
+    fields = controlnet.fields
+    fields["model"].value, fields["local_files_only"].value = str(sd), True
+    fields["controlnet_model"].value = str(controlnet_dir)
     # context is only used (and shown) with a mask, but must fit the tiny 64 px model size
-    controlnet.steps.value, controlnet.resolution.value, controlnet.context.value = 10, 64, 16
+    fields["steps"].value, fields["resolution"].value, fields["context"].value = 10, 64, 16
     controlnet.live_preview.value = True
     controlnet.run()
     generated = viewer.layers[-1]

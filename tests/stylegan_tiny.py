@@ -31,10 +31,11 @@ def tiny_generator(seed: int = 1):
 
 
 def tiny_params(**overrides):
-    """Training parameters for a few CPU steps."""
-    from napari_scigen.engines.stylegan.train import TrainParams
+    """Training parameters of the tiny network for a few CPU steps."""
+    from napari_scigen.engines.stylegan.params import StyleGANTrainParams
 
     values = {
+        **TINY_CONFIG_KWARGS,
         "steps": 4,
         "batch_size": 4,
         "sample_every": 2,
@@ -42,8 +43,7 @@ def tiny_params(**overrides):
         "device": "cpu",
         "seed": 3,
     }
-    values.update(overrides)
-    return TrainParams(**values)
+    return StyleGANTrainParams(**{**values, **overrides})
 
 
 def textured_volume(shape=(6, 24, 24), dtype=np.uint16, seed: int = 0) -> np.ndarray:

@@ -178,7 +178,7 @@ def test_demo_runs_stylegan_on_the_embedded_generator_with_the_given_steps(tmp_p
     pytest.importorskip("torch")
     out = tmp_path / "demo"
     args = ["demo", "-o", str(out), "--shape", "9,64,64", "--methods", "linear,stylegan"]
-    assert main([*args, "--stylegan-steps", "2", "-q"]) == 0
+    assert main([*args, "--projection-steps", "2", "-q"]) == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     stylegan_rows = [
         r for r in rows if r["task"] == "held-out slices" and r["method"] == "stylegan"
@@ -190,9 +190,9 @@ def test_demo_runs_stylegan_on_the_embedded_generator_with_the_given_steps(tmp_p
     assert provenance["params"]["projection_steps"] == 2
 
 
-def test_demo_rejects_zero_stylegan_steps(tmp_path, capsys):
-    assert main(["demo", "-o", str(tmp_path / "d"), "--stylegan-steps", "0"]) == 2
-    assert "--stylegan-steps" in capsys.readouterr().err
+def test_demo_rejects_zero_projection_steps(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "d"), "--projection-steps", "0"]) == 2
+    assert "--projection-steps" in capsys.readouterr().err
 
 
 def test_progress_printer_logs_every_tenth_when_not_a_terminal():

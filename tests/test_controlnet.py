@@ -7,15 +7,15 @@ import dataclasses
 import numpy as np
 import pytest
 
+from napari_scigen import api
 from napari_scigen.core.models import MODEL_CACHE, ModelNotAvailableError, missing_hub_model_message
 from napari_scigen.core.progress import Cancelled, CancelToken, drain
 from napari_scigen.core.stack import percentile_window
 from napari_scigen.core.validation import InvalidInputError
-from napari_scigen.engines._sd_common import VARIANT_SEED_STRIDE
-from napari_scigen.engines.controlnet import (
+from napari_scigen.engines.sd.canvas import VARIANT_SEED_STRIDE
+from napari_scigen.engines.sd.control import canny_condition, control_from_layer
+from napari_scigen.engines.sd.controlnet import (
     ControlNetParams,
-    canny_condition,
-    control_from_layer,
     run_controlnet,
     run_controlnet_inpaint,
 )
@@ -268,10 +268,39 @@ def test_controlnet_offline_missing_controlnet_fails_short_and_writes_nothing(
     assert list(hf_home.iterdir()) == []
 
 
-def test_controlnet_params_are_validated():
-    with pytest.raises(InvalidInputError, match="control_start"):
-        ControlNetParams(prompt="x", control_start=0.8, control_end=0.5)
-    with pytest.raises(InvalidInputError, match="n_variants"):
-        ControlNetParams(prompt="x", n_variants=0)
-    with pytest.raises(InvalidInputError, match="scheduler"):
-        ControlNetParams(prompt="x", scheduler="euler")
+def test_controlnet_through_api_records_task_and_method(params):
+    slice_ = _disk_slice()[0]
+    generated = api.generate(slice_, params=params)
+    np.testing.assert_array_equal(generated.data, drain(run_controlnet(slice_, params)).data)
+    assert generated.provenance["task"] == "generate"
+    assert generated.provenance["method"] == "controlnet"
+    mask = np.zeros(slice_.shape, dtype=bool)
+    mask[20:40, 20:40] = True
+    inpainted = api.inpaint(slice_, mask, method="controlnet", params=params)
+    assert inpainted.provenance["task"] == "inpaint"
+    np.testing.assert_array_equal(inpainted.data[~mask], slice_[~mask])
+    with pytest.raises(InvalidInputError, match="control"):
+        api.inpaint(slice_, mask, method="biharmonic", control=mask.astype(np.uint8))
+
+
+def test_controlnet_masked_canny_control_is_the_engines_job(params):
+    """``masked_control="canny"`` conditions the Canny ControlNet on the run's Canny edges:
+    the same pixels as passing those edges as a control layer (what the widget used to do)."""
+    volume = _volume(depth=3)
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[:, 18:42, 20:46] = True
+    canny = dataclasses.replace(params, masked_control="canny", canny_sigma=1.5)
+    result = api.inpaint(volume, mask, method="controlnet", params=canny, slices=[0, 2])
+    window = percentile_window(volume, *canny.window_percentiles)
+    edges = np.zeros(volume.shape, dtype=np.uint8)
+    for z in (0, 2):
+        edges[z] = canny_condition(volume[z], sigma=1.5, window=window)
+    by_layer = drain(run_controlnet_inpaint(volume, mask, canny, control=edges, slices=[0, 2]))
+    np.testing.assert_array_equal(result.data, by_layer.data)
+    assert result.provenance["extra"]["control_source"] == "canny"
+    assert result.provenance["params"]["masked_control"] == "canny"
+    np.testing.assert_array_equal(result.data[~mask], volume[~mask])
+    np.testing.assert_array_equal(result.data[1], volume[1])  # not selected
+    inpaint = drain(run_controlnet_inpaint(volume, mask, params, slices=[0, 2]))
+    assert inpaint.provenance["extra"]["control_source"] == "inpaint"
+    assert not np.array_equal(inpaint.data, result.data)

@@ -10,10 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from napari_scigen import api  # noqa: E402
 from napari_scigen.core.models import MODEL_CACHE, ModelNotAvailableError, missing_hub_model_message  # noqa: E402
 from napari_scigen.core.progress import Cancelled, CancelToken, drain  # noqa: E402
 from napari_scigen.core.validation import InvalidInputError  # noqa: E402
-from napari_scigen.engines.diffedit import (  # noqa: E402
+from napari_scigen.engines.sd.diffedit import (  # noqa: E402
     MASK_LABEL,
     DiffEditParams,
     run_diffedit,
@@ -91,9 +92,10 @@ def test_diffedit_16bit_round_trip_stays_in_input_range(params):
 def test_diffedit_provenance_records_model_seeds_window_and_tiles(params, models):
     volume = _volume(depth=4)
     mask = _box_mask(volume.shape, 20, 40, 22, 44)
-    result = drain(run_diffedit(volume, mask, params, slices=[1, 3]))
+    result = api.edit(volume, mask, params=params, slices=[1, 3])
     record = result.provenance
     assert record["engine"] == "diffedit"
+    assert record["task"] == "edit" and record["method"] == "diffedit"
     assert record["model"] == str(models.sd)
     assert record["params"]["target_prompt"] == "a pore"
     assert record["seed"] == [8, 10]  # seed + z
@@ -173,8 +175,10 @@ def test_generate_mask_returns_pixel_resolution_labels(params):
 def test_diffedit_without_mask_uses_generated_mask(params):
     volume = _volume(depth=1)
     loose = dataclasses.replace(params, mask_threshold=1.0)
-    generated = drain(run_generate_mask(volume, loose))
-    result = drain(run_diffedit(volume, None, loose))
+    generated = api.make_mask(volume, params=params, mask_threshold=1.0)
+    assert generated.provenance["task"] == "mask"
+    np.testing.assert_array_equal(generated.data, drain(run_generate_mask(volume, loose)).data)
+    result = api.edit(volume, None, params=loose)
     np.testing.assert_array_equal(result.labels[MASK_LABEL], generated.data)
     outside = generated.data == 0
     np.testing.assert_array_equal(result.data[outside], volume[outside])

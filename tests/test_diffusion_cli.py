@@ -134,5 +134,38 @@ def test_cli_refuses_existing_output_and_bad_slices(models, files, capsys):
         ["diffedit", str(folder / "in.tif"), "--auto-mask", "--prompt", "x", "--slices", "7:9",
          "-o", str(folder / "x.tif"), *_tiny_options(models)]
     )  # fmt: skip
-    assert code == 2 and "selects no slice" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--slices '7:9'" in err and "0 <= START < STOP <= 3" in err
     assert not (folder / "x.tif").exists()
+    code = main(
+        ["diffedit", str(folder / "in.tif"), "--auto-mask", "-o", str(folder / "x.tif"),
+         *_tiny_options(models)]
+    )  # fmt: skip
+    assert code == 2 and "--prompt is required" in capsys.readouterr().err
+    code = main(
+        ["controlnet", str(folder / "in.tif"), "--variants", "0", "-o", str(folder / "x.tif"),
+         *_tiny_options(models)]
+    )  # fmt: skip
+    assert code == 2 and "--variants must be >= 1" in capsys.readouterr().err
+    assert not (folder / "x.tif").exists()
+
+
+def test_cli_controlnet_masked_canny_control_and_widget_only_flags(models, files):
+    folder, volume, mask = files
+    out = folder / "canny.tif"
+    code = main(
+        ["controlnet", str(folder / "in.tif"), "--prompt", "rock", "--mask",
+         str(folder / "mask.tif"), "--masked-control", "canny", "--controlnet-model",
+         str(models.controlnet), "--control-start", "0.25", "--canny-use-quantiles",
+         "--canny-low", "0.8", "--canny-high", "0.9", "--slices", "all", "--scheduler", "ddim",
+         "-o", str(out), *_tiny_options(models)]
+    )  # fmt: skip
+    assert code == 0
+    written = read_volume(out)
+    data = np.asarray(written.data)
+    np.testing.assert_array_equal(data[~mask], volume[~mask])
+    assert (data[mask] != volume[mask]).any()
+    assert written.provenance["extra"]["control_source"] == "canny"
+    params = written.provenance["params"]
+    assert params["control_start"] == 0.25 and params["canny_use_quantiles"] is True
+    assert written.provenance["task"] == "inpaint" and written.provenance["method"] == "controlnet"

@@ -58,7 +58,7 @@ def test_metrics_prints_a_table_and_writes_json_and_csv(tiffs, tmp_path, capsys)
     assert values["ssim"] == pytest.approx(ssim(reference, generated).value)
     assert values["psnr"] == pytest.approx(psnr(reference, generated).value)
     assert record["source"]["reference"]["file"] == str(paths["reference"])
-    assert out_csv.read_text().splitlines()[0] == "metric,region,value,note,details"
+    assert out_csv.read_text().splitlines()[0] == "metric,value,region,details,note"
 
 
 def test_metrics_with_mask_and_window_reports_both_regions(tiffs, capsys):
@@ -82,7 +82,7 @@ def test_metrics_with_mask_and_window_reports_both_regions(tiffs, capsys):
     inside = next(line for line in lines if line.startswith("psnr") and "inside" in line)
     mask = tifffile.imread(paths["mask"])
     expected = psnr(reference, generated, data_range=(8000, 30000), mask=mask, region="inside")
-    assert f"{expected.value:.5g}" in inside
+    assert f"{expected.value:.6g}" in inside
     assert any("outside" in line and "inf" in line for line in lines)
 
 
@@ -149,29 +149,50 @@ def test_validate_writes_the_report_for_linear_and_flow(tmp_path, capsys):
     assert "linear" in printed.out and "flow" in printed.out
     assert "skipped lpips" in printed.err
     assert "gmsd" in printed.out
-    for name in ("validation.csv", "validation.md", "validation.png", "validation.json"):
+    for name in (
+        "validation.csv",
+        "validation_slices.csv",
+        "validation.md",
+        "validation.png",
+        "validation.json",
+    ):
         assert (out / name).is_file()
     assert main(args) == 2  # refuses to overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
 
 
-def test_validate_passes_stylegan_steps_to_the_engine(tmp_path, monkeypatch):
-    from napari_scigen.metrics import validation
+def test_validate_passes_typed_engine_flags_to_the_methods_that_declare_them(tmp_path, monkeypatch):
+    from napari_scigen import api
 
     seen = {}
+    original = api.interpolate_job
 
-    def fake_method_generator(method, volume, missing, options, cancel, device):
-        seen[method] = options
-        from napari_scigen.engines.classical import InterpolateParams, run_interpolate
+    def spy(volume, *, method, params, **kwargs):
+        seen[method] = params
+        return original(volume, method=method, params=params, **kwargs)
 
-        return run_interpolate(volume, InterpolateParams(method="linear", missing=missing))
-
-    monkeypatch.setattr(validation, "_method_generator", fake_method_generator)
+    monkeypatch.setattr(api, "interpolate_job", spy)
     volume = np.random.default_rng(0).integers(0, 255, (9, 32, 32), dtype=np.uint8)
     source = tmp_path / "volume.tif"
     tifffile.imwrite(source, volume, photometric="minisblack")
-    args = ["validate", str(source), "--methods", "stylegan", "--metrics", "psnr", "-q"]
-    assert main([*args, "--stylegan-steps", "7", "-o", str(tmp_path / "r")]) == 0
-    assert seen["stylegan"] == {"projection_steps": 7}
-    assert main([*args, "--stylegan-steps", "0", "-o", str(tmp_path / "r2")]) == 2
+    args = ["validate", str(source), "--methods", "linear,flow", "--metrics", "psnr", "-q"]
+    assert main([*args, "--flow-num-iter", "7", "-o", str(tmp_path / "r")]) == 0
+    assert seen["flow"].flow_num_iter == 7
+    assert seen["linear"].to_dict() == {}
+    assert main([*args, "--flow-num-iter", "0", "-o", str(tmp_path / "r2")]) == 2
+    only_linear = ["validate", str(source), "--methods", "linear", "-q", "-o", str(tmp_path / "r3")]
+    assert main([*only_linear, "--flow-num-iter", "3"]) == 2  # no chosen method takes it
+
+
+def test_validate_keep_every_scores_every_rebuilt_slice(tmp_path, capsys):
+    volume = np.random.default_rng(1).integers(0, 255, (9, 32, 32), dtype=np.uint8)
+    source = tmp_path / "volume.tif"
+    tifffile.imwrite(source, volume, photometric="minisblack")
+    out = tmp_path / "r"
+    args = ["validate", str(source), "--keep-every", "4", "--methods", "linear"]
+    assert main([*args, "--metrics", "psnr", "-q", "-o", str(out)]) == 0
+    assert "noise ceiling" in capsys.readouterr().out
+    rows = (out / "validation_slices.csv").read_text().splitlines()
+    assert rows[0] == "method,slice,psnr"
+    assert [r.split(",")[1] for r in rows[1:7]] == ["1", "2", "3", "5", "6", "7"]

@@ -1,4 +1,4 @@
-"""``napari-scigen train-stylegan``, ``sample-stylegan`` and ``export-stylegan``."""
+"""``napari-scigen train-stylegan``, ``sample-stylegan``, ``walk-stylegan`` and ``export-stylegan``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ import pytest
 
 pytest.importorskip("torch")
 
-from napari_scigen.cli import main  # noqa: E402
+from napari_scigen._cli.stylegan import train_params_from_args  # noqa: E402
+from napari_scigen.cli import build_parser, main  # noqa: E402
 from napari_scigen.core.io import read_volume, write_volume  # noqa: E402
+from napari_scigen.core.params import params_from_cli, params_to_argv  # noqa: E402
+from napari_scigen.engines.stylegan.params import (  # noqa: E402
+    StyleGANSampleParams,
+    StyleGANTrainParams,
+    StyleGANWalkParams,
+)
 from stylegan_tiny import TINY_CONFIG_KWARGS, textured_volume  # noqa: E402
 
 TINY_ARGS = [
@@ -24,29 +31,20 @@ TINY_ARGS = [
 ]  # fmt: skip
 
 
-def test_train_resume_export_and_sample_from_the_command_line(tmp_path, capsys):
+def _train(tmp_path, steps: int, *flags: str) -> int:
+    """``train-stylegan`` of a small texture (written once) into ``tmp_path/run``."""
     source = tmp_path / "vol.tif"
-    volume = textured_volume(shape=(4, 20, 20))
-    write_volume(source, volume, voxel_size=(1.0, 1.0, 1.0))
+    if not source.exists():
+        write_volume(source, textured_volume(shape=(4, 20, 20)), voxel_size=(1.0, 1.0, 1.0))
+    run_dir = str(tmp_path / "run")
+    return main(["train-stylegan", str(source), "-o", run_dir, "--steps", str(steps), *flags])
+
+
+def test_train_resume_export_and_sample_from_the_command_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert (
-        main(["train-stylegan", str(source), "-o", str(run_dir), "--steps", "2", *TINY_ARGS]) == 0
-    )
+    assert _train(tmp_path, 2, *TINY_ARGS) == 0
     exported = tmp_path / "g.safetensors"
-    code = main(
-        [
-            "train-stylegan",
-            str(source),
-            "-o",
-            str(run_dir),
-            "--steps",
-            "3",
-            "--export",
-            str(exported),
-            *TINY_ARGS,
-        ]
-    )
-    assert code == 0
+    assert _train(tmp_path, 3, "--export", str(exported), *TINY_ARGS) == 0
     out = capsys.readouterr().out
     assert "trained 3 steps" in out and exported.is_file()
 
@@ -60,6 +58,16 @@ def test_train_resume_export_and_sample_from_the_command_line(tmp_path, capsys):
     read = read_volume(samples)
     assert read.data.shape == (3, 16, 16) and read.data.dtype == np.uint16
     assert read.provenance["engine"] == "sample-stylegan"
+    assert read.provenance["model"] == str(exported.resolve())
+    assert read.provenance["seed"] == [0, 1, 2] and read.provenance["params"]["n"] == 3
+
+    walk = tmp_path / "walk.tif"
+    args = ["walk-stylegan", "--checkpoint", str(exported), "--frames", "4", "--seed-b", "7"]
+    assert main([*args, "--device", "cpu", "-o", str(walk), "-q"]) == 0
+    frames = read_volume(walk)
+    assert frames.data.shape == (4, 16, 16) and frames.data.dtype == np.float32
+    assert frames.provenance["engine"] == "latent-walk-stylegan"
+    assert frames.provenance["seed"] == [0, 7]
 
     again = tmp_path / "again.safetensors"
     assert main(["export-stylegan", str(run_dir), "-o", str(again)]) == 0
@@ -74,6 +82,115 @@ def test_train_with_bad_axes_is_a_user_error(tmp_path, capsys):
     )
     assert code == 2
     assert "--axes" in capsys.readouterr().err
+
+
+def test_resuming_with_other_sizes_keeps_the_saved_architecture(tmp_path, capsys):
+    import json
+
+    run_dir = tmp_path / "run"
+    assert _train(tmp_path, 1, *TINY_ARGS) == 0
+    capsys.readouterr()
+    assert _train(tmp_path, 2, *TINY_ARGS, "--channel-max", "8") == 0
+    out = capsys.readouterr().out
+    assert "saved architecture" in out and "trained 2 steps" in out
+    saved = json.loads((run_dir / "checkpoint-0000002" / "checkpoint.json").read_text())
+    assert saved["config"]["channel_max"] == TINY_CONFIG_KWARGS["channel_max"]
+
+    # --no-resume starts over with the requested sizes
+    assert _train(tmp_path, 1, "--no-resume", *TINY_ARGS, "--channel-max", "8") == 0
+    fresh = json.loads((run_dir / "checkpoint-0000001" / "checkpoint.json").read_text())
+    assert fresh["config"]["channel_max"] == 8
+
+
+def _parse(command: list[str]):
+    return build_parser().parse_args(command)
+
+
+def test_train_params_round_trip_through_the_command_line_flags():
+    params = StyleGANTrainParams(
+        steps=123,
+        resolution=32,
+        batch_size=3,
+        augment=False,
+        crop=False,
+        axes=("z", "x"),
+        sample_every=7,
+        checkpoint_every=9,
+        seed=5,
+        device="cpu",
+        lr=0.001,
+        r1_gamma=0.25,
+        r1_interval=4,
+        ema_kimg=1.5,
+        ema_rampup=None,
+        mixing_prob=0.5,
+        window_percentiles=(1.0, 99.0),
+        keep_checkpoints=0,
+        preview_count=4,
+        z_dim=32,
+        w_dim=24,
+        mapping_layers=2,
+        channel_base=512,
+        channel_max=32,
+    )
+    assert all(getattr(params, k) != v for k, v in StyleGANTrainParams().to_dict().items())
+    argv = params_to_argv(params)
+    assert "--no-augment" in argv and "--no-crop" in argv  # today's flag names still work
+    args = _parse(["train-stylegan", "vol.tif", "-o", "run", *argv])
+    assert train_params_from_args(args) == params
+    assert args.run_dir == "run" and not args.no_resume
+    defaults = _parse(["train-stylegan", "vol.tif", "--run-dir", "run", "--no-resume"])
+    assert train_params_from_args(defaults) == StyleGANTrainParams() and defaults.no_resume
+
+
+def test_axes_accept_the_earlier_letters_spelling():
+    args = _parse(["train-stylegan", "vol.tif", "-o", "run", "--axes", "zyx"])
+    assert train_params_from_args(args).axes == ("z", "y", "x")
+
+
+def test_sample_and_walk_params_round_trip_through_the_command_line_flags():
+    params = StyleGANSampleParams(
+        generator="g.safetensors",
+        n=3,
+        seed=9,
+        truncation_psi=0.5,
+        device="cpu",
+        noise_mode="const",
+        window="unit",
+        batch_size=2,
+    )
+    assert all(getattr(params, k) != v for k, v in StyleGANSampleParams().to_dict().items())
+    argv = params_to_argv(params)
+    assert {"--checkpoint", "--count", "--truncation"} <= set(argv)
+    args = _parse(["sample-stylegan", *argv, "-o", "out.tif"])
+    assert params_from_cli(StyleGANSampleParams, args) == params
+    short = _parse(["sample-stylegan", "-n", "3", "--truncation", "0.5", "-o", "out.tif"])
+    assert params_from_cli(StyleGANSampleParams, short) == StyleGANSampleParams(
+        n=3, truncation_psi=0.5
+    )
+
+    walk = StyleGANWalkParams(
+        generator="run",
+        seed_a=4,
+        seed_b=6,
+        frames=5,
+        truncation_psi=1.0,
+        slerp=False,
+        device="cpu",
+        noise_mode="none",
+    )
+    assert all(getattr(walk, k) != v for k, v in StyleGANWalkParams().to_dict().items())
+    args = _parse(["walk-stylegan", *params_to_argv(walk), "-o", "walk.tif"])
+    assert params_from_cli(StyleGANWalkParams, args) == walk
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--count", "0"], "--count"), (["--truncation", "3"], "--truncation")],
+)
+def test_sample_with_bad_values_is_a_user_error(tmp_path, capsys, flags, message):
+    assert main(["sample-stylegan", *flags, "-o", str(tmp_path / "s.tif")]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_sample_refuses_to_overwrite_without_flag(tmp_path, capsys):

@@ -16,6 +16,10 @@ from napari_scigen.engines.stylegan.default import (  # noqa: E402
     load_default_generator,
 )
 from napari_scigen.engines.stylegan.interpolate import run_interpolate_stylegan  # noqa: E402
+from napari_scigen.engines.stylegan.params import (  # noqa: E402
+    StyleGANInterpolateParams,
+    StyleGANSampleParams,
+)
 from napari_scigen.engines.stylegan.sample import run_sample_slices  # noqa: E402
 
 torch.set_num_threads(1)
@@ -47,7 +51,8 @@ def test_embedded_generator_samples_resemble_the_rock_phantom_intensities():
     from napari_scigen.core.phantoms import make_rock_volume
     from napari_scigen.core.stack import Window
 
-    result = drain(run_sample_slices(None, n=16, seed=0, truncation_psi=1.0, device="cpu"))
+    params = StyleGANSampleParams(n=16, seed=0, truncation_psi=1.0, device="cpu")
+    result = drain(run_sample_slices(params))
     samples = result.data
     assert samples.shape == (16, 64, 64) and samples.dtype == np.uint16
     meta = load_default_generator("cpu")[1]
@@ -67,7 +72,8 @@ def test_default_generator_interpolates_a_phantom_slice_gap():
     from napari_scigen.core.phantoms import make_rock_volume
 
     volume = make_rock_volume((3, 64, 64), seed=2).volume
-    result = drain(run_interpolate_stylegan(volume, missing=[1], projection_steps=10, device="cpu"))
+    params = StyleGANInterpolateParams(projection_steps=10, device="cpu")
+    result = drain(run_interpolate_stylegan(volume, params, missing=[1]))
     assert result.provenance["model"] == "embedded:stylegan_rock64"
     assert np.array_equal(result.data[[0, 2]], volume[[0, 2]])
     assert result.data.dtype == np.uint16 and result.data[1].std() > 0

@@ -19,12 +19,12 @@ from napari_scigen.engines.stylegan.checkpoint import (  # noqa: E402
     load_checkpoint,
     load_generator,
 )
+from napari_scigen.engines.stylegan.params import StyleGANTrainParams  # noqa: E402
 from napari_scigen.engines.stylegan.train import (  # noqa: E402
     TrainingDivergedError,
-    TrainParams,
     run_train_stylegan,
 )
-from stylegan_tiny import textured_volume, tiny_config, tiny_params  # noqa: E402
+from stylegan_tiny import TINY_CONFIG_KWARGS, textured_volume, tiny_config, tiny_params  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -38,7 +38,7 @@ def _assert_state_dicts_equal(a, b):
 def test_training_runs_with_finite_losses_previews_and_final_checkpoint(tmp_path):
     volume = textured_volume()
     events = []
-    gen = run_train_stylegan(volume, tiny_params(), tiny_config(), out_dir=tmp_path)
+    gen = run_train_stylegan(volume, tiny_params(), out_dir=tmp_path)
     result = drain(gen, on_progress=events.append)
     assert [e.step for e in events] == [1, 2, 3, 4]
     assert all(math.isfinite(v) for v in result.history["loss_G"] + result.history["loss_D"])
@@ -57,14 +57,12 @@ def test_training_runs_with_finite_losses_previews_and_final_checkpoint(tmp_path
 def test_training_never_modifies_the_input_volume(tmp_path):
     volume = textured_volume()
     before = volume.copy()
-    drain(run_train_stylegan(volume, tiny_params(steps=1), tiny_config(), out_dir=tmp_path))
+    drain(run_train_stylegan(volume, tiny_params(steps=1), out_dir=tmp_path))
     assert np.array_equal(volume, before)
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
-    result = drain(
-        run_train_stylegan(textured_volume(), tiny_params(steps=2), tiny_config(), out_dir=tmp_path)
-    )
+    result = drain(run_train_stylegan(textured_volume(), tiny_params(steps=2), out_dir=tmp_path))
     first = load_checkpoint(result.checkpoint)
     second = load_checkpoint(result.checkpoint)
     for name in ("G", "G_ema", "D"):
@@ -85,13 +83,9 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path):
     volume = textured_volume()
-    straight = drain(
-        run_train_stylegan(volume, tiny_params(steps=4), tiny_config(), out_dir=tmp_path / "a")
-    )
-    drain(run_train_stylegan(volume, tiny_params(steps=2), tiny_config(), out_dir=tmp_path / "b"))
-    resumed = drain(
-        run_train_stylegan(volume, tiny_params(steps=4), tiny_config(), out_dir=tmp_path / "b")
-    )
+    straight = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path / "a"))
+    drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path / "b"))
+    resumed = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path / "b"))
     assert resumed.history["step"] == [3, 4]  # continued from the saved step
     assert resumed.history["loss_G"] == straight.history["loss_G"][2:]
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
@@ -101,12 +95,8 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
 
 def test_resume_false_starts_over_and_keeps_only_newest_checkpoints(tmp_path):
     volume = textured_volume()
-    drain(run_train_stylegan(volume, tiny_params(steps=2), tiny_config(), out_dir=tmp_path))
-    again = drain(
-        run_train_stylegan(
-            volume, tiny_params(steps=6), tiny_config(), out_dir=tmp_path, resume=False
-        )
-    )
+    drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path))
+    again = drain(run_train_stylegan(volume, tiny_params(steps=6), out_dir=tmp_path, resume=False))
     assert again.history["step"][0] == 1
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "checkpoint-0000004",
@@ -114,14 +104,66 @@ def test_resume_false_starts_over_and_keeps_only_newest_checkpoints(tmp_path):
     ]
 
 
-def test_resume_with_another_architecture_is_refused(tmp_path):
-    import dataclasses
+def test_resume_with_other_network_sizes_keeps_the_saved_architecture(tmp_path):
+    volume = textured_volume()
+    drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path / "a"))
+    events = []
+    resumed = drain(
+        run_train_stylegan(
+            volume, tiny_params(steps=4, channel_max=8, z_dim=8), out_dir=tmp_path / "a"
+        ),
+        on_progress=events.append,
+    )
+    assert "saved architecture" in events[0].message and "channel_max 8 -> 16" in events[0].message
+    assert [e.step for e in events[1:]] == [3, 4] and resumed.history["step"] == [3, 4]
+    assert resumed.metadata["config"] == tiny_config().to_dict()
+    extra = resumed.provenance["extra"]
+    assert extra["adopted_saved_config"] is True and extra["resumed_from"] == "checkpoint-0000002"
+    assert extra["requested_config"]["channel_max"] == 8 and extra["config"]["channel_max"] == 16
+    assert resumed.provenance["params"]["channel_max"] == 16  # what was actually trained
+    assert resumed.provenance["params"]["z_dim"] == TINY_CONFIG_KWARGS["z_dim"]
+
+    # the same as resuming with the saved sizes
+    straight = drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path / "b"))
+    same = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path / "b"))
+    assert straight.step == 2 and same.history["loss_G"] == resumed.history["loss_G"]
+    assert same.provenance["extra"]["adopted_saved_config"] is False
+    a, b = load_checkpoint(same.checkpoint), load_checkpoint(resumed.checkpoint)
+    for name in ("G", "G_ema", "D"):
+        _assert_state_dicts_equal(a[name].state_dict(), b[name].state_dict())
+
+    # resume=False builds the requested architecture
+    fresh = drain(
+        run_train_stylegan(
+            volume, tiny_params(steps=1, channel_max=8), out_dir=tmp_path / "a", resume=False
+        )
+    )
+    assert fresh.metadata["config"]["channel_max"] == 8
+    assert fresh.provenance["extra"]["adopted_saved_config"] is False
+
+
+def test_resume_adopts_the_saved_architecture_through_the_api(tmp_path):
+    from napari_scigen import api
 
     volume = textured_volume()
-    drain(run_train_stylegan(volume, tiny_params(steps=1), tiny_config(), out_dir=tmp_path))
-    other = dataclasses.replace(tiny_config(), channel_max=8)
-    with pytest.raises(InvalidInputError, match="resume=False"):
-        drain(run_train_stylegan(volume, tiny_params(steps=2), other, out_dir=tmp_path))
+    first = api.train(volume, out_dir=str(tmp_path), params=tiny_params(steps=2))
+    assert first.provenance["task"] == "train" and first.provenance["method"] == "stylegan"
+    assert first.provenance["model"] == str(first.checkpoint)
+    assert first.provenance["seed"] == 3 and first.provenance["engine"] == "train-stylegan"
+    messages = []
+    resumed = api.train(
+        volume,
+        out_dir=str(tmp_path),
+        method="stylegan",
+        params=tiny_params(steps=3),
+        resolution=32,  # a keyword override, as scripts pass them
+        seed=11,
+        on_progress=lambda event: messages.append(event.message),
+    )
+    assert resumed.step == 3 and resumed.metadata["config"]["resolution"] == 16
+    assert resumed.provenance["extra"]["adopted_saved_config"] is True
+    assert resumed.provenance["seed"] == 3  # the run keeps its own seed
+    assert any("resolution 32 -> 16" in message for message in messages)
 
 
 def test_cancel_raises_and_keeps_progress(tmp_path):
@@ -136,35 +178,27 @@ def test_cancel_raises_and_keeps_progress(tmp_path):
 
     with pytest.raises(Cancelled):
         drain(
-            run_train_stylegan(
-                volume, tiny_params(steps=50), tiny_config(), out_dir=tmp_path, cancel=cancel
-            ),
+            run_train_stylegan(volume, tiny_params(steps=50), out_dir=tmp_path, cancel=cancel),
             on_progress=on_progress,
         )
     assert seen == [1, 2, 3]
     assert latest_checkpoint(tmp_path).name == "checkpoint-0000003"
-    resumed = drain(
-        run_train_stylegan(volume, tiny_params(steps=4), tiny_config(), out_dir=tmp_path)
-    )
+    resumed = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path))
     assert resumed.history["step"] == [4]
 
 
 def test_exploding_learning_rate_raises_a_clear_divergence_error(tmp_path):
     params = tiny_params(steps=30, lr=1e25, augment=False)
     with pytest.raises(TrainingDivergedError, match="diverged at step"):
-        drain(run_train_stylegan(textured_volume(), params, tiny_config(), out_dir=tmp_path))
+        drain(run_train_stylegan(textured_volume(), params, out_dir=tmp_path))
 
 
 def test_slices_smaller_than_the_resolution_are_rejected_unless_resized(tmp_path):
     small = textured_volume(shape=(3, 12, 20))
     with pytest.raises(InvalidInputError, match="smaller than the generator resolution"):
-        drain(
-            run_train_stylegan(small, tiny_params(steps=1), tiny_config(), out_dir=tmp_path / "a")
-        )
+        drain(run_train_stylegan(small, tiny_params(steps=1), out_dir=tmp_path / "a"))
     result = drain(
-        run_train_stylegan(
-            small, tiny_params(steps=1, crop=False), tiny_config(), out_dir=tmp_path / "b"
-        )
+        run_train_stylegan(small, tiny_params(steps=1, crop=False), out_dir=tmp_path / "b")
     )
     assert result.step == 1
 
@@ -172,25 +206,40 @@ def test_slices_smaller_than_the_resolution_are_rejected_unless_resized(tmp_path
 def test_isotropic_training_samples_all_three_slicing_directions(tmp_path):
     volume = textured_volume(shape=(16, 16, 16), dtype=np.uint8)
     result = drain(
-        run_train_stylegan(
-            volume, tiny_params(steps=1, axes=("z", "y", "x")), tiny_config(), out_dir=tmp_path
-        )
+        run_train_stylegan(volume, tiny_params(steps=1, axes=("z", "y", "x")), out_dir=tmp_path)
     )
     assert result.metadata["train_params"]["axes"] == ["z", "y", "x"]
 
 
-def test_train_params_validate_axes_and_counts():
-    with pytest.raises(ValueError, match="axes"):
-        TrainParams(axes=("q",))
-    with pytest.raises(ValueError, match="steps"):
-        TrainParams(steps=0)
-    assert TrainParams(batch_size=16).resolved_r1_gamma(64) == pytest.approx(0.0002 * 64**2 / 16)
+def test_train_params_validate_axes_counts_and_sizes_with_invalid_input_errors():
+    from napari_scigen.core.params import ParameterError
+
+    for bad, message in [
+        ({"axes": ("q",)}, "axes"),
+        ({"axes": ()}, "axes"),
+        ({"axes": ("z", "z")}, "axes"),
+        ({"steps": 0}, "steps"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"r1_interval": 0}, "r1_interval"),
+        ({"sample_every": 0}, "sample_every"),
+        ({"checkpoint_every": 0}, "checkpoint_every"),
+        ({"resolution": 48}, "resolution"),
+        ({"channel_max": 0}, "channel_max"),
+        ({"window_percentiles": (99.0, 1.0)}, "window_percentiles"),
+        ({"mixing_prob": 1.5}, "mixing_prob"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message) as caught:
+            StyleGANTrainParams(**bad)
+        assert isinstance(caught.value, ParameterError), bad
+    params = StyleGANTrainParams(batch_size=16, axes=["z", "y"])
+    assert params.axes == ("z", "y")
+    assert params.resolved_r1_gamma() == pytest.approx(0.0002 * 64**2 / 16)
+    assert params.network_config() == StyleGANTrainParams().network_config()
 
 
 def test_checkpoints_load_only_with_weights_only(tmp_path, monkeypatch):
-    result = drain(
-        run_train_stylegan(textured_volume(), tiny_params(steps=1), tiny_config(), out_dir=tmp_path)
-    )
+    result = drain(run_train_stylegan(textured_volume(), tiny_params(steps=1), out_dir=tmp_path))
     calls = []
     real_load = torch.load
 
@@ -205,9 +254,7 @@ def test_checkpoints_load_only_with_weights_only(tmp_path, monkeypatch):
 
 
 def test_closing_the_generator_keeps_a_checkpoint(tmp_path):
-    gen = run_train_stylegan(
-        textured_volume(), tiny_params(steps=50), tiny_config(), out_dir=tmp_path
-    )
+    gen = run_train_stylegan(textured_volume(), tiny_params(steps=50), out_dir=tmp_path)
     for event in gen:
         if event.step == 2:
             break
@@ -218,23 +265,14 @@ def test_closing_the_generator_keeps_a_checkpoint(tmp_path):
 @pytest.mark.gpu
 def test_training_resume_and_interpolation_run_on_cuda(tmp_path):
     from napari_scigen.engines.stylegan.interpolate import run_interpolate_stylegan
+    from napari_scigen.engines.stylegan.params import StyleGANInterpolateParams
 
     volume = textured_volume()
-    drain(
-        run_train_stylegan(
-            volume, tiny_params(steps=2, device="cuda"), tiny_config(), out_dir=tmp_path
-        )
-    )
+    drain(run_train_stylegan(volume, tiny_params(steps=2, device="cuda"), out_dir=tmp_path))
     resumed = drain(
-        run_train_stylegan(
-            volume, tiny_params(steps=3, device="cuda"), tiny_config(), out_dir=tmp_path
-        )
+        run_train_stylegan(volume, tiny_params(steps=3, device="cuda"), out_dir=tmp_path)
     )
     assert resumed.history["step"] == [3]
-    generator, _ = load_generator(tmp_path, "cuda")
-    result = drain(
-        run_interpolate_stylegan(
-            volume, missing=[2], generator=generator, projection_steps=3, device="cuda"
-        )
-    )
+    params = StyleGANInterpolateParams(generator=str(tmp_path), projection_steps=3, device="cuda")
+    result = drain(run_interpolate_stylegan(volume, params, missing=[2]))
     assert np.array_equal(result.data[[0, 1, 3, 4, 5]], volume[[0, 1, 3, 4, 5]])

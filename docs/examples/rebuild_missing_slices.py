@@ -14,7 +14,7 @@ from napari_scigen import api
 from napari_scigen.core.io import read_volume
 from napari_scigen.core.phantoms import make_rock_volume
 from napari_scigen.core.stack import percentile_window
-from napari_scigen.engines.classical import drop_every
+from napari_scigen.engines.interpolation.plan import drop_every
 from napari_scigen.metrics.pixel import psnr, ssim
 
 
@@ -28,7 +28,7 @@ def main(path: str | None = None, shape=(32, 128, 128)) -> dict[str, dict[str, f
     window = percentile_window(truth)  # explicit data range: never let SSIM guess it
     scores = {}
     for method in ("linear", "flow"):
-        rebuilt = api.interpolate_slices(observed, missing=missing, method=method)
+        rebuilt = api.interpolate(observed, missing=missing, method=method)
         data_range = (window.low, window.high)
         scores[method] = {
             "psnr": psnr(truth[missing], rebuilt.data[missing], data_range=data_range).value,

@@ -1,259 +1,474 @@
-"""Headless API: every engine, drained to completion, for scripts and notebooks.
+"""The one route to every engine, for scripts, the CLI, the widgets and the workflows.
 
-Each function runs the same generator the napari widgets run, so scripts and the
-GUI give identical results. Pass ``on_progress`` to see progress events, e.g.
-``on_progress=print``.
+For each task there is a *job* function that returns the engine generator (yielding
+:class:`~napari_scigen.core.progress.Progress`, returning an
+:class:`~napari_scigen.core.result.EngineResult`) and a drained twin that runs it to
+completion. The napari widgets run the job functions in a thread worker, the CLI and
+scripts call the drained twins, so every front-end gets the same checks, the same
+post-processing (voxel size after z upsampling, provenance) and the same results.
+
+Engines are looked up in :mod:`napari_scigen.engines.registry` by task and method
+name; parameters are the engine's params dataclass (or a dict of its fields), with
+keyword overrides, e.g. ``api.interpolate(v, missing=[3], method="flow",
+flow_num_iter=20)``.
 
 Examples
 --------
 >>> from napari_scigen import api
 >>> from napari_scigen.core.phantoms import make_rock_volume
 >>> rock = make_rock_volume(shape=(16, 128, 128))
->>> rebuilt = api.interpolate_slices(rock.volume, missing=[4, 8], method="linear")
+>>> rebuilt = api.interpolate(rock.volume, missing=[4, 8], method="linear")
 >>> rebuilt.data.shape
 (16, 128, 128)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
 
-from .core.progress import Progress, drain
+from .core.indices import check_indices
+from .core.params import make_params
+from .core.progress import CancelToken, Progress, drain
 from .core.result import EngineResult
+from .core.validation import InvalidInputError
 
 ProgressCallback = Callable[[Progress], None] | None
-
-#: Slice-interpolation methods and the engine that provides each.
-INTERPOLATION_METHODS = ("linear", "flow", "stylegan")
+Job = Generator[Progress, None, Any]
 
 
-def inpaint(
-    image: np.ndarray,
-    mask: np.ndarray,
-    *,
-    tile_size: int = 256,
-    context: int = 16,
-    on_progress: ProgressCallback = None,
-) -> EngineResult:
-    """Fill masked pixels with biharmonic inpainting, slice by slice.
+def engine_params(task: str, method: str, params: Any = None, **overrides: Any):
+    """The params dataclass of an engine, from ``params`` and keyword overrides.
 
     Parameters
     ----------
-    image : numpy.ndarray
-        2D slice or 3D volume (uint8, uint16, int16 or float32).
-    mask : numpy.ndarray
-        Non-zero where pixels are replaced; same shape as ``image`` (a 2D mask
-        applies to every slice of a volume).
-    tile_size, context : int
-        Largest box solved at once, and the known-pixel margin around it.
-    on_progress : callable, optional
-        Receives :class:`~napari_scigen.core.progress.Progress` events.
+    task, method : str
+        The registered engine (see :func:`napari_scigen.engines.registry.engines`).
+    params : params dataclass or dict, optional
+        Start from these values instead of the defaults.
+    **overrides
+        Single fields to replace.
 
-    Returns
-    -------
-    EngineResult
-        ``data`` has the input's dtype; pixels outside the mask are bit-identical.
+    Raises
+    ------
+    InvalidInputError
+        Unknown method, unknown field or invalid value (naming the field).
     """
-    from .engines.classical import InpaintParams, run_inpaint
+    from .engines.registry import get_engine
 
-    params = InpaintParams(tile_size=tile_size, context=context)
-    return drain(run_inpaint(image, mask, params), on_progress=on_progress)
+    return make_params(get_engine(task, method).params_class, params, overrides)
 
 
-def interpolate_slices(
+def _stamp(generator: Job, task: str, method: str, post=None) -> Job:
+    """Run ``generator``, then record the route in the provenance and post-process."""
+    result = yield from generator
+    if isinstance(result, EngineResult):
+        result.provenance.setdefault("task", task)
+        result.provenance.setdefault("method", method)
+        if post is not None:
+            post(result)
+    return result
+
+
+def _engine_job(
+    task: str,
+    method: str,
+    args: tuple,
+    params: Any,
+    overrides: dict[str, Any],
+    *,
+    cancel: CancelToken | None,
+    inputs: dict[str, Any],
+    optional_inputs: dict[str, Any] | None = None,
+    post=None,
+) -> Job:
+    from .engines.registry import get_engine
+
+    engine = get_engine(task, method)
+    checked = make_params(engine.params_class, params, overrides)
+    keywords = dict(inputs)
+    if keywords.get("slices") is not None:
+        keywords["slices"] = check_indices(keywords["slices"], name="slices")
+    for name, value in (optional_inputs or {}).items():
+        if value is None:
+            continue
+        if name not in engine.inputs:
+            raise InvalidInputError(f"the {method} {task} engine takes no {name!r} input")
+        keywords[name] = value
+    run = engine.load()
+    return _stamp(run(*args, checked, cancel=cancel, **keywords), task, method, post)
+
+
+# --------------------------------------------------------------------------------------
+# interpolate
+# --------------------------------------------------------------------------------------
+
+
+def interpolate_job(
     volume: np.ndarray,
     *,
+    method: str = "linear",
     missing: Sequence[int] | None = None,
     factor: int | None = None,
-    method: str = "linear",
-    on_progress: ProgressCallback = None,
-    **options: Any,
-) -> EngineResult:
-    """Rebuild missing slices, or upsample z by an integer factor.
+    params: Any = None,
+    cancel: CancelToken | None = None,
+    **overrides: Any,
+) -> Job:
+    """The generator that rebuilds missing slices, or upsamples z by ``factor``.
 
     Parameters
     ----------
     volume : numpy.ndarray
         3D volume (Z, Y, X).
+    method : str
+        A registered interpolation engine (``linear``, ``nearest``, ``flow``,
+        ``stylegan``...; see ``napari-scigen engines``).
     missing : sequence of int, optional
         Indices of slices to synthesize (same output shape). Exactly one of
         ``missing`` and ``factor`` is given.
     factor : int, optional
-        Upsampling factor along z: ``(n - 1) * factor + 1`` output slices.
-    method : {"linear", "flow", "stylegan"}
-        Linear blend, motion-compensated TV-L1 optical flow, or StyleGAN latent
-        interpolation (default: the embedded generator).
-    on_progress : callable, optional
-        Receives progress events.
-    **options
-        Engine options: flow parameters for ``"flow"`` (see
-        :class:`~napari_scigen.engines.classical.InterpolateParams`) or
-        StyleGAN options (see
-        :func:`~napari_scigen.engines.stylegan.interpolate.run_interpolate_stylegan`).
+        Upsampling factor along z: ``(n - 1) * factor + 1`` output slices; the
+        result's :attr:`~EngineResult.voxel_scale` divides the z voxel size by it.
+    params : params dataclass or dict, optional
+        The engine's parameters; ``overrides`` replace single fields.
+    cancel : CancelToken, optional
+        Cooperative cancellation.
+    """
+    if missing is not None:
+        missing = check_indices(missing, name="missing")
+    post = None
+    if factor is not None:
+
+        def post(result: EngineResult, factor=factor) -> None:
+            result.voxel_scale = (1.0 / factor, 1.0, 1.0)
+
+    return _engine_job(
+        "interpolate",
+        method,
+        (volume,),
+        params,
+        overrides,
+        cancel=cancel,
+        inputs={"missing": missing, "factor": factor},
+        post=post,
+    )
+
+
+def interpolate(
+    volume: np.ndarray,
+    *,
+    method: str = "linear",
+    missing: Sequence[int] | None = None,
+    factor: int | None = None,
+    params: Any = None,
+    on_progress: ProgressCallback = None,
+    **overrides: Any,
+) -> EngineResult:
+    """Rebuild missing slices, or upsample z (drained :func:`interpolate_job`).
 
     Returns
     -------
     EngineResult
         Kept slices are bit-identical to the input.
     """
-    if method not in INTERPOLATION_METHODS:
-        raise ValueError(
-            f"unknown method {method!r}; choose one of {', '.join(INTERPOLATION_METHODS)}"
-        )
-    missing = tuple(int(i) for i in missing) if missing is not None else None
-    if method == "stylegan":
-        from .engines.stylegan.interpolate import run_interpolate_stylegan
-
-        generator = run_interpolate_stylegan(volume, missing=missing, factor=factor, **options)
-    else:
-        from .engines.classical import InterpolateParams, run_interpolate
-
-        params = InterpolateParams(method=method, missing=missing, factor=factor, **options)
-        generator = run_interpolate(volume, params)
-    return drain(generator, on_progress=on_progress)
+    job = interpolate_job(
+        volume, method=method, missing=missing, factor=factor, params=params, **overrides
+    )
+    return drain(job, on_progress=on_progress)
 
 
-def _params(params_type, params, overrides: dict[str, Any]):
-    """``params`` (or the defaults) with keyword overrides applied."""
-    import dataclasses
-
-    return dataclasses.replace(params if params is not None else params_type(), **overrides)
+# --------------------------------------------------------------------------------------
+# inpaint, mask, edit, generate
+# --------------------------------------------------------------------------------------
 
 
-def generate_diffedit_mask(
+def inpaint_job(
     image: np.ndarray,
-    params=None,
+    mask: np.ndarray,
     *,
-    slices=None,
-    on_progress: ProgressCallback = None,
+    method: str = "biharmonic",
+    params: Any = None,
+    slices: Sequence[int] | None = None,
+    control: np.ndarray | None = None,
+    cancel: CancelToken | None = None,
     **overrides: Any,
-) -> EngineResult:
-    """Let DiffEdit find the region to edit from its source and target prompts.
+) -> Job:
+    """The generator that fills the masked pixels of a slice or volume.
 
     Parameters
     ----------
     image : numpy.ndarray
         2D slice or 3D volume.
-    params : DiffEditParams, optional
-        Model, prompts, steps, seed... (see
-        :class:`~napari_scigen.engines.diffedit.DiffEditParams`); keyword
-        ``overrides`` replace single fields, e.g. ``source_prompt="..."``.
-    slices : optional
-        Which slices of a volume to process (default: all).
-    on_progress : callable, optional
-        Receives progress events.
+    mask : numpy.ndarray
+        Non-zero where pixels are replaced (a 2D mask applies to every slice).
+    method : str
+        A registered inpainting engine (``biharmonic``, ``controlnet``...).
+    params : params dataclass or dict, optional
+        The engine's parameters; ``overrides`` replace single fields.
+    slices : sequence of int, optional
+        Slices of a volume to process (default: every slice with a masked pixel).
+    control : numpy.ndarray, optional
+        A control image for engines that take one (ControlNet).
+    cancel : CancelToken, optional
+        Cooperative cancellation.
+    """
+    return _engine_job(
+        "inpaint",
+        method,
+        (image, mask),
+        params,
+        overrides,
+        cancel=cancel,
+        inputs={"slices": slices},
+        optional_inputs={"control": control},
+    )
+
+
+def inpaint(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    method: str = "biharmonic",
+    params: Any = None,
+    slices: Sequence[int] | None = None,
+    control: np.ndarray | None = None,
+    on_progress: ProgressCallback = None,
+    **overrides: Any,
+) -> EngineResult:
+    """Fill masked pixels (drained :func:`inpaint_job`).
 
     Returns
     -------
     EngineResult
-        ``labels["diffedit_mask"]`` is a pixel-resolution uint8 mask you can correct
-        before calling :func:`edit_diffedit`.
+        ``data`` has the input's dtype; pixels outside the mask are bit-identical.
     """
-    from .engines.diffedit import DiffEditParams, run_generate_mask
+    job = inpaint_job(
+        image, mask, method=method, params=params, slices=slices, control=control, **overrides
+    )
+    return drain(job, on_progress=on_progress)
 
-    generator = run_generate_mask(image, _params(DiffEditParams, params, overrides), slices=slices)
-    return drain(generator, on_progress=on_progress)
 
-
-def edit_diffedit(
+def mask_job(
     image: np.ndarray,
-    mask: np.ndarray | None = None,
-    params=None,
     *,
-    slices=None,
+    method: str = "diffedit",
+    params: Any = None,
+    slices: Sequence[int] | None = None,
+    cancel: CancelToken | None = None,
+    **overrides: Any,
+) -> Job:
+    """The generator that derives an editable mask from the data (e.g. DiffEdit's)."""
+    return _engine_job(
+        "mask", method, (image,), params, overrides, cancel=cancel, inputs={"slices": slices}
+    )
+
+
+def make_mask(
+    image: np.ndarray,
+    *,
+    method: str = "diffedit",
+    params: Any = None,
+    slices: Sequence[int] | None = None,
     on_progress: ProgressCallback = None,
     **overrides: Any,
 ) -> EngineResult:
-    """Regenerate the masked region of each slice with DiffEdit (Stable Diffusion).
+    """Derive a mask (drained :func:`mask_job`); ``result.labels`` holds it."""
+    job = mask_job(image, method=method, params=params, slices=slices, **overrides)
+    return drain(job, on_progress=on_progress)
 
-    Parameters
-    ----------
-    image : numpy.ndarray
-        2D slice or 3D volume (uint8, uint16, int16 or float32).
-    mask : numpy.ndarray, optional
-        Painted mask (non-zero = edit); ``None`` derives it from the prompts.
-    params : DiffEditParams, optional
-        See :class:`~napari_scigen.engines.diffedit.DiffEditParams`; keyword
-        ``overrides`` replace single fields (``model=``, ``target_prompt=``, ``seed=``...).
-    slices : optional
-        Which slices of a volume to edit (default: all).
-    on_progress : callable, optional
-        Receives progress events.
+
+def edit_job(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    method: str = "diffedit",
+    params: Any = None,
+    slices: Sequence[int] | None = None,
+    cancel: CancelToken | None = None,
+    **overrides: Any,
+) -> Job:
+    """The generator that edits the masked region towards a prompt.
+
+    ``mask=None`` lets the engine derive the mask (DiffEdit's automatic mask).
+    """
+    return _engine_job(
+        "edit", method, (image, mask), params, overrides, cancel=cancel, inputs={"slices": slices}
+    )
+
+
+def edit(
+    image: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    method: str = "diffedit",
+    params: Any = None,
+    slices: Sequence[int] | None = None,
+    on_progress: ProgressCallback = None,
+    **overrides: Any,
+) -> EngineResult:
+    """Edit the masked region (drained :func:`edit_job`).
 
     Returns
     -------
     EngineResult
         Same dtype and shape as ``image``; pixels outside the mask are bit-identical.
     """
-    from .engines.diffedit import DiffEditParams, run_diffedit
-
-    generator = run_diffedit(image, mask, _params(DiffEditParams, params, overrides), slices=slices)
-    return drain(generator, on_progress=on_progress)
+    job = edit_job(image, mask, method=method, params=params, slices=slices, **overrides)
+    return drain(job, on_progress=on_progress)
 
 
-def generate_controlnet(
+def generate_job(
     image: np.ndarray,
-    params=None,
     *,
+    method: str = "controlnet",
+    params: Any = None,
     control: np.ndarray | None = None,
-    slices=None,
+    slices: Sequence[int] | None = None,
+    cancel: CancelToken | None = None,
+    **overrides: Any,
+) -> Job:
+    """The generator that synthesizes new slices conditioned on real ones."""
+    return _engine_job(
+        "generate",
+        method,
+        (image,),
+        params,
+        overrides,
+        cancel=cancel,
+        inputs={"slices": slices},
+        optional_inputs={"control": control},
+    )
+
+
+def generate(
+    image: np.ndarray,
+    *,
+    method: str = "controlnet",
+    params: Any = None,
+    control: np.ndarray | None = None,
+    slices: Sequence[int] | None = None,
     on_progress: ProgressCallback = None,
     **overrides: Any,
 ) -> EngineResult:
-    """Synthesize new slices that follow the structure of real ones (ControlNet).
+    """Synthesize new slices (drained :func:`generate_job`)."""
+    job = generate_job(
+        image, method=method, params=params, control=control, slices=slices, **overrides
+    )
+    return drain(job, on_progress=on_progress)
+
+
+# --------------------------------------------------------------------------------------
+# train, sample
+# --------------------------------------------------------------------------------------
+
+
+def train_job(
+    volume: np.ndarray,
+    *,
+    out_dir: str,
+    method: str = "stylegan",
+    params: Any = None,
+    resume: bool = True,
+    cancel: CancelToken | None = None,
+    **overrides: Any,
+) -> Job:
+    """The generator that trains a generative model on a volume's slices.
 
     Parameters
     ----------
-    image : numpy.ndarray
-        2D slice or 3D volume whose Canny edges condition the generation.
-    params : ControlNetParams, optional
-        See :class:`~napari_scigen.engines.controlnet.ControlNetParams`; keyword
-        ``overrides`` replace single fields (``prompt=``, ``n_variants=``...).
-    control : numpy.ndarray, optional
-        A user layer (e.g. painted grain/pore labels) used as control instead of Canny.
-    slices : optional
-        Which slices to process (default: all).
-    on_progress : callable, optional
-        Receives progress events.
-
-    Returns
-    -------
-    EngineResult
-        ``data`` is ``(n_variants, Z, Y, X)`` (or ``(n_variants, Y, X)`` for a slice);
-        ``images["control"]`` holds the control images used.
+    volume : numpy.ndarray
+        3D training volume.
+    out_dir : str
+        Run folder for checkpoints; with ``resume`` training continues from the newest
+        checkpoint there, adopting its saved architecture.
+    method : str
+        A registered training engine.
+    params : params dataclass or dict, optional
+        The engine's parameters; ``overrides`` replace single fields.
+    resume : bool
+        Continue from the newest checkpoint in ``out_dir`` when there is one.
+    cancel : CancelToken, optional
+        Cooperative cancellation (a checkpoint is written).
     """
-    from .engines.controlnet import ControlNetParams, run_controlnet
-
-    generator = run_controlnet(
-        image, _params(ControlNetParams, params, overrides), control=control, slices=slices
+    if not isinstance(resume, bool):
+        raise InvalidInputError(f"resume must be true or false, got {resume!r}")
+    return _engine_job(
+        "train",
+        method,
+        (volume,),
+        params,
+        overrides,
+        cancel=cancel,
+        inputs={"out_dir": out_dir, "resume": resume},
     )
-    return drain(generator, on_progress=on_progress)
 
 
-def inpaint_controlnet(
-    image: np.ndarray,
-    mask: np.ndarray,
-    params=None,
+def train(
+    volume: np.ndarray,
     *,
-    control: np.ndarray | None = None,
-    slices=None,
+    out_dir: str,
+    method: str = "stylegan",
+    params: Any = None,
+    resume: bool = True,
+    on_progress: ProgressCallback = None,
+    **overrides: Any,
+):
+    """Train a generative model (drained :func:`train_job`)."""
+    job = train_job(
+        volume, out_dir=out_dir, method=method, params=params, resume=resume, **overrides
+    )
+    return drain(job, on_progress=on_progress)
+
+
+def sample_job(
+    *,
+    method: str = "stylegan",
+    params: Any = None,
+    cancel: CancelToken | None = None,
+    **overrides: Any,
+) -> Job:
+    """The generator that draws new slices from a generative model (random or a walk)."""
+    return _engine_job("sample", method, (), params, overrides, cancel=cancel, inputs={})
+
+
+def sample(
+    *,
+    method: str = "stylegan",
+    params: Any = None,
     on_progress: ProgressCallback = None,
     **overrides: Any,
 ) -> EngineResult:
-    """Regenerate a masked region following the surrounding structure (ControlNet inpaint).
+    """Draw new slices (drained :func:`sample_job`)."""
+    return drain(sample_job(method=method, params=params, **overrides), on_progress=on_progress)
 
-    Parameters are as in :func:`generate_controlnet`, plus ``mask`` (non-zero =
-    regenerate). Pixels outside the mask are bit-identical to the input.
+
+# --------------------------------------------------------------------------------------
+# metrics (the workflows in napari_scigen.workflows build on these functions)
+# --------------------------------------------------------------------------------------
+
+
+def evaluate_job(
+    reference: np.ndarray,
+    generated: np.ndarray,
+    *,
+    metrics: str | Sequence[str] | None = None,
+    mask: np.ndarray | None = None,
+    cancel: CancelToken | None = None,
+    **options: Any,
+) -> Job:
+    """The generator that scores generated data against a reference.
+
+    See :func:`~napari_scigen.metrics.evaluate.run_evaluate` for ``metrics`` and
+    ``options`` (``data_range``, ``device``, ``lpips_net``, ``voxel_size``,
+    ``prompt``, ``slices``...). Each metric gives its own row, or an error row.
     """
-    from .engines.controlnet import ControlNetParams, run_controlnet_inpaint
+    from .metrics.evaluate import run_evaluate
 
-    generator = run_controlnet_inpaint(
-        image, mask, _params(ControlNetParams, params, overrides), control=control, slices=slices
-    )
-    return drain(generator, on_progress=on_progress)
+    if metrics is not None:
+        options["metrics"] = metrics
+    return run_evaluate(reference, generated, mask=mask, cancel=cancel, **options)
 
 
 def evaluate(
@@ -265,111 +480,12 @@ def evaluate(
     on_progress: ProgressCallback = None,
     **options: Any,
 ) -> EngineResult:
-    """Score generated data against a reference with pixel, perceptual, distribution
-    and morphology metrics.
-
-    Parameters
-    ----------
-    reference, generated : numpy.ndarray
-        Slices or volumes of the same shape.
-    metrics : str or sequence of str, optional
-        Metric names (default: the evaluation defaults, see
-        :func:`~napari_scigen.metrics.evaluate.run_evaluate`).
-    mask : numpy.ndarray, optional
-        Restrict pixel metrics to a region.
-    on_progress : callable, optional
-        Receives progress events.
-    **options
-        ``data_range``, ``device``, ``lpips_net``, ``voxel_size``, ``prompt``... as in
-        :func:`~napari_scigen.metrics.evaluate.run_evaluate`.
+    """Score generated data (drained :func:`evaluate_job`).
 
     Returns
     -------
     EngineResult
         ``provenance["table"]`` lists one row per metric; ``images`` holds maps.
     """
-    from .metrics.evaluate import run_evaluate
-
-    if metrics is not None:
-        options["metrics"] = metrics
-    return drain(run_evaluate(reference, generated, mask=mask, **options), on_progress=on_progress)
-
-
-def validate(
-    volume: np.ndarray,
-    *,
-    every: int = 4,
-    methods: str | Sequence[str] = ("linear", "flow"),
-    on_progress: ProgressCallback = None,
-    **options: Any,
-) -> EngineResult:
-    """Held-out-slice benchmark: drop every ``every``-th slice, rebuild it with each
-    method and score only the held-out slices.
-
-    See :func:`~napari_scigen.metrics.validation.run_validation` for ``options``;
-    :func:`~napari_scigen.metrics.validation.write_validation_report` writes the
-    CSV, Markdown report and figure.
-    """
-    from .metrics.validation import run_validation
-
-    return drain(
-        run_validation(volume, every=every, methods=methods, **options), on_progress=on_progress
-    )
-
-
-def train_stylegan(
-    volume: np.ndarray,
-    *,
-    out_dir: str,
-    params=None,
-    config=None,
-    resume: bool = True,
-    on_progress: ProgressCallback = None,
-    **overrides: Any,
-):
-    """Train a StyleGAN2 generator on a volume's slices (checkpoints go to ``out_dir``).
-
-    Parameters
-    ----------
-    volume : numpy.ndarray
-        3D training volume.
-    out_dir : str
-        Run folder: safetensors checkpoints + JSON config; training resumes from the
-        latest checkpoint there when ``resume`` is true.
-    params : TrainParams, optional
-        See :class:`~napari_scigen.engines.stylegan.train.TrainParams`; keyword
-        ``overrides`` replace single fields (``steps=``, ``batch_size=``...).
-    config : StyleGANConfig, optional
-        Network size; default chosen by the trainer.
-    on_progress : callable, optional
-        Receives progress events (with preview images).
-
-    Returns
-    -------
-    TrainResult
-    """
-    from .engines.stylegan.train import TrainParams, run_train_stylegan
-
-    generator = run_train_stylegan(
-        volume, _params(TrainParams, params, overrides), config, out_dir=out_dir, resume=resume
-    )
-    return drain(generator, on_progress=on_progress)
-
-
-def sample_stylegan(
-    generator=None,
-    n: int = 8,
-    *,
-    seed: int = 0,
-    truncation_psi: float = 0.7,
-    on_progress: ProgressCallback = None,
-    **options: Any,
-) -> EngineResult:
-    """Sample ``n`` new random slices from a StyleGAN generator (default: embedded).
-
-    See :func:`~napari_scigen.engines.stylegan.sample.run_sample_slices`.
-    """
-    from .engines.stylegan.sample import run_sample_slices
-
-    job = run_sample_slices(generator, n, seed, truncation_psi, **options)
+    job = evaluate_job(reference, generated, metrics=metrics, mask=mask, **options)
     return drain(job, on_progress=on_progress)

@@ -15,9 +15,10 @@ from . import __version__
 #: Modules under ``napari_scigen._cli`` that add subcommands, in help order.
 SUBCOMMAND_MODULES = (
     "demo",
-    "classical",
+    "engines",
     "info",
     "metrics",
+    "validate",
     "diffusion",
     "stylegan",
 )

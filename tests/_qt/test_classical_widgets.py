@@ -82,7 +82,7 @@ def test_inpaint_widget_adds_result_layer_and_leaves_input_untouched(rock_viewer
     widget = InpaintWidget(viewer)
     widget.image_picker.value, widget.mask_picker.value = "rock", "rock mask"
     widget.run()
-    result = viewer.layers["rock inpaint 1"]
+    result = viewer.layers["rock biharmonic 1"]
     assert result.data.dtype == image.data.dtype and result.data.shape == image.data.shape
     outside = np.asarray(mask.data) == 0
     assert np.array_equal(result.data[outside], image.data[outside])
@@ -124,7 +124,7 @@ def test_interpolate_widget_threaded_rebuilds_missing_slices(rock_viewer, qtbot)
     job = widget.run()
     qtbot.waitUntil(lambda: job.finished, timeout=60_000)
     assert job.outcome == "done", widget.status.text()
-    result = viewer.layers["rock interpolate 1"]
+    result = viewer.layers["rock linear 1"]
     kept = [z for z in range(12) if z not in (3, 6, 7)]
     assert np.array_equal(result.data[kept], image.data[kept])
     assert result.metadata["provenance"]["engine"] == "interpolate-linear"
@@ -138,7 +138,7 @@ def test_interpolate_widget_upsampling_shrinks_z_scale(rock_viewer, nothreads):
     widget.mode.value = "upsample z"
     widget.factor.value = 2
     widget.run()
-    result = viewer.layers["rock interpolate 1"]
+    result = viewer.layers["rock linear 1"]
     assert result.data.shape[0] == 2 * 12 - 1
     assert result.scale[0] == pytest.approx(image.scale[0] / 2)
     assert np.array_equal(result.data[::2], image.data)

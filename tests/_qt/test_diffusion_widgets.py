@@ -11,10 +11,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from napari_scigen._qt._controlnet_widget import (  # noqa: E402
+    CONTROL_CANNY,
     CONTROL_LAYER,
     ControlNetWidget,
 )
-from napari_scigen._qt._diffedit_widget import DiffEditWidget, parse_slice_selection  # noqa: E402
+from napari_scigen._qt._diffedit_widget import DiffEditWidget  # noqa: E402
+from napari_scigen.cli import main  # noqa: E402
+from napari_scigen.core.io import read_volume, write_volume  # noqa: E402
 from tiny_sd import TINY_RESOLUTION, tiny_models  # noqa: E402
 
 SCALE = (4.0, 1.5, 1.5)
@@ -49,38 +52,57 @@ def disk_viewer(make_napari_viewer):
     return viewer, image, mask
 
 
+def _set(widget, **values) -> None:
+    """Type ``values`` into the widget's parameter fields (by field name)."""
+    for name, value in values.items():
+        widget.fields[name].value = value
+
+
 def _diffedit(viewer, tiny) -> DiffEditWidget:
     widget = DiffEditWidget(viewer)
     widget.image_picker.value = "vol"
-    widget.model.value = str(tiny.sd)
-    widget.local_files_only.value = True
-    widget.source_prompt.value, widget.target_prompt.value = "rock", "a pore"
-    widget.steps.value, widget.strength.value, widget.guidance.value = 4, 0.5, 5.0
-    widget.resolution.value, widget.context.value, widget.feather.value = TINY_RESOLUTION, 8, 2.0
-    widget.device.value, widget.seed.value = "cpu", 7
+    _set(widget, model=str(tiny.sd), local_files_only=True, source_prompt="rock")
+    _set(widget, target_prompt="a pore", steps=4, strength=0.5, guidance_scale=5.0)
+    _set(widget, resolution=TINY_RESOLUTION, context=8, feather=2.0, device="cpu", seed=7)
     return widget
 
 
 def _controlnet(viewer, tiny) -> ControlNetWidget:
     widget = ControlNetWidget(viewer)
     widget.image_picker.value = "vol"
-    widget.model.value = str(tiny.sd)
-    widget.controlnet_model.value = str(tiny.controlnet)
-    widget.inpaint_controlnet_model.value = str(tiny.controlnet)
-    widget.local_files_only.value = True
-    widget.prompt.value = "rock"
-    widget.steps.value, widget.guidance.value = 3, 5.0
-    widget.resolution.value, widget.context.value, widget.feather.value = TINY_RESOLUTION, 8, 2.0
-    widget.device.value, widget.scheduler.value, widget.seed.value = "cpu", "ddim", 11
+    _set(widget, model=str(tiny.sd), controlnet_model=str(tiny.controlnet))
+    _set(widget, inpaint_controlnet_model=str(tiny.controlnet), local_files_only=True)
+    _set(widget, prompt="rock", steps=3, guidance_scale=5.0, resolution=TINY_RESOLUTION)
+    _set(widget, context=8, feather=2.0, device="cpu", scheduler="ddim", seed=11)
     return widget
 
 
-def test_slice_selection_reads_all_current_and_ranges():
-    assert parse_slice_selection("all", 10, 4) is None
-    assert parse_slice_selection(" Current ", 10, 4) == [4]
-    assert parse_slice_selection("2-4, 7", 10, 4) == [2, 3, 4, 7]
+def test_slice_field_reads_all_current_and_ranges(disk_viewer, tiny):
+    from napari_scigen._qt._shared import read_slices
+
+    viewer, image, _ = disk_viewer
+    widget = DiffEditWidget(viewer)
+    viewer.dims.set_point(0, 2 * SCALE[0])  # show slice 2
+    for text, expected in (("all", None), (" Current ", (2,)), ("0-1", (0, 1)), ("1:3", (1, 2))):
+        widget.slices.value = text
+        assert read_slices(widget.slices, viewer, image) == expected
+    widget.slices.value = "1-5"
     with pytest.raises(ValueError, match="outside"):
-        parse_slice_selection("9-12", 10, 4)
+        read_slices(widget.slices, viewer, image)
+
+
+def test_parameter_fields_come_from_the_declarations(disk_viewer, tiny):
+    from napari_scigen.core.params import fields_of
+    from napari_scigen.engines.sd.params import ControlNetParams, DiffEditParams
+
+    viewer, *_ = disk_viewer
+    diffedit, controlnet = DiffEditWidget(viewer), ControlNetWidget(viewer)
+    assert set(diffedit.fields.widgets) == {spec.name for spec in fields_of(DiffEditParams)}
+    shown = {spec.name for spec in fields_of(ControlNetParams)} - {"masked_control"}
+    assert set(controlnet.fields.widgets) == shown  # the control choice sets masked_control
+    assert diffedit.params() == DiffEditParams()
+    assert controlnet.params() == ControlNetParams()
+    assert "--guidance" in diffedit.fields["guidance_scale"].tooltip
 
 
 def test_diffedit_widget_edit_adds_layer_and_keeps_pixels_outside_mask(
@@ -108,7 +130,7 @@ def test_diffedit_widget_generates_editable_mask_layer_and_selects_it(disk_viewe
     viewer, image, _ = disk_viewer
     before = digest(image.data)
     widget = _diffedit(viewer, tiny)
-    widget.mask_threshold.value = 1.0
+    widget.fields["mask_threshold"].value = 1.0
     viewer.dims.set_point(0, 2 * SCALE[0])  # show slice 2
     widget.slices.value = "current"
     widget.generate_mask_button.native.click()
@@ -130,7 +152,7 @@ def test_diffedit_widget_threaded_cancel_adds_no_layer(disk_viewer, tiny, qtbot)
     widget = _diffedit(viewer, tiny)
     widget.mask_picker.value = "box"
     widget.slices.value = "all"
-    widget.steps.value, widget.strength.value = 40, 1.0
+    _set(widget, steps=40, strength=1.0)
     n_layers = len(viewer.layers)
     steps_seen = []
     original = widget._on_progress
@@ -153,7 +175,7 @@ def test_diffedit_widget_threaded_cancel_adds_no_layer(disk_viewer, tiny, qtbot)
 
 def test_controlnet_canny_preview_follows_sigma_and_matches_engine(disk_viewer, tiny):
     from napari_scigen.core.stack import percentile_window
-    from napari_scigen.engines.controlnet import canny_condition
+    from napari_scigen.engines.sd.control import canny_condition
 
     viewer, image, _ = disk_viewer
     widget = ControlNetWidget(viewer)
@@ -167,13 +189,13 @@ def test_controlnet_canny_preview_follows_sigma_and_matches_engine(disk_viewer, 
     expected = canny_condition(image.data[1], sigma=2.0, low=0.1, high=0.2, window=window)
     np.testing.assert_array_equal(preview.data[1], expected)
     sharp = np.array(preview.data, copy=True)
-    widget.canny_sigma.value = 0.5
+    widget.fields["canny_sigma"].value = 0.5
     assert viewer.layers["vol canny preview"] is preview  # updated in place, no new layer
     assert not np.array_equal(preview.data, sharp)
     assert np.count_nonzero(preview.data) > np.count_nonzero(sharp)  # less smoothing, more edges
     widget.live_preview.value = False
     frozen = np.array(preview.data, copy=True)
-    widget.canny_sigma.value = 3.0
+    widget.fields["canny_sigma"].value = 3.0
     np.testing.assert_array_equal(preview.data, frozen)  # no live preview: left alone
 
 
@@ -195,7 +217,7 @@ def test_controlnet_preview_of_a_large_volume_follows_the_current_slice(
     viewer.dims.set_point(0, 2 * SCALE[0])
     assert preview.metadata["canny_slice"] == 2
     assert not np.array_equal(preview.data, first)  # slice 2 has its own noise
-    widget.canny_sigma.value = 1.0
+    widget.fields["canny_sigma"].value = 1.0
     assert viewer.layers["vol canny preview"] is preview and preview.metadata["canny_slice"] == 2
 
 
@@ -205,7 +227,7 @@ def test_controlnet_widget_generates_current_slice_at_its_z(disk_viewer, tiny, n
     widget = _controlnet(viewer, tiny)
     viewer.dims.set_point(0, 2 * SCALE[0])
     widget.slices.value = "current"
-    widget.variants.value = 2
+    widget.fields["n_variants"].value = 2
     widget.run()
     assert widget.status.text() == "Done.", widget.status.text()
     result = viewer.layers["vol controlnet 1"]
@@ -256,9 +278,78 @@ def test_controlnet_widget_reports_inpaint_control_without_mask(disk_viewer, tin
 def test_controlnet_hidden_context_does_not_block_a_run_without_mask(disk_viewer, tiny):
     viewer, _, _ = disk_viewer
     widget = _controlnet(viewer, tiny)
-    widget.context.value = TINY_RESOLUTION  # too large for the model size
+    widget.fields["context"].value = TINY_RESOLUTION  # too large for the model size
     assert widget.mask_picker.value is None
     assert widget.params().context <= (TINY_RESOLUTION - 8) // 2
     widget.mask_picker.value = "box"  # the field is shown again and checked as typed
     with pytest.raises(ValueError, match="context"):
         widget.params()
+
+
+def test_controlnet_widget_masked_canny_is_done_by_the_engine(disk_viewer, tiny, nothreads):
+    viewer, image, mask = disk_viewer
+    widget = _controlnet(viewer, tiny)
+    widget.mask_picker.value = "box"
+    assert widget.control_source.value == CONTROL_CANNY
+    assert widget.params().masked_control == "canny"
+    widget.slices.value = "1"
+    widget.run()
+    assert widget.status.text() == "Done.", widget.status.text()
+    result = viewer.layers["vol controlnet 1"]
+    outside = mask == 0
+    np.testing.assert_array_equal(result.data[outside], image.data[outside])
+    assert not np.array_equal(result.data[~outside], image.data[~outside])
+    provenance = result.metadata["provenance"]
+    assert provenance["extra"]["control_source"] == "canny"
+    assert provenance["params"]["masked_control"] == "canny"
+    widget.control_source.value = "masked image (inpaint ControlNet)"
+    assert widget.params().masked_control == "inpaint"
+
+
+def _write_inputs(folder, image, mask):
+    write_volume(folder / "vol.tif", np.asarray(image.data))
+    write_volume(folder / "box.tif", mask, kind="labels")
+    return str(folder / "vol.tif"), str(folder / "box.tif")
+
+
+def test_widget_and_cli_record_the_same_params(disk_viewer, tiny, nothreads, tmp_path):
+    viewer, image, mask = disk_viewer
+    volume_file, mask_file = _write_inputs(tmp_path, image, mask)
+    tiny_flags = ["--model", str(tiny.sd), "--local-files-only", "--resolution",
+                  str(TINY_RESOLUTION), "--context", "8", "--feather", "2", "--device", "cpu",
+                  "--slices", "1", "--mask", mask_file, "-q"]  # fmt: skip
+
+    diffedit = _diffedit(viewer, tiny)
+    diffedit.mask_picker.value = "box"
+    diffedit.slices.value = "1"
+    diffedit.run()
+    assert diffedit.status.text() == "Done.", diffedit.status.text()
+    layer = viewer.layers["vol diffedit 1"]
+    code = main(
+        ["diffedit", volume_file, "--source-prompt", "rock", "--prompt", "a pore", "--steps", "4",
+         "--strength", "0.5", "--guidance", "5", "--seed", "7", *tiny_flags,
+         "-o", str(tmp_path / "diffedit.tif")]
+    )  # fmt: skip
+    assert code == 0
+    written = read_volume(tmp_path / "diffedit.tif")
+    assert written.provenance["params"] == layer.metadata["provenance"]["params"]
+    np.testing.assert_array_equal(np.asarray(written.data), layer.data)
+
+    controlnet = _controlnet(viewer, tiny)
+    controlnet.mask_picker.value = "box"  # masked mode, Canny control
+    controlnet.slices.value = "1"
+    controlnet.fields["control_end"].value = 0.8
+    controlnet.run()
+    assert controlnet.status.text() == "Done.", controlnet.status.text()
+    layer = viewer.layers["vol controlnet 1"]
+    code = main(
+        ["controlnet", volume_file, "--prompt", "rock", "--steps", "3", "--guidance", "5",
+         "--seed", "11", "--scheduler", "ddim", "--controlnet-model", str(tiny.controlnet),
+         "--inpaint-controlnet-model", str(tiny.controlnet), "--masked-control", "canny",
+         "--control-end", "0.8", *tiny_flags, "-o", str(tmp_path / "controlnet.tif")]
+    )  # fmt: skip
+    assert code == 0
+    written = read_volume(tmp_path / "controlnet.tif")
+    assert written.provenance["params"] == layer.metadata["provenance"]["params"]
+    assert written.provenance["extra"]["control_source"] == "canny"
+    np.testing.assert_array_equal(np.asarray(written.data), layer.data)

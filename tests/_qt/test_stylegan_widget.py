@@ -16,7 +16,6 @@ pytest.importorskip("torch")
 import torch  # noqa: E402
 
 from napari_scigen._qt._stylegan_widget import PREVIEW_LAYER, StyleGANWidget  # noqa: E402
-from napari_scigen.core.progress import drain  # noqa: E402
 from stylegan_tiny import TINY_CONFIG_KWARGS, textured_volume  # noqa: E402
 
 
@@ -36,15 +35,10 @@ def one_thread():
 def _tiny_training_form(widget: StyleGANWidget, run_dir, steps: int) -> None:
     widget.volume_picker.value = "texture"
     widget.out_dir.value = str(run_dir)
-    widget.steps.value = steps
-    widget.resolution.value = TINY_CONFIG_KWARGS["resolution"]
-    widget.latent_dim.value = TINY_CONFIG_KWARGS["z_dim"]
-    widget.mapping_layers.value = TINY_CONFIG_KWARGS["mapping_layers"]
-    widget.channel_base.value = TINY_CONFIG_KWARGS["channel_base"]
-    widget.channel_max.value = TINY_CONFIG_KWARGS["channel_max"]
-    widget.batch_size.value = 4
-    widget.sample_every.value = 2
-    widget.checkpoint_every.value = 2
+    widget.train_form.set_values(
+        {**TINY_CONFIG_KWARGS, "steps": steps, "batch_size": 4, "sample_every": 2}
+    )
+    widget.train_form["checkpoint_every"].value = 2
     widget.device.value = "cpu"
 
 
@@ -52,7 +46,9 @@ def test_stylegan_widget_trains_with_live_previews_then_samples_the_run(
     make_napari_viewer, qtbot, tmp_path
 ):
     viewer = make_napari_viewer()
-    volume = viewer.add_image(textured_volume(), name="texture")
+    volume = viewer.add_image(
+        textured_volume(), name="texture", scale=(2.5, 2.5, 2.5), translate=(0.0, 10.0, 20.0)
+    )
     before = digest(volume.data)
     widget = StyleGANWidget(viewer)
     assert widget.run_button.text() == "Train"
@@ -76,66 +72,85 @@ def test_stylegan_widget_trains_with_live_previews_then_samples_the_run(
     assert len([layer for layer in viewer.layers if layer.name == PREVIEW_LAYER]) == 1
     checkpoints = sorted(run_dir.glob("checkpoint-*"))
     assert checkpoints and (checkpoints[-1] / "networks.safetensors").is_file()
+    assert tuple(preview.scale) == (2.5, 2.5)  # in the volume's world, not 1 px = 1 µm
     assert widget.last_result.step == 4
-    assert widget.generator.value == str(run_dir)
+    assert Path(widget.generator.value) == run_dir
     assert "Trained 4 steps" in widget.status.text()
+    assert widget.last_result.provenance["task"] == "train"
 
-    # resume to 6 steps, though the form now asks for another architecture
-    widget.steps.value, widget.latent_dim.value = 6, 8
+    # resume to 6 steps, though the form now asks for another architecture: the run keeps
+    # its saved one (the engine decides, as for the API and the CLI) and the form shows it
+    widget.train_form.set_values({"steps": 6, "z_dim": 8, "w_dim": 8})
     widget.set_status("")
     job = widget.start("train")
     qtbot.waitUntil(lambda: job.finished, timeout=60_000)
     assert job.outcome == "done", widget.status.text()
     assert widget.last_result.step == 6
+    assert widget.last_result.provenance["extra"]["adopted_saved_config"] is True
+    assert "saved architecture" in widget.status.text()
+    assert widget.train_form["z_dim"].value == TINY_CONFIG_KWARGS["z_dim"]
+    assert widget.train_form["w_dim"].value == TINY_CONFIG_KWARGS["w_dim"]
 
     # Sample now uses the trained run (window of the training volume: uint16)
-    widget.n_samples.value, widget.sample_seed.value = 3, 5
+    widget.sample_form.set_values({"n": 3, "seed": 5})
     job = widget.start("sample")
     qtbot.waitUntil(lambda: job.finished, timeout=60_000)
     assert job.outcome == "done", widget.status.text()
     samples = viewer.layers["stylegan samples 1"]
     assert samples.data.shape == (3, 16, 16) and samples.data.dtype == np.uint16
     assert samples.metadata["provenance"]["model"] == str(run_dir.resolve())
+    assert tuple(samples.scale) == (2.5, 2.5, 2.5)
+    assert tuple(samples.translate) == (0.0, 10.0, 20.0)
+    assert viewer.dims.point[0] == 0.0  # the slider shows the new stack
     assert digest(volume.data) == before
 
 
 def test_stylegan_widget_samples_the_embedded_default(make_napari_viewer, nothreads):
-    from napari_scigen.engines.stylegan.sample import run_sample_slices
+    from napari_scigen import api
+    from napari_scigen.engines.stylegan.params import StyleGANSampleParams
 
     viewer = make_napari_viewer()
     widget = StyleGANWidget(viewer)
     widget.device.value = "cpu"
-    widget.n_samples.value, widget.sample_seed.value, widget.truncation.value = 2, 9, 0.5
+    widget.sample_form.set_values({"n": 2, "seed": 9, "truncation_psi": 0.5})
     widget.start("sample")
     assert widget.status.text() == "Done.", widget.status.text()
     assert widget.run_button.text() == "Sample"
     layer = viewer.layers["stylegan samples 1"]
-    expected = drain(run_sample_slices(None, 2, 9, 0.5, device="cpu"))
+    params = StyleGANSampleParams(n=2, seed=9, truncation_psi=0.5, device="cpu")
+    expected = api.sample(method="stylegan", params=params)
     np.testing.assert_array_equal(layer.data, expected.data)
     assert layer.metadata["provenance"]["model"].startswith("embedded:")
+    # the widget and the API record the same parameters for the same inputs
+    assert layer.metadata["provenance"]["params"] == expected.provenance["params"]
+    assert tuple(layer.scale) == (1.0, 1.0, 1.0)  # no volume chosen: pixel units
 
 
 def test_stylegan_widget_latent_walk_adds_a_stack_of_the_requested_frames(
     make_napari_viewer, nothreads
 ):
+    from napari_scigen.engines.stylegan.default import load_default_generator
     from napari_scigen.engines.stylegan.sample import latent_walk
 
     viewer = make_napari_viewer()
     widget = StyleGANWidget(viewer)
     widget.device.value = "cpu"
-    widget.seed_a.value, widget.seed_b.value, widget.frames.value = 3, 4, 5
+    widget.walk_form.set_values({"seed_a": 3, "seed_b": 4, "frames": 5})
     widget.start("walk")
     assert widget.status.text() == "Done.", widget.status.text()
     assert widget.run_button.text() == "Walk"
     layer = viewer.layers["stylegan walk 1"]
     assert layer.data.shape == (5, 64, 64) and layer.data.dtype == np.float32
-    np.testing.assert_array_equal(layer.data, latent_walk(None, 3, 4, 5, device="cpu"))
+    generator = load_default_generator("cpu")[0]
+    np.testing.assert_array_equal(layer.data, latent_walk(generator, 3, 4, 5))
     assert not np.array_equal(layer.data[0], layer.data[-1])
     steps = [
         float(np.abs(b - a).mean()) for a, b in zip(layer.data[:-1], layer.data[1:], strict=True)
     ]
     assert max(steps) < float(np.abs(layer.data[-1] - layer.data[0]).mean())  # smooth walk
-    assert layer.metadata["provenance"]["engine"] == "latent-walk-stylegan"
+    provenance = layer.metadata["provenance"]
+    assert provenance["engine"] == "latent-walk-stylegan" and provenance["seed"] == [3, 4]
+    assert provenance["model"].startswith("embedded:") and provenance["params"]["frames"] == 5
 
 
 def test_stylegan_widget_reports_missing_inputs(make_napari_viewer, nothreads, tmp_path):
@@ -167,12 +182,8 @@ viewer.add_image(textured_volume(), name="texture")
 widget = StyleGANWidget(viewer)
 widget.volume_picker.value = "texture"
 widget.out_dir.value = sys.argv[1]
-widget.steps.value, widget.batch_size.value, widget.device.value = 1, 2, "cpu"
-widget.resolution.value = TINY_CONFIG_KWARGS["resolution"]
-widget.latent_dim.value = TINY_CONFIG_KWARGS["z_dim"]
-widget.mapping_layers.value = TINY_CONFIG_KWARGS["mapping_layers"]
-widget.channel_base.value = TINY_CONFIG_KWARGS["channel_base"]
-widget.channel_max.value = TINY_CONFIG_KWARGS["channel_max"]
+widget.device.value = "cpu"
+widget.train_form.set_values({**TINY_CONFIG_KWARGS, "steps": 1, "batch_size": 2})
 widget.start("train")
 print("STATUS", widget.status.text())
 print("LLVM", _system_llvm_loaded(), "TRITON_BLOCKED", sys.modules.get("triton", 0) is None)

@@ -80,3 +80,58 @@ def add_output_arguments(parser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output TIFF path")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+
+
+def add_engine_arguments(parser, task: str, *, exclude=(), method_flag: bool = True) -> None:
+    """``--method`` plus the parameter flags of every registered engine of ``task``.
+
+    ``method_flag=False`` leaves out ``--method`` (for commands that take a list of
+    methods, such as ``validate --methods``).
+
+    Flags are grouped per engine ("flow options"); a field several engines declare
+    (``seed``, ``device``...) becomes one flag listed under the first of them, its help
+    naming every engine that uses it.
+    """
+    from ..core.params import add_cli_arguments, fields_of
+    from ..engines.registry import engines
+
+    registered = engines(task)
+    users: dict[str, list[str]] = {}
+    for engine in registered:
+        for spec in fields_of(engine.params_class):
+            users.setdefault(spec.flag, []).append(engine.name)
+    summary = "; ".join(f"{e.name}: {e.description}" for e in registered)
+    if method_flag:
+        parser.add_argument(
+            "--method",
+            choices=[engine.name for engine in registered],
+            default=registered[0].name,
+            help=f"{summary} (default: {registered[0].name})",
+        )
+    taken: set[str] = set()
+    for engine in registered:
+        specs = [
+            spec
+            for spec in fields_of(engine.params_class)
+            if spec.info.cli and spec.name not in exclude and spec.flag not in taken
+        ]
+        if not specs:
+            continue
+        group = parser.add_argument_group(f"{engine.name} options", engine.description)
+        for spec in specs:
+            shared = users[spec.flag]
+            add_cli_arguments(
+                group,
+                engine.params_class,
+                exclude=[s.name for s in fields_of(engine.params_class) if s.name != spec.name],
+                users=shared if len(registered) > 1 else (),
+                taken=taken,
+            )
+
+
+def engine_params_from_args(task: str, args, **fixed):
+    """The params of ``args.method`` from the typed flags (others are an error)."""
+    from ..core.params import params_from_cli
+    from ..engines.registry import get_engine
+
+    return params_from_cli(get_engine(task, args.method).params_class, args, **fixed)

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_engine_arguments
+
 
 def register(subparsers) -> None:
     """Add the ``demo`` subcommand."""
+    from ..workflows.demo import DEMO_METHOD_PARAMS, DEMO_METHODS
+
+    demo_defaults = "; ".join(
+        f"{method}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+        for method, values in DEMO_METHOD_PARAMS.items()
+    )
     parser = subparsers.add_parser(
         "demo",
         help="run the offline end-to-end demo on a synthetic rock volume",
         description="Build a synthetic rock microCT volume with ring artifacts, hold out every "
         "4th slice and rebuild it with each method, inpaint a damaged region and the ring "
-        "artifacts, and write volumes, metrics (CSV/JSON) and a figure.",
+        "artifacts, and write volumes, metrics (CSV/JSON) and a figure. Engine options "
+        f"(below) override the demo's own settings ({demo_defaults}).",
     )
     parser.add_argument(
         "-o", "--output", default="scigen-demo", help="output folder (default: ./scigen-demo)"
@@ -21,7 +30,9 @@ def register(subparsers) -> None:
         "--every", type=int, default=4, help="hold out one slice in EVERY (default 4)"
     )
     parser.add_argument(
-        "--methods", default="linear,flow,stylegan", help="interpolation methods, comma separated"
+        "--methods",
+        default=",".join(DEMO_METHODS),
+        help="interpolation methods, comma separated (default: %(default)s)",
     )
     parser.add_argument(
         "--shape",
@@ -29,27 +40,21 @@ def register(subparsers) -> None:
         help="volume size Z,Y,X (default 32,128,128; the napari sample is 64,256,256, about "
         "8x the StyleGAN work)",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--stylegan-steps",
-        type=int,
-        default=50,
-        help="StyleGAN projection steps per tile (default 50; the engine's own default is 200)",
-    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the procedural volume")
     parser.add_argument("-q", "--quiet", action="store_true")
+    add_engine_arguments(parser, "interpolate", exclude=("seed",), method_flag=False)
     parser.set_defaults(func=run_demo_command)
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen demo``."""
     from ..cli import CliError
-    from ..demo import DEMO_METHODS, DemoConfig, format_summary, run_demo
+    from ..workflows.demo import DEMO_METHOD_PARAMS, DemoConfig, format_summary, run_demo
+    from ..workflows.validate import parse_names, validation_methods
     from .common import ProgressPrinter
+    from .validate import method_params_from_args
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    unknown = sorted(set(methods) - set(DEMO_METHODS))
-    if unknown:
-        raise CliError(f"unknown method(s) {unknown}; choose from {', '.join(DEMO_METHODS)}")
+    methods = parse_names(args.methods, validation_methods(), "methods")
     try:
         shape = tuple(int(v) for v in args.shape.split(","))
     except ValueError:
@@ -58,14 +63,14 @@ def run_demo_command(args: argparse.Namespace) -> int:
         ) from None
     if len(shape) != 3 or min(shape) < 8:
         raise CliError(f"--shape must be three integers >= 8, got {args.shape!r}")
-    if args.stylegan_steps < 1:
-        raise CliError(f"--stylegan-steps must be >= 1, got {args.stylegan_steps}")
+    params = method_params_from_args(methods, args, defaults=DEMO_METHOD_PARAMS)
+    method_params = {method: p.to_dict() for method, p in params.items()}
     config = DemoConfig(
         shape=shape,
         every=args.every,
         methods=methods,
         seed=args.seed,
-        stylegan_steps=args.stylegan_steps,
+        method_params=method_params,
     )
     printer = ProgressPrinter(quiet=args.quiet)
 

@@ -1,6 +1,9 @@
-"""``train-stylegan``, ``sample-stylegan`` and ``export-stylegan`` subcommands.
+"""``train-stylegan``, ``sample-stylegan``, ``walk-stylegan`` and ``export-stylegan``.
 
-Slice interpolation with StyleGAN is ``napari-scigen interpolate --method stylegan``.
+The parameter flags come from the engines' declarations
+(:mod:`napari_scigen.engines.stylegan.params`); the commands run the engines through
+:mod:`napari_scigen.api`. Slice interpolation with StyleGAN is
+``napari-scigen interpolate --method stylegan``.
 """
 
 from __future__ import annotations
@@ -11,51 +14,50 @@ from pathlib import Path
 from .common import ProgressPrinter, add_output_arguments, output_path, write_output
 
 
+def _add_count_flag(parser: argparse.ArgumentParser) -> None:
+    """``-n``/``--count`` for ``StyleGANSampleParams.n`` (the declaration's flag plus ``-n``)."""
+    from ..core.params import DEST_PREFIX, field_spec
+    from ..engines.stylegan.params import StyleGANSampleParams
+
+    spec = field_spec(StyleGANSampleParams, "n")
+    parser.add_argument(
+        "-n",
+        spec.flag,
+        dest=DEST_PREFIX + spec.name,
+        type=int,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help=f"{spec.help} (default: {spec.default})",
+    )
+
+
 def register(subparsers) -> None:
     """Add the StyleGAN subcommands."""
+    from ..core.params import add_cli_arguments
+    from ..engines.stylegan.params import (
+        StyleGANSampleParams,
+        StyleGANTrainParams,
+        StyleGANWalkParams,
+    )
+
     train = subparsers.add_parser(
         "train-stylegan",
         help="train a StyleGAN2 on the slices of a volume",
         description="Train (or continue training) a StyleGAN2 generator on random crops of the "
         "slices of a volume. Checkpoints go to the run directory; running the same command "
-        "again resumes from the newest one. Ctrl-C stops with a checkpoint.",
+        "again resumes from the newest one, with the architecture saved there. Ctrl-C stops "
+        "with a checkpoint.",
     )
     train.add_argument("input", help="3D TIFF stack or folder of slices")
     train.add_argument("-o", "--run-dir", required=True, help="run directory for checkpoints")
-    train.add_argument("--steps", type=int, default=10_000, help="total training steps")
-    train.add_argument(
-        "--resolution", type=int, default=64, help="crop size (power of two, 32-512)"
-    )
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--lr", type=float, default=0.0025)
-    train.add_argument(
-        "--r1-gamma", type=float, default=None, help="R1 weight (default: heuristic)"
-    )
-    train.add_argument("--channel-base", type=int, default=4096)
-    train.add_argument("--channel-max", type=int, default=128)
-    train.add_argument("--z-dim", type=int, default=128)
-    train.add_argument("--w-dim", type=int, default=128)
-    train.add_argument("--mapping-layers", type=int, default=4)
-    train.add_argument(
-        "--axes",
-        default="z",
-        help="slicing directions: 'z' (YX planes) or 'zyx' for isotropic data",
-    )
-    train.add_argument("--no-augment", action="store_true", help="no flips/rotations/DiffAugment")
-    train.add_argument(
-        "--no-crop", action="store_true", help="resize whole slices instead of cropping"
-    )
     train.add_argument(
         "--no-resume", action="store_true", help="start over even if checkpoints exist"
     )
-    train.add_argument("--sample-every", type=int, default=200)
-    train.add_argument("--checkpoint-every", type=int, default=1000)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto")
     train.add_argument(
         "--export", help="also write the final EMA generator to this .safetensors file"
     )
     train.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_cli_arguments(train.add_argument_group("training options"), StyleGANTrainParams)
     train.set_defaults(func=run_train_command)
 
     sample = subparsers.add_parser(
@@ -64,17 +66,21 @@ def register(subparsers) -> None:
         description="Generate N random slices (a stack) with a trained generator, mapped back to "
         "the intensity range of its training data.",
     )
-    sample.add_argument(
-        "--checkpoint",
-        help="generator .safetensors, checkpoint or run directory "
-        "(default: the embedded rock generator)",
-    )
-    sample.add_argument("-n", "--count", type=int, default=16)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--truncation", type=float, default=0.7, help="truncation psi (1 = none)")
-    sample.add_argument("--device", default="auto")
+    options = sample.add_argument_group("sampling options")
+    add_cli_arguments(options, StyleGANSampleParams, exclude=("n",))
+    _add_count_flag(options)
     add_output_arguments(sample)
     sample.set_defaults(func=run_sample_command)
+
+    walk = subparsers.add_parser(
+        "walk-stylegan",
+        help="render a smooth latent walk between two seeds as a stack",
+        description="Render FRAMES slices walking from the latent of --seed-a to that of "
+        "--seed-b (float32 in [0, 1]), e.g. to see what a generator has learned.",
+    )
+    add_cli_arguments(walk.add_argument_group("walk options"), StyleGANWalkParams)
+    add_output_arguments(walk)
+    walk.set_defaults(func=run_walk_command)
 
     export = subparsers.add_parser(
         "export-stylegan",
@@ -85,57 +91,40 @@ def register(subparsers) -> None:
     export.set_defaults(func=run_export_command)
 
 
-def _axes(text: str) -> tuple[str, ...]:
-    from ..cli import CliError
+def train_params_from_args(args: argparse.Namespace):
+    """The :class:`StyleGANTrainParams` of the typed flags.
 
-    axes = tuple(text.replace(",", "").strip().lower())
-    if not axes or any(a not in "zyx" for a in axes) or len(set(axes)) != len(axes):
-        raise CliError(f"--axes must be letters from 'zyx' without repeats, got {text!r}")
-    return axes
+    ``--axes zyx`` (letters without commas, the earlier spelling) is read as ``z,y,x``.
+    """
+    from ..core.params import DEST_PREFIX, params_from_cli
+    from ..engines.stylegan.params import AXIS_NAMES, StyleGANTrainParams
+
+    key = DEST_PREFIX + "axes"
+    axes = getattr(args, key, None)
+    if axes and len(axes) == 1 and len(axes[0]) > 1 and set(axes[0]) <= set(AXIS_NAMES):
+        setattr(args, key, tuple(axes[0]))
+    return params_from_cli(StyleGANTrainParams, args)
 
 
 def run_train_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen train-stylegan``."""
     import numpy as np
 
-    from ..cli import CliError
+    from .. import api
     from ..core.io import read_volume
-    from ..core.progress import Cancelled, drain
+    from ..core.progress import Cancelled
     from ..engines.stylegan.checkpoint import export_generator
-    from ..engines.stylegan.networks import StyleGANConfig
-    from ..engines.stylegan.train import TrainParams, run_train_stylegan
 
-    try:
-        config = StyleGANConfig(
-            resolution=args.resolution,
-            z_dim=args.z_dim,
-            w_dim=args.w_dim,
-            mapping_layers=args.mapping_layers,
-            channel_base=args.channel_base,
-            channel_max=args.channel_max,
-        )
-        params = TrainParams(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            r1_gamma=args.r1_gamma,
-            augment=not args.no_augment,
-            crop=not args.no_crop,
-            axes=_axes(args.axes),
-            sample_every=args.sample_every,
-            checkpoint_every=args.checkpoint_every,
-            seed=args.seed,
-            device=args.device,
-        )
-    except ValueError as error:
-        raise CliError(str(error)) from error
+    params = train_params_from_args(args)
     volume = np.asarray(read_volume(args.input).data)
     printer = ProgressPrinter(quiet=args.quiet)
     try:
-        result = drain(
-            run_train_stylegan(
-                volume, params, config, out_dir=args.run_dir, resume=not args.no_resume
-            ),
+        result = api.train(
+            volume,
+            out_dir=args.run_dir,
+            method="stylegan",
+            params=params,
+            resume=not args.no_resume,
             on_progress=printer,
         )
     except (Cancelled, KeyboardInterrupt):
@@ -143,6 +132,9 @@ def run_train_command(args: argparse.Namespace) -> int:
         print(f"stopped; the newest checkpoint in {args.run_dir} resumes this run")
         return 130
     printer.close()
+    extra = result.provenance["extra"]
+    if extra["adopted_saved_config"]:
+        print(f"resumed {extra['resumed_from']} with its saved architecture {extra['config']}")
     print(f"trained {result.step} steps; checkpoint {result.checkpoint}")
     if args.export:
         path = export_generator(result.checkpoint, args.export)
@@ -150,22 +142,31 @@ def run_train_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_sample_command(args: argparse.Namespace) -> int:
-    """Run ``napari-scigen sample-stylegan``."""
-    from ..core.progress import drain
-    from ..engines.stylegan.sample import run_sample_slices
+def _run_sampler(args: argparse.Namespace, method: str, params) -> int:
+    from .. import api
 
     target = output_path(args.output, overwrite=args.overwrite)
     printer = ProgressPrinter(quiet=args.quiet)
-    result = drain(
-        run_sample_slices(
-            args.checkpoint, args.count, args.seed, args.truncation, device=args.device
-        ),
-        on_progress=printer,
-    )
+    result = api.sample(method=method, params=params, on_progress=printer)
     printer.close()
     write_output(target, result.data, result.provenance)
     return 0
+
+
+def run_sample_command(args: argparse.Namespace) -> int:
+    """Run ``napari-scigen sample-stylegan``."""
+    from ..core.params import params_from_cli
+    from ..engines.stylegan.params import StyleGANSampleParams
+
+    return _run_sampler(args, "stylegan", params_from_cli(StyleGANSampleParams, args))
+
+
+def run_walk_command(args: argparse.Namespace) -> int:
+    """Run ``napari-scigen walk-stylegan``."""
+    from ..core.params import params_from_cli
+    from ..engines.stylegan.params import StyleGANWalkParams
+
+    return _run_sampler(args, "stylegan-walk", params_from_cli(StyleGANWalkParams, args))
 
 
 def run_export_command(args: argparse.Namespace) -> int:

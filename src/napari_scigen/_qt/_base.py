@@ -64,6 +64,7 @@ class EngineWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.form = Container(labels=True)
+        self._pending_sections: list[QWidget] = []
         self.build_form()
         self.run_button = QPushButton(self.run_text)
         self.cancel_button = QPushButton("Cancel")
@@ -78,6 +79,11 @@ class EngineWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.form.native)
+        self._sections_layout = QVBoxLayout()
+        self._sections_layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._sections_layout)
+        for section in self._pending_sections:
+            self._sections_layout.addWidget(section)
         layout.addLayout(buttons)
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
@@ -106,16 +112,26 @@ class EngineWidget(QWidget):
         self.add_result_layers(spec, result)
 
     # -- shared machinery -------------------------------------------------
+    def add_section(self, widget: QWidget) -> None:
+        """Add a Qt widget (e.g. a parameter form) below the main form (call in ``build_form``)."""
+        self._pending_sections.append(widget)
+
     def add_result_layers(self, spec: dict[str, Any], result: EngineResult) -> list:
-        """Add ``result`` as new layers named ``"<source> <engine> <n>"``."""
+        """Add ``result`` as new layers named ``"<source> <method> <n>"``.
+
+        Layers get the source's scale (times the result's ``voxel_scale``, e.g. after z
+        upsampling), translate, units and contrast limits.
+        """
         source = spec["source_layer"]
-        name = next_layer_name(
-            [layer.name for layer in self.viewer.layers], source.name, self.engine_name
-        )
+        label = spec.get("method") or self.engine_name
+        name = next_layer_name([layer.name for layer in self.viewer.layers], source.name, label)
+        scale = tuple(source.scale)
+        if result.voxel_scale is not None:
+            scale = result.output_voxel_size(scale)
         tuples = result_to_layer_tuples(
             result,
             name=name,
-            scale=tuple(source.scale),
+            scale=scale,
             translate=tuple(source.translate),
             source_metadata=dict(source.metadata),
             contrast_limits=tuple(source.contrast_limits)

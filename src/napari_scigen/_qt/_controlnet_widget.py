@@ -4,8 +4,12 @@ Without a mask, new slices are generated whose structure follows a control image
 with a mask, only the masked region is regenerated (pixels outside stay identical).
 The control image is the Canny edge map of the image (ticking "show Canny preview
 layer" overlays it as ``"<image> canny preview"``, which follows the sigma/threshold
-settings and the current slice), a user layer (e.g. painted grain labels: their outlines), or, in
-masked mode, the masked image itself for the inpaint ControlNet.
+settings and the current slice), a user layer (e.g. painted grain labels: their
+outlines), or, in masked mode, the masked image itself for the inpaint ControlNet.
+
+The parameter fields are built from :class:`~napari_scigen.engines.sd.params.ControlNetParams`
+(the same declarations the ``napari-scigen controlnet`` flags come from); the control
+choice sets its ``masked_control`` field, and runs go through :mod:`napari_scigen.api`.
 """
 
 from __future__ import annotations
@@ -15,29 +19,34 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, ComboBox
 
+from .. import api
 from ..core.progress import CancelToken
 from ..core.result import EngineResult
 from ..core.stack import Window, percentile_window
 from ..core.validation import check_mask
+from ..engines.registry import get_engine
+from ..engines.sd.control import canny_condition
+from ..engines.sd.params import max_context
 from ._base import EngineWidget, LayerPicker, layer_data
-from ._diffedit_widget import (
-    StableDiffusionFields,
-    current_slice,
-    parse_slice_selection,
-)
+from ._fields import ParamsForm
+from ._shared import current_slice, read_slices, slices_field
 
 CONTROL_CANNY = "Canny of image"
 CONTROL_LAYER = "control layer"
 CONTROL_INPAINT = "masked image (inpaint ControlNet)"
 CONTROL_CHOICES = (CONTROL_CANNY, CONTROL_LAYER, CONTROL_INPAINT)
+#: ``masked_control`` of the control choices that condition masked runs without a layer.
+MASKED_CONTROL = {CONTROL_CANNY: "canny", CONTROL_INPAINT: "inpaint"}
+#: Fields that only matter with a mask (hidden without one).
+MASKED_ONLY_FIELDS = ("strength", "context", "feather")
+#: The Canny fields (shown, and followed by the preview, with Canny control).
+CANNY_FIELDS = ("canny_sigma", "canny_low", "canny_high", "canny_use_quantiles")
 
 #: Images up to this many voxels get a Canny preview of the whole stack; larger
 #: ones a preview of the current slice that follows the slider.
 PREVIEW_STACK_VOXELS = 2_000_000
-#: Percentiles of the run window (the engine default), so the preview matches the run.
-WINDOW_PERCENTILES = (0.5, 99.5)
 
 
 def canny_preview(
@@ -59,12 +68,11 @@ def canny_preview(
     z : int or None
         The slice to preview; ``None`` previews every slice of a volume.
     sigma, low, high, use_quantiles
-        As in :func:`napari_scigen.engines.controlnet.canny_condition`.
+        As in :func:`napari_scigen.engines.sd.control.canny_condition`.
     window : Window
         The run's intensity window (percentiles of the whole image), so the preview
         equals the control image the engine will use.
     """
-    from ..engines.controlnet import canny_condition
 
     def one(slice_data):
         return canny_condition(
@@ -83,7 +91,7 @@ def canny_preview(
     return np.stack([one(slice_data) for slice_data in image])
 
 
-class ControlNetWidget(StableDiffusionFields, EngineWidget):
+class ControlNetWidget(EngineWidget):
     """Generate or regenerate slices with Stable Diffusion + ControlNet."""
 
     engine_name = "controlnet"
@@ -91,16 +99,14 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self.preview_layer = None
-        self._window_cache: tuple[int, Window] | None = None
+        self._window_cache: tuple[tuple, Window] | None = None
         super().__init__(napari_viewer)
         for widget in (
             self.image_picker,
             self.control_source,
-            self.canny_sigma,
-            self.canny_low,
-            self.canny_high,
-            self.canny_quantiles,
             self.live_preview,
+            self.fields["window_percentiles"],
+            *(self.fields[name] for name in CANNY_FIELDS),
         ):
             widget.changed.connect(self.update_preview)
         self.mask_picker.changed.connect(self._update_visibility)
@@ -110,9 +116,6 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
         self.update_preview()
 
     def build_form(self) -> None:
-        from ..engines.controlnet import SCHEDULERS, ControlNetParams
-
-        defaults = ControlNetParams()
         viewer = self.viewer
         self.image_picker = LayerPicker(viewer, napari.layers.Image, label="image")
         self.mask_picker = LayerPicker(
@@ -128,46 +131,14 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
         self.control_picker.tooltip = (
             "one slice or the image's shape; labels give their outlines, images are windowed"
         )
-        self.canny_sigma = FloatSpinBox(
-            value=defaults.canny_sigma, min=0.0, max=20.0, step=0.25, label="Canny sigma"
-        )
-        self.canny_low = FloatSpinBox(
-            value=defaults.canny_low, min=0.0, max=10.0, step=0.01, label="Canny low"
-        )
-        self.canny_high = FloatSpinBox(
-            value=defaults.canny_high, min=0.0, max=10.0, step=0.01, label="Canny high"
-        )
-        self.canny_quantiles = CheckBox(
-            value=defaults.canny_use_quantiles, text="thresholds are quantiles"
-        )
         self.live_preview = CheckBox(value=False, text="show Canny preview layer")
         self.live_preview.tooltip = (
             "an overlay of the Canny edges the run will use; follows sigma/low/high and the slice"
         )
-        self.build_sd_fields(defaults)
-        self.prompt = LineEdit(value=defaults.prompt, label="prompt")
-        self.negative_prompt = LineEdit(value=defaults.negative_prompt, label="negative prompt")
-        self.conditioning_scale = FloatSpinBox(
-            value=defaults.conditioning_scale, min=0.0, max=5.0, step=0.1, label="control scale"
-        )
-        self.control_start = FloatSpinBox(
-            value=defaults.control_start, min=0.0, max=1.0, step=0.05, label="control start"
-        )
-        self.control_end = FloatSpinBox(
-            value=defaults.control_end, min=0.0, max=1.0, step=0.05, label="control end"
-        )
-        self.strength = FloatSpinBox(
-            value=defaults.strength, min=0.01, max=1.0, step=0.05, label="strength (masked)"
-        )
-        self.variants = SpinBox(value=defaults.n_variants, min=1, max=64, label="variants")
-        self.scheduler = ComboBox(
-            choices=list(SCHEDULERS), value=defaults.scheduler, label="scheduler"
-        )
-        self.model = LineEdit(value=defaults.model, label="SD model")
-        self.model.tooltip = "Hugging Face id or local folder of a Stable Diffusion 1.5 pipeline"
-        self.controlnet_model = LineEdit(value=defaults.controlnet_model, label="ControlNet")
-        self.inpaint_controlnet_model = LineEdit(
-            value=defaults.inpaint_controlnet_model, label="inpaint ControlNet"
+        self.slices = slices_field()
+        # the control choice above sets masked_control
+        self.fields = ParamsForm(
+            get_engine("generate", "controlnet").params_class, exclude=("masked_control",)
         )
         self.form.extend(
             [
@@ -175,56 +146,34 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
                 self.mask_picker,
                 self.control_source,
                 self.control_picker,
-                self.canny_sigma,
-                self.canny_low,
-                self.canny_high,
-                self.canny_quantiles,
                 self.live_preview,
-                self.prompt,
-                self.negative_prompt,
-                self.steps,
-                self.guidance,
-                self.conditioning_scale,
-                self.control_start,
-                self.control_end,
-                self.strength,
-                self.seed,
-                self.variants,
                 self.slices,
-                self.batch_size,
-                self.device,
-                self.scheduler,
-                self.model,
-                self.controlnet_model,
-                self.inpaint_controlnet_model,
-                self.local_files_only,
-                self.resolution,
-                self.context,
-                self.feather,
             ]
         )
+        self.add_section(self.fields.native)
 
     def _update_visibility(self, _value=None) -> None:
         masked = self.mask_picker.value is not None
         source = self.control_source.value
         canny = source == CONTROL_CANNY
         self.control_picker.visible = source == CONTROL_LAYER
-        for widget in (self.canny_sigma, self.canny_low, self.canny_high, self.canny_quantiles):
-            widget.visible = canny
+        for name in CANNY_FIELDS:
+            self.fields[name].visible = canny
         self.live_preview.visible = canny
-        for widget in (self.strength, self.context, self.feather):
-            widget.visible = masked
-        self.inpaint_controlnet_model.visible = masked and source == CONTROL_INPAINT
-        self.controlnet_model.visible = source != CONTROL_INPAINT
+        for name in MASKED_ONLY_FIELDS:
+            self.fields[name].visible = masked
+        self.fields["inpaint_controlnet_model"].visible = masked and source == CONTROL_INPAINT
+        self.fields["controlnet_model"].visible = source != CONTROL_INPAINT
 
     # -- Canny preview (GUI thread) --------------------------------------------------
     def _preview_name(self, image_layer) -> str:
         return f"{image_layer.name} canny preview"
 
-    def _run_window(self, image_layer, image: np.ndarray) -> Window:
-        key = id(image_layer.data)
+    def _run_window(self, image_layer, image: np.ndarray, percentiles) -> Window:
+        """The window the run will use (percentiles of the whole image), cached per layer."""
+        key = (id(image_layer.data), tuple(percentiles))
         if self._window_cache is None or self._window_cache[0] != key:
-            self._window_cache = (key, percentile_window(image, *WINDOW_PERCENTILES))
+            self._window_cache = (key, percentile_window(image, *percentiles))
         return self._window_cache[1]
 
     def _whole_stack(self, image_layer) -> bool:
@@ -254,16 +203,17 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
         whole = self._whole_stack(image_layer)
         z = None if whole or image.ndim == 2 else current_slice(self.viewer, image_layer)
         try:
+            values = self.fields.values()
             edges = canny_preview(
                 image,
                 z=z,
-                sigma=float(self.canny_sigma.value),
-                low=float(self.canny_low.value),
-                high=float(self.canny_high.value),
-                use_quantiles=bool(self.canny_quantiles.value),
-                window=self._run_window(image_layer, image),
+                sigma=float(values["canny_sigma"]),
+                low=float(values["canny_low"]),
+                high=float(values["canny_high"]),
+                use_quantiles=bool(values["canny_use_quantiles"]),
+                window=self._run_window(image_layer, image, values["window_percentiles"]),
             )
-        except ValueError as error:  # e.g. low > high while the user is typing
+        except (ValueError, TypeError) as error:  # e.g. low > high while the user is typing
             self.set_status(f"Canny preview: {error}")
             return None
         return self._show_preview(image_layer, edges, z)
@@ -301,33 +251,20 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
 
     # -- snapshot / job -----------------------------------------------------------------
     def params(self):
-        """A :class:`ControlNetParams` from the form (raises ``ValueError`` on bad values)."""
-        from ..engines._sd_common import max_context
-        from ..engines.controlnet import ControlNetParams
+        """The :class:`ControlNetParams` of the form (raises ``ValueError`` on bad values).
 
-        shared = self.sd_values()
-        if self.mask_picker.value is None:
-            # the context field is hidden without a mask (it only sizes the crop around a
-            # masked region), so a value too large for the model size must not block a run
-            shared["context"] = min(shared["context"], max(0, max_context(shared["resolution"])))
-        return ControlNetParams(
-            model=self.model.value.strip(),
-            controlnet_model=self.controlnet_model.value.strip(),
-            inpaint_controlnet_model=self.inpaint_controlnet_model.value.strip(),
-            prompt=self.prompt.value,
-            negative_prompt=self.negative_prompt.value,
-            conditioning_scale=float(self.conditioning_scale.value),
-            control_start=float(self.control_start.value),
-            control_end=float(self.control_end.value),
-            strength=float(self.strength.value),
-            n_variants=int(self.variants.value),
-            canny_sigma=float(self.canny_sigma.value),
-            canny_low=float(self.canny_low.value),
-            canny_high=float(self.canny_high.value),
-            canny_use_quantiles=bool(self.canny_quantiles.value),
-            scheduler=self.scheduler.value,
-            **shared,
-        )
+        With a mask, the control choice sets ``masked_control``. Without one the context
+        field is hidden (it only sizes the crop around a masked region), so a value too
+        large for the model size is clamped instead of blocking the run.
+        """
+        fixed: dict[str, Any] = {}
+        if self.mask_picker.value is not None:
+            if self.control_source.value in MASKED_CONTROL:
+                fixed["masked_control"] = MASKED_CONTROL[self.control_source.value]
+        else:
+            context, resolution = self.fields["context"].value, self.fields["resolution"].value
+            fixed["context"] = min(int(context), max(0, max_context(resolution)))
+        return self.fields.params(**fixed)
 
     def snapshot(self) -> dict[str, Any]:
         image_layer = self.image_picker.layer
@@ -339,10 +276,7 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
         if not params.prompt.strip():
             raise ValueError("type a prompt describing the image to generate")
         image = layer_data(image_layer)
-        depth = image.shape[0] if image.ndim == 3 else 1
-        slices = parse_slice_selection(
-            self.slices.value, depth, current_slice(self.viewer, image_layer)
-        )
+        slices = read_slices(self.slices, self.viewer, image_layer)
         source = self.control_source.value
         mask_layer = self.mask_picker.layer
         mask = None
@@ -369,36 +303,12 @@ class ControlNetWidget(StableDiffusionFields, EngineWidget):
         }
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        from ..engines.controlnet import run_controlnet, run_controlnet_inpaint
-
-        image, params, control = spec["image"], spec["params"], spec["control"]
+        inputs = {"params": spec["params"], "control": spec["control"], "slices": spec["slices"]}
         if spec["mask"] is None:
-            return run_controlnet(
-                image, params, control=control, slices=spec["slices"], cancel=cancel
-            )
-        if spec["control_source"] == CONTROL_CANNY:
-            control = self._canny_control(image, params, spec["slices"])
-        return run_controlnet_inpaint(
-            image, spec["mask"], params, control=control, slices=spec["slices"], cancel=cancel
+            return api.generate_job(spec["image"], method="controlnet", cancel=cancel, **inputs)
+        return api.inpaint_job(
+            spec["image"], spec["mask"], method="controlnet", cancel=cancel, **inputs
         )
-
-    @staticmethod
-    def _canny_control(image: np.ndarray, params, slices) -> np.ndarray:
-        """Canny edges of the selected slices as a control volume (masked mode, worker thread)."""
-        window = percentile_window(image, *params.window_percentiles)
-        kwargs = {
-            "sigma": params.canny_sigma,
-            "low": params.canny_low,
-            "high": params.canny_high,
-            "use_quantiles": params.canny_use_quantiles,
-            "window": window,
-        }
-        if image.ndim == 2:
-            return canny_preview(image, z=None, **kwargs)
-        control = np.zeros(image.shape, dtype=np.uint8)
-        for z in range(image.shape[0]) if slices is None else slices:
-            control[z] = canny_preview(image, z=z, **kwargs)
-        return control
 
     # -- results ------------------------------------------------------------------------
     def on_result(self, spec: dict[str, Any], result: EngineResult) -> None:

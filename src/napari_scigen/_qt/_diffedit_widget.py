@@ -2,14 +2,15 @@
 
 Two actions share the Run/Cancel/progress machinery of :class:`EngineWidget`:
 
-* **Generate mask** runs :func:`~napari_scigen.engines.diffedit.run_generate_mask`
-  and adds the mask as an editable Labels layer ``"<image> diffedit mask <n>"``,
+* **Generate mask** runs :func:`napari_scigen.api.mask_job` (DiffEdit's automatic
+  mask) and adds the mask as an editable Labels layer ``"<image> diffedit mask <n>"``,
   which the mask picker then selects: correct it with the brush, then
-* **Edit** runs :func:`~napari_scigen.engines.diffedit.run_diffedit` and adds the
-  edited image as ``"<image> diffedit <n>"`` (pixels outside the mask unchanged).
-  Without a mask, DiffEdit's automatic mask is generated first and added too.
+* **Edit** runs :func:`napari_scigen.api.edit_job` and adds the edited image as
+  ``"<image> diffedit <n>"`` (pixels outside the mask unchanged). Without a mask,
+  DiffEdit's automatic mask is generated first and added too.
 
-The slice helpers at the top are shared with the ControlNet widget.
+The parameter fields are built from :class:`~napari_scigen.engines.sd.params.DiffEditParams`
+(the same declarations the ``napari-scigen diffedit`` flags come from).
 """
 
 from __future__ import annotations
@@ -19,113 +20,20 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, LineEdit, PushButton, SpinBox
+from magicgui.widgets import PushButton
 
+from .. import api
 from .._napari.layers import layer_metadata, next_layer_name
-from ..core.indices import parse_indices
 from ..core.progress import CancelToken
 from ..core.result import EngineResult
 from ..core.validation import check_mask
+from ..engines.registry import get_engine
 from ._base import EngineWidget, LayerPicker, layer_data
-
-#: Torch device choices offered by the Stable Diffusion widgets.
-DEVICES = ("auto", "cpu", "cuda", "mps")
-#: Largest seed a spin box accepts.
-MAX_SEED = 2**31 - 1
-SLICES_TOOLTIP = "'all', 'current' (the slice shown), or indices such as '3-7' or '3, 5, 10-12'"
+from ._fields import ParamsForm
+from ._shared import read_slices, slices_field
 
 
-# ---------------------------------------------------------------------------------------
-# Slice selection (shared with the ControlNet widget)
-# ---------------------------------------------------------------------------------------
-
-
-def current_slice(viewer: napari.viewer.Viewer, layer) -> int:
-    """Data index of the slice of a 3D ``layer`` shown in ``viewer`` (0 for 2D layers)."""
-    if layer.ndim < 3:
-        return 0
-    z = int(round(float(layer.world_to_data(viewer.dims.point)[-3])))
-    return int(np.clip(z, 0, layer.data.shape[-3] - 1))
-
-
-def parse_slice_selection(text: str, depth: int, current: int) -> list[int] | None:
-    """Turn the slices field into indices for the engines (``None`` = every slice).
-
-    Parameters
-    ----------
-    text : str
-        ``"all"``, ``"current"`` or a list of indices/ranges (``"3-7"``, ``"3, 5, 10-12"``).
-    depth : int
-        Number of slices (1 for a 2D image).
-    current : int
-        The slice shown in the viewer.
-
-    Raises
-    ------
-    ValueError
-        For unreadable text or indices outside ``0..depth-1``.
-    """
-    value = text.strip().lower()
-    if value in ("", "all"):
-        return None
-    if value in ("current", "current slice"):
-        return [int(current)]
-    indices = parse_indices(value, depth)
-    if not indices:
-        raise ValueError(f"no slice selected by {text!r}; {SLICES_TOOLTIP}")
-    return sorted(set(indices))
-
-
-def seed_box(label: str = "seed", value: int = 0) -> SpinBox:
-    """A spin box for a seed (0 .. 2**31-1)."""
-    return SpinBox(value=value, min=0, max=MAX_SEED, label=label)
-
-
-class StableDiffusionFields:
-    """The form fields both Stable Diffusion widgets share, and their parameter values."""
-
-    def build_sd_fields(self, defaults) -> None:
-        """Create the shared fields from a params dataclass's ``defaults``."""
-        self.steps = SpinBox(value=defaults.steps, min=1, max=1000, label="steps")
-        self.guidance = FloatSpinBox(
-            value=defaults.guidance_scale, min=0.0, max=50.0, step=0.5, label="guidance"
-        )
-        self.seed = seed_box(value=defaults.seed)
-        self.slices = LineEdit(value="current", label="slices", tooltip=SLICES_TOOLTIP)
-        self.batch_size = SpinBox(value=defaults.batch_size, min=1, max=256, label="batch size")
-        self.device = ComboBox(choices=list(DEVICES), value="auto", label="device")
-        self.local_files_only = CheckBox(
-            value=defaults.local_files_only, text="local files only (never download)"
-        )
-        self.resolution = SpinBox(
-            value=defaults.resolution, min=16, max=2048, step=8, label="model size (px)"
-        )
-        self.context = SpinBox(value=defaults.context, min=0, max=1024, label="context (px)")
-        self.feather = FloatSpinBox(
-            value=defaults.feather, min=0.0, max=64.0, step=0.5, label="feather (px)"
-        )
-
-    def sd_values(self) -> dict[str, Any]:
-        """The shared fields as params keyword arguments."""
-        return {
-            "steps": int(self.steps.value),
-            "guidance_scale": float(self.guidance.value),
-            "seed": int(self.seed.value),
-            "resolution": int(self.resolution.value),
-            "context": int(self.context.value),
-            "feather": float(self.feather.value),
-            "batch_size": int(self.batch_size.value),
-            "device": self.device.value,
-            "local_files_only": bool(self.local_files_only.value),
-        }
-
-
-# ---------------------------------------------------------------------------------------
-# Widget
-# ---------------------------------------------------------------------------------------
-
-
-class DiffEditWidget(StableDiffusionFields, EngineWidget):
+class DiffEditWidget(EngineWidget):
     """Edit the masked region of an image towards a text prompt (DiffEdit)."""
 
     engine_name = "diffedit"
@@ -136,9 +44,6 @@ class DiffEditWidget(StableDiffusionFields, EngineWidget):
         super().__init__(napari_viewer)
 
     def build_form(self) -> None:
-        from ..engines.diffedit import DiffEditParams
-
-        defaults = DiffEditParams()
         viewer = self.viewer
         self.image_picker = LayerPicker(viewer, napari.layers.Image, label="image")
         self.mask_picker = LayerPicker(
@@ -146,44 +51,12 @@ class DiffEditWidget(StableDiffusionFields, EngineWidget):
         )
         self.mask_picker.tooltip = "painted mask; none = DiffEdit's automatic mask from the prompts"
         self.generate_mask_button = PushButton(text="Generate mask from prompts")
-        self.model = LineEdit(
-            value=defaults.model,
-            label="model",
-            tooltip="Hugging Face id or local folder of a Stable Diffusion 1.x/2.x pipeline",
-        )
-        self.build_sd_fields(defaults)
-        self.source_prompt = LineEdit(value=defaults.source_prompt, label="source prompt")
-        self.target_prompt = LineEdit(value=defaults.target_prompt, label="target prompt")
-        self.target_prompt.tooltip = "what the masked region should become"
-        self.strength = FloatSpinBox(
-            value=defaults.strength, min=0.01, max=1.0, step=0.05, label="strength"
-        )
-        self.mask_threshold = FloatSpinBox(
-            value=defaults.mask_threshold, min=0.01, max=100.0, step=0.25, label="mask threshold"
-        )
-        self.mask_threshold.tooltip = "automatic mask: higher = smaller mask"
+        self.slices = slices_field()
+        self.fields = ParamsForm(get_engine("edit", "diffedit").params_class)
         self.form.extend(
-            [
-                self.image_picker,
-                self.mask_picker,
-                self.generate_mask_button,
-                self.model,
-                self.local_files_only,
-                self.source_prompt,
-                self.target_prompt,
-                self.steps,
-                self.strength,
-                self.guidance,
-                self.mask_threshold,
-                self.seed,
-                self.device,
-                self.slices,
-                self.batch_size,
-                self.resolution,
-                self.context,
-                self.feather,
-            ]
+            [self.image_picker, self.mask_picker, self.generate_mask_button, self.slices]
         )
+        self.add_section(self.fields.native)
         self.generate_mask_button.clicked.connect(self.generate_mask)
 
     # -- actions -----------------------------------------------------------------------
@@ -214,17 +87,8 @@ class DiffEditWidget(StableDiffusionFields, EngineWidget):
 
     # -- snapshot / job ----------------------------------------------------------------
     def params(self):
-        """A :class:`DiffEditParams` from the form (raises ``ValueError`` on bad values)."""
-        from ..engines.diffedit import DiffEditParams
-
-        return DiffEditParams(
-            model=self.model.value.strip(),
-            source_prompt=self.source_prompt.value,
-            target_prompt=self.target_prompt.value,
-            strength=float(self.strength.value),
-            mask_threshold=float(self.mask_threshold.value),
-            **self.sd_values(),
-        )
+        """The :class:`DiffEditParams` of the form (raises ``ValueError`` on bad values)."""
+        return self.fields.params()
 
     def snapshot(self) -> dict[str, Any]:
         action = self._action
@@ -234,15 +98,11 @@ class DiffEditWidget(StableDiffusionFields, EngineWidget):
         if image_layer.rgb:
             raise ValueError(f"'{image_layer.name}' is RGB; DiffEdit works on grayscale slices")
         params = self.params()
-        if not params.model:
+        if not params.model.strip():
             raise ValueError("type a Stable Diffusion model id or folder")
         if not params.target_prompt.strip():
             raise ValueError("type a target prompt: what the region should become")
         image = layer_data(image_layer)
-        depth = image.shape[0] if image.ndim == 3 else 1
-        slices = parse_slice_selection(
-            self.slices.value, depth, current_slice(self.viewer, image_layer)
-        )
         mask = None
         mask_layer = self.mask_picker.layer
         if action == "edit" and mask_layer is not None:
@@ -255,23 +115,30 @@ class DiffEditWidget(StableDiffusionFields, EngineWidget):
             "image": image,
             "mask": mask,
             "params": params,
-            "slices": slices,
+            "slices": read_slices(self.slices, self.viewer, image_layer),
         }
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        from ..engines.diffedit import run_diffedit, run_generate_mask
-
         if spec["action"] == "mask":
-            return run_generate_mask(
-                spec["image"], spec["params"], slices=spec["slices"], cancel=cancel
+            return api.mask_job(
+                spec["image"],
+                method="diffedit",
+                params=spec["params"],
+                slices=spec["slices"],
+                cancel=cancel,
             )
-        return run_diffedit(
-            spec["image"], spec["mask"], spec["params"], slices=spec["slices"], cancel=cancel
+        return api.edit_job(
+            spec["image"],
+            spec["mask"],
+            method="diffedit",
+            params=spec["params"],
+            slices=spec["slices"],
+            cancel=cancel,
         )
 
     # -- results -----------------------------------------------------------------------
     def on_result(self, spec: dict[str, Any], result: EngineResult) -> None:
-        from ..engines.diffedit import MASK_LABEL
+        from ..engines.sd.diffedit import MASK_LABEL
 
         if spec["action"] == "mask":
             layer = self.add_mask_layer(spec, result.labels[MASK_LABEL], result.provenance)

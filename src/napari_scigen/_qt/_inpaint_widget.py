@@ -1,19 +1,21 @@
-"""Dock widget: classical biharmonic inpainting of a painted mask."""
+"""Dock widget: fill a painted mask with any registered inpainting engine."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import napari
-from magicgui.widgets import SpinBox
 
+from .. import api
 from ..core.progress import CancelToken
 from ..core.validation import check_mask
 from ._base import EngineWidget, LayerPicker, layer_data
+from ._methods import MethodChooser
+from ._shared import read_slices, slices_field
 
 
 class InpaintWidget(EngineWidget):
-    """Fill the masked pixels of an image layer (biharmonic, slice by slice)."""
+    """Fill the masked pixels of an image layer (outside the mask nothing changes)."""
 
     engine_name = "inpaint"
     run_text = "Inpaint"
@@ -21,9 +23,11 @@ class InpaintWidget(EngineWidget):
     def build_form(self) -> None:
         self.image_picker = LayerPicker(self.viewer, napari.layers.Image, label="image")
         self.mask_picker = LayerPicker(self.viewer, napari.layers.Labels, label="mask")
-        self.tile_size = SpinBox(value=256, min=32, max=4096, step=32, label="tile size")
-        self.context = SpinBox(value=16, min=2, max=256, label="context (px)")
-        self.form.extend([self.image_picker, self.mask_picker, self.tile_size, self.context])
+        self.methods = MethodChooser("inpaint")
+        self.method = self.methods.combo
+        self.slices = slices_field(value="all")
+        self.form.extend([self.image_picker, self.mask_picker, self.method, self.slices])
+        self.add_section(self.methods.native)
 
     def snapshot(self) -> dict[str, Any]:
         image_layer, mask_layer = self.image_picker.layer, self.mask_picker.layer
@@ -35,12 +39,17 @@ class InpaintWidget(EngineWidget):
             "source_layer": image_layer,
             "image": image,
             "mask": mask.copy(),
-            "tile_size": int(self.tile_size.value),
-            "context": int(self.context.value),
+            "method": self.methods.method,
+            "params": self.methods.params(),
+            "slices": read_slices(self.slices, self.viewer, image_layer),
         }
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        from ..engines.classical import InpaintParams, run_inpaint
-
-        params = InpaintParams(tile_size=spec["tile_size"], context=spec["context"])
-        return run_inpaint(spec["image"], spec["mask"], params, cancel=cancel)
+        return api.inpaint_job(
+            spec["image"],
+            spec["mask"],
+            method=spec["method"],
+            params=spec["params"],
+            slices=spec["slices"],
+            cancel=cancel,
+        )

@@ -1,4 +1,4 @@
-"""Dock widget: synthesize missing slices or upsample z (linear, flow, StyleGAN)."""
+"""Dock widget: synthesize missing slices or upsample z with any registered engine."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from typing import Any
 import napari
 from magicgui.widgets import ComboBox, LineEdit, SpinBox
 
+from .. import api
 from ..core.indices import parse_indices
 from ..core.progress import CancelToken
 from ._base import EngineWidget, LayerPicker, layer_data
+from ._methods import MethodChooser
 
 
 class InterpolateWidget(EngineWidget):
@@ -20,15 +22,21 @@ class InterpolateWidget(EngineWidget):
 
     def build_form(self) -> None:
         self.image_picker = LayerPicker(self.viewer, napari.layers.Image, label="volume")
-        self.method = ComboBox(
-            choices=["linear", "flow", "stylegan"], value="linear", label="method"
-        )
+        self.methods = MethodChooser("interpolate")
+        self.method = self.methods.combo
         self.mode = ComboBox(
             choices=["missing slices", "upsample z"], value="missing slices", label="mode"
         )
         self.missing = LineEdit(value="", label="missing slices", tooltip="e.g. 3, 7, 10-12")
-        self.factor = SpinBox(value=2, min=2, max=16, label="z factor")
+        self.factor = SpinBox(
+            value=2,
+            min=2,
+            max=64,
+            label="z factor",
+            tooltip="n slices become (n - 1) * factor + 1; the z voxel size shrinks by it",
+        )
         self.form.extend([self.image_picker, self.method, self.mode, self.missing, self.factor])
+        self.add_section(self.methods.native)
         self.mode.changed.connect(self._update_mode)
         self._update_mode()
 
@@ -49,7 +57,8 @@ class InterpolateWidget(EngineWidget):
         spec: dict[str, Any] = {
             "source_layer": layer,
             "volume": volume,
-            "method": self.method.value,
+            "method": self.methods.method,
+            "params": self.methods.params(),
         }
         if self.mode.value == "missing slices":
             missing = parse_indices(self.missing.value, volume.shape[0])
@@ -61,24 +70,11 @@ class InterpolateWidget(EngineWidget):
         return spec
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        if spec["method"] == "stylegan":
-            from ..engines.stylegan.interpolate import run_interpolate_stylegan
-
-            return run_interpolate_stylegan(
-                spec["volume"], missing=spec["missing"], factor=spec["factor"], cancel=cancel
-            )
-        from ..engines.classical import InterpolateParams, run_interpolate
-
-        params = InterpolateParams(
-            method=spec["method"], missing=spec["missing"], factor=spec["factor"]
+        return api.interpolate_job(
+            spec["volume"],
+            method=spec["method"],
+            missing=spec["missing"],
+            factor=spec["factor"],
+            params=spec["params"],
+            cancel=cancel,
         )
-        return run_interpolate(spec["volume"], params, cancel=cancel)
-
-    def on_result(self, spec: dict[str, Any], result) -> None:
-        layers = self.add_result_layers(spec, result)
-        factor = spec["factor"]
-        if factor:  # z spacing shrinks by the factor so the volume keeps its physical size
-            for layer in layers:
-                scale = list(layer.scale)
-                scale[-3] = scale[-3] / factor
-                layer.scale = scale

@@ -29,6 +29,14 @@ def threads_disabled() -> bool:
     return os.environ.get(NOTHREADS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What the worker's generator ended with: its return value or its exception."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+
 @dataclass
 class Job:
     """A running (or finished) job: its cancel token and, when threaded, the worker."""
@@ -96,32 +104,37 @@ def start_job(
     from napari.qt.threading import create_worker
 
     def work():
-        return (yield from factory(job.token))
+        # Every exception becomes a returned value: superqt's generator worker swallows a
+        # RuntimeError (it takes it for a deleted Qt object), never emits ``errored`` or
+        # ``returned``, and the widget would wait forever. Re-raised on the GUI thread below.
+        try:
+            return _Outcome(value=(yield from factory(job.token)))
+        except BaseException as error:  # noqa: BLE001 - handed to the GUI thread
+            return _Outcome(error=error)
 
-    # errors are reported through on_error, so superqt must not re-raise them in the GUI loop
     worker = create_worker(work, _start_thread=False, _progress=False, _ignore_errors=True)
     job.worker = worker
-    state: dict[str, Any] = {"result": None, "returned": False, "error": None}
+    state: dict[str, Any] = {"outcome": None, "error": None}
 
-    def returned(value):
-        state["returned"], state["result"] = True, value
+    def returned(outcome):
+        state["outcome"] = outcome
 
     def errored(error):
         state["error"] = error
 
     def finished():
-        if state["error"] is not None:
-            if isinstance(state["error"], Cancelled):
-                on_cancelled()
-                finish("cancelled")
-            else:
-                on_error(state["error"])
-                finish("error", state["error"])
-        elif job.token.cancelled or not state["returned"]:
+        outcome = state["outcome"]
+        error = state["error"] if outcome is None else outcome.error
+        if isinstance(error, GeneratorExit):
+            error = None  # the worker was quit (Cancel)
+        if error is not None and not isinstance(error, Cancelled):
+            on_error(error)
+            finish("error", error)
+        elif error is not None or job.token.cancelled or outcome is None:
             on_cancelled()
             finish("cancelled")
         else:
-            on_result(state["result"])
+            on_result(outcome.value)
             finish("done")
 
     worker.yielded.connect(lambda event: isinstance(event, Progress) and on_progress(event))

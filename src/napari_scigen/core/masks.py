@@ -138,14 +138,40 @@ def shrink_mask(mask, radius: int) -> np.ndarray:
     return _per_slice(erode_labels, array)
 
 
+def _inward_distance(plane: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of each masked pixel to the nearest unmasked one; 0 outside.
+
+    The slice border is not an edge: a fully masked slice is infinitely far from one.
+    """
+    if plane.all():
+        return np.full(plane.shape, np.inf)
+    return ndi.distance_transform_edt(plane)
+
+
+def _inward_weights(mask, width: float, name: str, profile, dtype) -> np.ndarray:
+    """``profile(d, width)`` of each masked pixel's inward distance ``d``, 0 outside, per slice."""
+    array = _as_mask(mask)
+    if not np.isfinite(width) or width < 0:
+        raise InvalidInputError(f"{name} must be a finite number >= 0 (pixels), got {width!r}")
+    inside = array != 0
+    if width == 0:
+        return inside.astype(dtype)
+
+    def weights(plane: np.ndarray) -> np.ndarray:
+        return np.where(plane, profile(_inward_distance(plane), width), 0.0).astype(dtype)
+
+    return _per_slice(weights, inside)
+
+
 def feather_mask(mask, sigma: float) -> np.ndarray:
-    """Soft compositing weights that fall off inward from the mask edge.
+    """Soft compositing weights that fall off inward from the mask edge (Gaussian profile).
 
     ``w = 1 - exp(-d**2 / (2 sigma**2))`` where ``d`` is each masked pixel's
     distance (pixels, per slice) to the nearest unmasked pixel, and ``w = 0``
     outside the mask. So compositing ``w * generated + (1 - w) * original``
     never changes an unmasked pixel, and blends smoothly into the mask over
     about ``2 sigma`` pixels. The image border is not treated as an edge.
+    :func:`ramp_mask` is the same with a linear profile.
 
     Parameters
     ----------
@@ -159,21 +185,37 @@ def feather_mask(mask, sigma: float) -> np.ndarray:
     numpy.ndarray
         float32 weights in ``[0, 1]``, exactly 0 outside the mask.
     """
-    array = _as_mask(mask)
-    if not np.isfinite(sigma) or sigma < 0:
-        raise InvalidInputError(f"sigma must be a finite number >= 0 (pixels), got {sigma!r}")
-    inside = array != 0
-    if sigma == 0:
-        return inside.astype(np.float32)
 
-    def weights(plane: np.ndarray) -> np.ndarray:
-        if plane.all():
-            return np.ones(plane.shape, dtype=np.float32)
-        distance = ndi.distance_transform_edt(plane)
-        w = -np.expm1(-(distance**2) / (2.0 * sigma * sigma))
-        return np.where(plane, w, 0.0).astype(np.float32)
+    def gaussian(distance: np.ndarray, sigma: float) -> np.ndarray:
+        return -np.expm1(-(distance**2) / (2.0 * sigma * sigma))
 
-    return _per_slice(weights, inside)
+    return _inward_weights(mask, sigma, "sigma", gaussian, np.float32)
+
+
+def ramp_mask(mask, width: float) -> np.ndarray:
+    """Compositing weights rising linearly from the mask edge to 1 over ``width`` pixels.
+
+    ``w = min(1, d / width)`` inside the mask, with ``d`` as in :func:`feather_mask`
+    (the image border is not an edge), and exactly 0 outside it; what the Stable
+    Diffusion engines blend their output in with.
+
+    Parameters
+    ----------
+    mask : array-like
+        2D or 3D mask or labels; non-zero is masked.
+    width : float
+        Ramp width in pixels (``0`` gives the hard mask as 0/1 weights).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 weights in ``[0, 1]``, exactly 0 outside the mask.
+    """
+
+    def linear(distance: np.ndarray, width: float) -> np.ndarray:
+        return np.clip(distance / width, 0.0, 1.0)
+
+    return _inward_weights(mask, width, "width", linear, np.float64)
 
 
 def mask_from_threshold(image, low: float | None = None, high: float | None = None) -> np.ndarray:

@@ -101,3 +101,15 @@ def data_range_for(data: np.ndarray) -> float:
         return float(info.max - info.min)
     span = float(np.max(array) - np.min(array))
     return span if span > 0 else 1.0
+
+
+def cast_to_range(values: np.ndarray, dtype, low: float, high: float) -> np.ndarray:
+    """Clip float values to ``[low, high]``, round for integer dtypes, cast to ``dtype``.
+
+    How every engine brings synthesized values back to the input's dtype without
+    leaving the input's own value range.
+    """
+    clipped = np.clip(values, low, high)
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        clipped = np.rint(clipped)
+    return clipped.astype(dtype)

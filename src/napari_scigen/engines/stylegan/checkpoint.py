@@ -13,7 +13,8 @@ A directory is written under a temporary name and renamed when complete, so a
 checkpoint interrupted half-way never shadows the previous one.
 
 An exported generator (what ships as the embedded default) is a pair
-``name.safetensors`` (``G_ema`` only) + ``name.json`` (same metadata).
+``name.safetensors`` (``G_ema`` only) + ``name.json`` (same metadata);
+:func:`save_generator` writes any generator that way.
 """
 
 from __future__ import annotations
@@ -269,6 +270,42 @@ def load_generator(
     return generator.to(device).eval().requires_grad_(False), metadata
 
 
+def save_generator(
+    generator: Generator,
+    out_path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a generator as ``out.safetensors`` + ``out.json`` (what engines load by path).
+
+    Parameters
+    ----------
+    generator : Generator
+        The generator to write (e.g. an in-memory one, to pass its path to an engine).
+    out_path : path
+        Target ``.safetensors`` file; the JSON goes beside it with the same stem.
+    metadata : dict, optional
+        JSON-serialisable description (``window``, ``step``, ...); the generator's
+        ``config`` and the format tag are always recorded.
+
+    Returns
+    -------
+    pathlib.Path
+        The written ``.safetensors`` path.
+    """
+    from safetensors.torch import save_file
+
+    out_path = Path(out_path).with_suffix(".safetensors")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in generator.state_dict().items()}
+    save_file(tensors, str(out_path), metadata={"format": FORMAT})
+    record = dict(metadata or {})
+    record["config"] = generator.config.to_dict()
+    record["format"] = FORMAT
+    out_path.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    os.chmod(out_path, 0o644)  # safetensors writes owner-only files; package data must be readable
+    return out_path
+
+
 def export_generator(
     checkpoint: str | os.PathLike,
     out_path: str | os.PathLike,
@@ -291,17 +328,5 @@ def export_generator(
     pathlib.Path
         The written ``.safetensors`` path.
     """
-    from safetensors.torch import save_file
-
     generator, metadata = load_generator(checkpoint, "cpu")
-    out_path = Path(out_path).with_suffix(".safetensors")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.contiguous().clone() for k, v in generator.state_dict().items()}
-    save_file(tensors, str(out_path), metadata={"format": FORMAT})
-    record = dict(metadata)
-    if extra_metadata:
-        record.update(extra_metadata)
-    record["format"] = FORMAT
-    out_path.with_suffix(".json").write_text(json.dumps(record, indent=2, sort_keys=True))
-    os.chmod(out_path, 0o644)  # safetensors writes owner-only files; package data must be readable
-    return out_path
+    return save_generator(generator, out_path, {**metadata, **(extra_metadata or {})})

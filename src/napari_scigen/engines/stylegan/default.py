@@ -12,24 +12,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .networks import StyleGANConfig
-from .train import TrainParams
+from .params import StyleGANTrainParams
 
 #: File name stem of the embedded generator in ``napari_scigen/data``.
 DEFAULT_NAME = "stylegan_rock64"
 
-#: Architecture of the embedded generator (sized for CPU training and inference).
-DEFAULT_CONFIG = StyleGANConfig(
-    resolution=64, z_dim=128, w_dim=128, mapping_layers=4, channel_base=2048, channel_max=64
-)
-
 #: Arguments of ``make_rock_volume`` for the training volume.
 DEFAULT_PHANTOM: dict[str, Any] = {"shape": (64, 256, 256), "seed": 0}
 
-#: Training parameters of the embedded generator (``steps`` is an upper bound; the
-#: run is stopped by wall time, see the JSON for the step actually reached).
-DEFAULT_TRAIN_PARAMS = TrainParams(
+#: Training parameters and architecture of the embedded generator (sized for CPU
+#: training and inference; ``steps`` is an upper bound: the run is stopped by wall
+#: time, see the JSON for the step actually reached).
+DEFAULT_TRAIN_PARAMS = StyleGANTrainParams(
     steps=20_000,
+    resolution=64,
+    z_dim=128,
+    w_dim=128,
+    mapping_layers=4,
+    channel_base=2048,
+    channel_max=64,
     batch_size=16,
     lr=0.0025,
     augment=True,
@@ -41,6 +42,9 @@ DEFAULT_TRAIN_PARAMS = TrainParams(
     seed=0,
     device="cpu",
 )
+
+#: Architecture of the embedded generator.
+DEFAULT_CONFIG = DEFAULT_TRAIN_PARAMS.network_config()
 
 
 def default_generator_path() -> Path:
@@ -119,7 +123,9 @@ def resolve_generator(generator=None, device: str = "cpu"):
 
         path = Path(generator).expanduser().resolve()
         if not path.exists():
-            raise FileNotFoundError(f"StyleGAN generator {path} does not exist")
+            raise FileNotFoundError(
+                f"StyleGAN generator {path} does not exist (leave it empty for the embedded one)"
+            )
         # The modification time is part of the key: a run directory that gained a
         # newer checkpoint, or an overwritten file, is loaded again.
         key = ("stylegan", str(path), path.stat().st_mtime_ns, device, "float32")

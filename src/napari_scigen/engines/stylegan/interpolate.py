@@ -15,7 +15,8 @@ For every gap between two kept slices ``a`` (below) and ``b`` (above):
 4. Values are mapped back to the volume's dtype and range with the intensity
    window (a percentile window of the kept slices, recorded in provenance).
 
-Same planning and validation as :func:`napari_scigen.engines.classical.run_interpolate`:
+Same planning and validation as every interpolation engine
+(:func:`napari_scigen.engines.interpolation.plan.plan_slices`):
 ``missing`` indices keep the volume's shape, ``factor`` turns ``n`` slices into
 ``(n - 1) * factor + 1`` with original slice ``i`` at ``i * factor``, missing
 slices at the volume boundary are an error. Kept slices are copied bit-identically.
@@ -24,8 +25,8 @@ slices at the volume boundary are an error. Kept slices are copied bit-identical
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from collections.abc import Generator as PyGenerator
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -35,9 +36,7 @@ from ...core.result import EngineResult
 from ...core.stack import percentile_window
 from ...core.tiling import blend_weights, tiles_covering
 from ...core.validation import InvalidInputError, check_image
-
-#: How noise maps of in-between slices are chosen.
-NOISE_MODES = ("interpolate", "const", "none")
+from .params import StyleGANInterpolateParams
 
 
 def _tile_stack(unit: np.ndarray, tiles, resolution: int) -> np.ndarray:
@@ -62,25 +61,25 @@ def _blend(tile_images: np.ndarray, tiles, shape: tuple[int, int], overlap: int)
     return (total / weight).astype(np.float32)
 
 
+def _perceptual_distance(choice: str, device: str):
+    """The projection's image distance for a declared ``perceptual`` choice.
+
+    ``"structure"`` is the projector's offline default (``None``); ``"lpips-alex"`` /
+    ``"lpips-vgg"`` load LPIPS with local backbone weights (never downloaded).
+    """
+    if choice == "structure":
+        return None
+    from ...metrics.perceptual import load_lpips
+
+    return load_lpips(choice.split("-", 1)[1], device=device)
+
+
 def run_interpolate_stylegan(
     volume,
+    params: StyleGANInterpolateParams,
     *,
     missing: Sequence[int] | None = None,
     factor: int | None = None,
-    generator=None,
-    projection_steps: int = 200,
-    w_plus: bool = True,
-    slerp: bool = False,
-    noise: str = "interpolate",
-    pixel_blend: float = 0.0,
-    residual_correction: bool = False,
-    tile_overlap: int | None = None,
-    batch_size: int = 8,
-    window_percentiles: tuple[float, float] = (0.5, 99.5),
-    perceptual: Callable | None = None,
-    lpips_net=None,
-    seed: int = 0,
-    device: str = "auto",
     cancel: CancelToken | None = None,
 ) -> PyGenerator[Progress, None, EngineResult]:
     """Rebuild missing slices (or upsample along z) by walking the StyleGAN latent space.
@@ -89,43 +88,14 @@ def run_interpolate_stylegan(
     ----------
     volume : array-like
         ``(Z, Y, X)`` grayscale volume with at least 2 slices.
+    params : StyleGANInterpolateParams
+        Generator (a path; none = the embedded 64x64 rock generator), projection
+        steps, W/W+, slerp, noise, pixel blend, residual correction, tiling, window,
+        perceptual distance, seed and device (see the class for each).
     missing : sequence of int, optional
         Slices to rebuild (output has the input's shape).
     factor : int, optional
         Integer z upsampling (``n`` slices -> ``(n - 1) * factor + 1``).
-    generator : None, path or Generator
-        ``None`` uses the embedded default (64x64, rock phantom); a path to an
-        exported ``.safetensors``, a checkpoint or a run directory; or a
-        :class:`~.networks.Generator`.
-    projection_steps : int
-        Optimisation steps per projected tile.
-    w_plus : bool
-        Project into W+ (one latent per layer) rather than W.
-    slerp : bool
-        Spherical instead of linear interpolation of the latents (around ``w_avg``).
-    noise : str
-        ``"interpolate"`` (variance-preserving blend of the projected noise maps),
-        ``"const"`` (the generator's fixed noise) or ``"none"``.
-    pixel_blend : float
-        Weight in ``[0, 1]`` of the plain linear interpolation of the kept slices
-        blended into the result (0: pure GAN, 1: linear interpolation).
-    residual_correction : bool
-        Add ``(1 - t) (a - proj(a)) + t (b - proj(b))``, the part of the kept
-        slices the generator could not reproduce, so the result meets the kept
-        slices at ``t = 0`` and ``t = 1``.
-    tile_overlap : int, optional
-        Overlap of neighbouring tiles in pixels (default: a quarter of the
-        generator resolution).
-    batch_size : int
-        Tiles projected/synthesized together.
-    window_percentiles : tuple of float
-        Percentiles of the kept slices mapped to the generator's range.
-    perceptual, lpips_net
-        Perceptual distance of the projection (see :func:`.project.run_project`).
-    seed : int
-        Seed of the initial noise maps and latent jitter of the projections.
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``...
     cancel : CancelToken, optional
         Checked at every projection step and every synthesized slice.
 
@@ -143,38 +113,35 @@ def run_interpolate_stylegan(
     Raises
     ------
     InvalidInputError
-        Bad volume/indices/options (as in the classical engine).
+        Bad volume/indices/options (as in the classical engines).
+    ModelNotAvailableError
+        An LPIPS distance was asked for without its backbone weights.
     """
     from ...core.device import resolve_device
-    from ..classical import InterpolateParams, _plan
+    from ..interpolation.plan import plan_slices
     from .default import resolve_generator
     from .latents import lerp, mix_noise
     from .latents import slerp as slerp_fn
     from .project import run_project
 
     array = check_image(volume, name="volume", ndim=(3,))
-    if array.shape[0] < 2:
-        raise InvalidInputError(
-            f"volume needs at least 2 slices to interpolate between, got shape {array.shape}"
-        )
-    if noise not in NOISE_MODES:
-        raise InvalidInputError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-    if not 0.0 <= float(pixel_blend) <= 1.0:
-        raise InvalidInputError(f"pixel_blend must be in [0, 1], got {pixel_blend}")
-    if int(projection_steps) < 1 or int(batch_size) < 1:
-        raise InvalidInputError("projection_steps and batch_size must be at least 1")
-    plan = InterpolateParams(method="linear", missing=missing, factor=factor)
-    n_out, kept, gaps = _plan(array.shape[0], plan)
+    plan = plan_slices(array.shape[0], missing=missing, factor=factor)
+    n_out, kept, gaps = plan.n_out, plan.kept, plan.gaps
+    steps, batch_size, seed = params.projection_steps, params.batch_size, params.seed
+    noise, pixel_blend = params.noise, params.pixel_blend
+    residual_correction = params.residual_correction
 
-    device = resolve_device(device)
-    G, metadata, model_name = resolve_generator(generator, device)
+    device = resolve_device(params.device)
+    G, metadata, model_name = resolve_generator(params.generator, device)
+    lpips_net = _perceptual_distance(params.perceptual, device)
     import torch
 
     resolution = G.config.resolution
-    overlap = resolution // 4 if tile_overlap is None else int(tile_overlap)
-    if not 0 <= overlap < resolution:
+    overlap = resolution // 4 if params.tile_overlap is None else params.tile_overlap
+    if not overlap < resolution:
         raise InvalidInputError(
-            f"tile_overlap must be in [0, {resolution - 1}], got {tile_overlap}"
+            f"tile_overlap must be in [0, {resolution - 1}] for this {resolution}px generator, "
+            f"got {params.tile_overlap}"
         )
 
     out = np.empty((n_out, *array.shape[1:]), dtype=array.dtype)
@@ -184,7 +151,7 @@ def run_interpolate_stylegan(
     bounding = sorted({g.below for g in gaps} | {g.above for g in gaps})
     # Window from (at most 16 evenly spaced) kept slices that bound a gap.
     sample = bounding[:: max(1, len(bounding) // 16)]
-    window = percentile_window(np.stack([array[b] for b in sample]), *window_percentiles)
+    window = percentile_window(np.stack([array[b] for b in sample]), *params.window_percentiles)
     shape = array.shape[1:]
     tiles = tiles_covering(shape, resolution, overlap)
     n_tiles = len(tiles)
@@ -192,12 +159,10 @@ def run_interpolate_stylegan(
     # forgotten after the last one. A group holds enough slices that its tiles fill whole
     # batches (9 tiles per slice with batch 8: groups of 8 slices = 9 full batches, rather
     # than a batch of 8 and a batch of 1 per slice).
-    group_size = int(batch_size) // math.gcd(int(batch_size), n_tiles)
+    group_size = batch_size // math.gcd(batch_size, n_tiles)
     groups = [bounding[i : i + group_size] for i in range(0, len(bounding), group_size)]
     n_synth = sum(len(g.targets) for g in gaps)
-    projection_total = sum(
-        -(-len(group) * n_tiles // int(batch_size)) * int(projection_steps) for group in groups
-    )
+    projection_total = sum(-(-len(group) * n_tiles // batch_size) * steps for group in groups)
     total = projection_total + n_synth
     cache: dict[int, dict] = {}
     final_losses: dict[int, float] = {}
@@ -211,11 +176,10 @@ def run_interpolate_stylegan(
         projector = run_project(
             G,
             stack,
-            steps=int(projection_steps),
-            w_plus=w_plus,
-            batch_size=int(batch_size),
+            steps=steps,
+            w_plus=params.w_plus,
+            batch_size=batch_size,
             seeds=[seed + 7919 * b + i for b in group for i in range(n_tiles)],
-            perceptual=perceptual,
             lpips_net=lpips_net,
             cancel=cancel,
         )
@@ -254,7 +218,7 @@ def run_interpolate_stylegan(
         for target, t in gap.targets:
             check_cancelled(cancel)
             with torch.no_grad():
-                if slerp:
+                if params.slerp:
                     ws_t = slerp_fn(a["ws"], b["ws"], t, centre=w_centre)
                 else:
                     ws_t = lerp(a["ws"], b["ws"], t)
@@ -264,8 +228,8 @@ def run_interpolate_stylegan(
                         mix_noise(na, nb, t) for na, nb in zip(a["noise"], b["noise"], strict=True)
                     ]
                 images = []
-                for start in range(0, n_tiles, int(batch_size)):
-                    part = slice(start, min(start + int(batch_size), n_tiles))
+                for start in range(0, n_tiles, batch_size):
+                    part = slice(start, min(start + batch_size, n_tiles))
                     kwargs = (
                         {"noise": [maps[part] for maps in noise_t]}
                         if noise_t is not None
@@ -283,23 +247,16 @@ def run_interpolate_stylegan(
             done += 1
             yield Progress(done, total, f"synthesize slice {target} ({len(synthesized)}/{n_synth})")
 
-    params = {
-        "missing": plan.missing,
+    recorded = {
+        **params.to_dict(),
+        "missing": sorted(int(i) for i in missing) if missing is not None else None,
         "factor": plan.factor,
-        "projection_steps": int(projection_steps),
-        "w_plus": w_plus,
-        "slerp": slerp,
-        "noise": noise,
-        "pixel_blend": float(pixel_blend),
-        "residual_correction": residual_correction,
         "tile_overlap": overlap,
-        "batch_size": int(batch_size),
-        "window_percentiles": list(window_percentiles),
         "device": device,
     }
     provenance = make_provenance(
         "interpolate-stylegan",
-        params,
+        recorded,
         model=model_name,
         seed=seed,
         source={"shape": array.shape, "dtype": array.dtype.name},
@@ -312,11 +269,7 @@ def run_interpolate_stylegan(
             "projection_settings": projection_settings,
             "tiles_per_slice": n_tiles,
             "tile_size": resolution,
-            "synthesized_indices": synthesized,
-            "kept_source_indices": [source for source, _ in kept],
-            "kept_output_indices": [target for _, target in kept],
-            "neighbour_pairs": [[gap.below, gap.above] for gap in gaps],
-            "boundary_policy": "error",
+            **plan.provenance(),
         },
     )
     return EngineResult(data=out, provenance=provenance)

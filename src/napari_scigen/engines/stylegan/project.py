@@ -18,8 +18,9 @@ The paper measures the image distance with LPIPS. The LPIPS backbones need a
 download that is impossible offline, so the default distance here is an offline
 substitute, :class:`MultiScaleStructureLoss` (SSIM and gradient differences at
 three scales); pass ``lpips_net`` (an ``lpips.LPIPS`` instance whose weights you
-have) or any ``perceptual(x, y) -> (N,)`` callable to use another. The result
-says which one was used.
+have) or any ``perceptual(x, y) -> (N,)`` callable to use another (the
+interpolation engine's ``perceptual`` parameter chooses between the default and
+LPIPS with local weights). The result says which one was used.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from ...core.progress import CancelToken, Progress, check_cancelled
 from ...core.validation import InvalidInputError
+from .params import PROJECTION_STEPS
 
 #: Name recorded when the default offline perceptual distance is used.
 DEFAULT_PERCEPTUAL_NAME = "multiscale-ssim-gradient (offline LPIPS substitute)"
@@ -228,7 +230,7 @@ def run_project(
     generator,
     slices,
     *,
-    steps: int = 300,
+    steps: int = PROJECTION_STEPS,
     w_plus: bool = True,
     lr: float = 0.1,
     noise_reg_weight: float = 1e5,
@@ -256,7 +258,8 @@ def run_project(
         ``(N, R, R)`` or ``(R, R)`` float images already mapped to ``[-1, 1]``
         (``R`` = generator resolution).
     steps : int
-        Optimisation steps per batch.
+        Optimisation steps per batch (the default is the interpolation engine's,
+        :data:`.params.PROJECTION_STEPS`).
     w_plus : bool
         Optimise one latent per layer (W+, more faithful) instead of one ``w``.
     lr : float

@@ -17,133 +17,24 @@ import os
 import platform
 import time
 from collections.abc import Generator as PyGenerator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
-from ...core.provenance import software_versions
+from ...core.provenance import make_provenance, software_versions, to_jsonable
+from ...core.result import EngineResult
 from ...core.stack import Window, percentile_window
 from ...core.validation import InvalidInputError, check_image
-
-#: Slicing planes by the axis they are perpendicular to.
-AXIS_NAMES = ("z", "y", "x")
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """StyleGAN training parameters.
-
-    Parameters
-    ----------
-    steps : int
-        Optimisation steps (each sees ``batch_size`` real and fake images).
-    batch_size : int
-        Images per step.
-    lr : float
-        Adam learning rate of generator and discriminator.
-    r1_gamma : float, optional
-        R1 weight; ``None`` uses the StyleGAN2-ADA heuristic
-        ``0.0002 * resolution**2 / batch_size``.
-    r1_interval : int
-        Lazy regularisation interval (R1 is applied every this many steps).
-    ema_kimg : float, optional
-        Half-life of the generator EMA in thousands of images; ``None`` uses
-        ``batch_size * 10 / 32``.
-    ema_rampup : float, optional
-        EMA half-life is at most ``ema_rampup * images_seen`` early in training.
-    mixing_prob : float
-        Probability of style mixing per batch.
-    augment : bool
-        Random flips/rotations of real slices and differentiable augmentation
-        of discriminator inputs (recommended for single volumes).
-    crop : bool
-        Take random ``resolution``-sized crops of larger slices (``False``:
-        resize whole slices to ``resolution``).
-    axes : tuple of str
-        Slicing directions: ``("z",)`` (YX planes) or ``("z", "y", "x")`` for
-        isotropic volumes.
-    window_percentiles : tuple of float
-        Percentiles of the intensity window mapped to ``[-1, 1]``.
-    sample_every : int
-        Steps between preview grids of EMA samples.
-    checkpoint_every : int
-        Steps between checkpoints (one is also written at the end and on cancel).
-    keep_checkpoints : int
-        Newest checkpoints kept in the run directory.
-    preview_count : int
-        Samples in a preview grid (a square number looks best).
-    seed : int
-        Seed of initialisation, data order, latents, noise and augmentation.
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``...
-    """
-
-    steps: int = 10_000
-    batch_size: int = 16
-    lr: float = 0.0025
-    r1_gamma: float | None = None
-    r1_interval: int = 16
-    ema_kimg: float | None = None
-    ema_rampup: float | None = 0.05
-    mixing_prob: float = 0.9
-    augment: bool = True
-    crop: bool = True
-    axes: tuple[str, ...] = ("z",)
-    window_percentiles: tuple[float, float] = (0.5, 99.5)
-    sample_every: int = 200
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    preview_count: int = 16
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be at least 1")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.r1_interval < 1 or self.sample_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("r1_interval, sample_every and checkpoint_every must be at least 1")
-        axes = tuple(self.axes)
-        if not axes or any(a not in AXIS_NAMES for a in axes) or len(set(axes)) != len(axes):
-            raise ValueError(f"axes must be distinct names from {AXIS_NAMES}, got {self.axes!r}")
-        object.__setattr__(self, "axes", axes)
-        object.__setattr__(
-            self, "window_percentiles", tuple(float(p) for p in self.window_percentiles)
-        )
-
-    def resolved_r1_gamma(self, resolution: int) -> float:
-        """The R1 weight actually used."""
-        if self.r1_gamma is not None:
-            return float(self.r1_gamma)
-        return 0.0002 * resolution**2 / self.batch_size
-
-    def resolved_ema_kimg(self) -> float:
-        """The EMA half-life (thousands of images) actually used."""
-        return float(self.ema_kimg) if self.ema_kimg is not None else self.batch_size * 10 / 32
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dictionary."""
-        values = asdict(self)
-        values["axes"] = list(self.axes)
-        values["window_percentiles"] = list(self.window_percentiles)
-        return values
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainParams:
-        """Inverse of :meth:`to_dict`."""
-        values = dict(values)
-        values["axes"] = tuple(values.get("axes", ("z",)))
-        values["window_percentiles"] = tuple(values.get("window_percentiles", (0.5, 99.5)))
-        return cls(**values)
+from .params import AXIS_NAMES, NETWORK_FIELDS, StyleGANTrainParams
 
 
 @dataclass
-class TrainResult:
-    """What :func:`run_train_stylegan` returns.
+class TrainResult(EngineResult):
+    """What :func:`run_train_stylegan` returns: an :class:`EngineResult` whose ``data``
+    is the final preview grid, plus the run's state.
 
     Attributes
     ----------
@@ -154,17 +45,19 @@ class TrainResult:
     history : dict of str to list of float
         ``"step"``, ``"loss_G"``, ``"loss_D"``, ``"r1"`` of this run (``r1`` is
         NaN on steps without regularisation).
-    preview : numpy.ndarray
-        A final grid of EMA samples in ``[0, 1]``.
     metadata : dict
         The metadata stored with the checkpoint.
     """
 
-    checkpoint: Path
-    step: int
+    checkpoint: Path | None = None
+    step: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
-    preview: np.ndarray | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preview(self) -> np.ndarray:
+        """A final grid of EMA samples in ``[0, 1]`` (the same array as ``data``)."""
+        return self.data
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -287,10 +180,19 @@ def cpu_model() -> str | None:
     return None
 
 
+def _architecture_change(requested, saved) -> str:
+    """``"channel_max 8 -> 16, ..."``: how a saved architecture differs from the requested one."""
+    requested_sizes, saved_sizes = requested.to_dict(), saved.to_dict()
+    return ", ".join(
+        f"{name} {requested_sizes[name]} -> {saved_sizes[name]}"
+        for name in saved_sizes
+        if requested_sizes.get(name) != saved_sizes[name]
+    )
+
+
 def run_train_stylegan(
     volume,
-    params: TrainParams,
-    config=None,
+    params: StyleGANTrainParams,
     *,
     out_dir: str | os.PathLike,
     resume: bool = True,
@@ -302,16 +204,16 @@ def run_train_stylegan(
     ----------
     volume : array-like
         ``(Z, Y, X)`` grayscale volume (uint8, uint16, int16 or float32).
-    params : TrainParams
-        Training parameters.
-    config : StyleGANConfig, optional
-        Architecture (default ``StyleGANConfig()``). When resuming it must match
-        the checkpoint's.
+    params : StyleGANTrainParams
+        Training parameters and the network sizes of a new run.
     out_dir : path
         Run directory for checkpoints (created if needed).
     resume : bool
         Continue from the newest checkpoint in ``out_dir`` when there is one
-        (weights, EMA, optimizer and RNG states, step counter, window).
+        (weights, EMA, optimizer and RNG states, step counter, window, seed). The
+        run keeps the checkpoint's architecture: when the requested network sizes
+        differ, a progress message says so, and the result's provenance records the
+        requested sizes and ``adopted_saved_config: true``.
     cancel : CancelToken, optional
         Checked every step; on cancel a checkpoint is written and
         :class:`~napari_scigen.core.progress.Cancelled` is raised.
@@ -325,6 +227,8 @@ def run_train_stylegan(
     Returns
     -------
     TrainResult
+        ``data`` is the final preview grid; provenance engine ``"train-stylegan"``
+        with the parameters actually used, the checkpoint (``model``) and the seed.
 
     Raises
     ------
@@ -340,19 +244,26 @@ def run_train_stylegan(
     from .networks import StyleGANConfig
 
     array = check_image(volume, name="training volume", ndim=(3,))
-    config = config or StyleGANConfig()
+    requested_config = params.network_config()
+    config = requested_config
     device = resolve_device(params.device)
     out_dir = Path(out_dir)
 
     checkpoint_path = latest_checkpoint(out_dir) if resume else None
+    adopted = False
     if checkpoint_path is not None:
         loaded = load_checkpoint(checkpoint_path, device)
         meta = loaded["metadata"]
-        saved_config = StyleGANConfig.from_dict(meta["config"])
-        if saved_config != config:
-            raise InvalidInputError(
-                f"the checkpoint in {checkpoint_path} was trained with {saved_config}, not {config}; "
-                "pass the same config to resume, resume=False to start over, or another out_dir"
+        config = StyleGANConfig.from_dict(meta["config"])
+        if config != requested_config:
+            adopted = True
+            params = params.replace(**{name: getattr(config, name) for name in NETWORK_FIELDS})
+            yield Progress(
+                min(int(meta["step"]), params.steps),
+                params.steps,
+                f"resuming {checkpoint_path.name} with its saved architecture "
+                f"({_architecture_change(requested_config, config)}); the requested network "
+                "sizes do not apply to a resumed run (resume=False starts over)",
             )
         window = Window(**meta["window"])
         G, G_ema, D = loaded["G"], loaded["G_ema"], loaded["D"]
@@ -363,6 +274,7 @@ def run_train_stylegan(
         )
         wall_before = float(meta.get("training", {}).get("wall_seconds", 0.0))
         seed = int(meta.get("seed", params.seed))
+        params = params.replace(seed=seed)  # a resumed run keeps its own seed
     else:
         window = percentile_window(array, *params.window_percentiles)
         G, D = build_networks(config, seed=params.seed)
@@ -376,7 +288,7 @@ def run_train_stylegan(
     D.train().requires_grad_(False)
     G_ema.eval().requires_grad_(False)
 
-    r1_gamma = params.resolved_r1_gamma(config.resolution)
+    r1_gamma = params.resolved_r1_gamma()
     ratio = params.r1_interval / (params.r1_interval + 1)
     opt_G = torch.optim.Adam(G.parameters(), lr=params.lr, betas=(0.0, 0.99), eps=1e-8)
     opt_D = torch.optim.Adam(
@@ -406,7 +318,7 @@ def run_train_stylegan(
         return {
             "config": config.to_dict(),
             "window": window.as_dict(),
-            "train_params": params.to_dict(),
+            "train_params": to_jsonable(params.to_dict()),
             "resolved": {"r1_gamma": r1_gamma, "ema_kimg": params.resolved_ema_kimg()},
             "seed": seed,
             "step": step,
@@ -418,6 +330,37 @@ def run_train_stylegan(
             },
             "software": software_versions(),
         }
+
+    def result(path: Path, step: int, preview: np.ndarray) -> TrainResult:
+        record = metadata(step)
+        provenance = make_provenance(
+            "train-stylegan",
+            {**params.to_dict(), "device": device},
+            model=str(path),
+            seed=seed,
+            source=record["source"],
+            extra={
+                "run_dir": str(out_dir),
+                "resume": resume,
+                "checkpoint": str(path),
+                "step": step,
+                "resumed_from": checkpoint_path.name if checkpoint_path is not None else None,
+                "adopted_saved_config": adopted,
+                "requested_config": requested_config.to_dict(),
+                "config": config.to_dict(),
+                "window": record["window"],
+                "resolved": record["resolved"],
+                "training": record["training"],
+            },
+        )
+        return TrainResult(
+            data=preview,
+            provenance=provenance,
+            checkpoint=path,
+            step=step,
+            history=history,
+            metadata=record,
+        )
 
     def checkpoint(step: int) -> Path:
         train_state = {
@@ -464,7 +407,7 @@ def run_train_stylegan(
     if step >= total:
         preview = make_preview()
         yield Progress(total, total, f"already trained for {step} steps", preview)
-        return TrainResult(Path(last_path), step, history, preview, metadata(step))
+        return result(Path(last_path), step, preview)
 
     try:
         while step < total:
@@ -542,10 +485,4 @@ def run_train_stylegan(
             checkpoint(step)
         raise
     last_path = checkpoint(step)
-    preview = make_preview()
-    return TrainResult(last_path, step, history, preview, metadata(step))
-
-
-def with_steps(params: TrainParams, steps: int) -> TrainParams:
-    """A copy of ``params`` with another step count (e.g. to extend a finished run)."""
-    return replace(params, steps=int(steps))
+    return result(last_path, step, make_preview())

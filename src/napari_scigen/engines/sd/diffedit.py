@@ -2,7 +2,8 @@
 
 Built on diffusers' ``StableDiffusionDiffEditPipeline``. That pipeline lives under
 ``diffusers/pipelines/deprecated`` (still exported; the project pins ``diffusers<1``),
-so everything touching it is isolated in this module. Two quirks it imposes:
+so everything touching it is isolated in this module (parameters:
+:class:`~napari_scigen.engines.sd.params.DiffEditParams`). Two quirks it imposes:
 its ``__call__`` wants the mask **at latent resolution** (we max-pool the painted
 pixel mask by the VAE factor, 8, so no masked pixel is missed), and it supports only
 the legacy ``callback(step, timestep, latents)`` (we raise
@@ -16,7 +17,7 @@ Workflow
 2. :func:`run_diffedit` inverts each masked crop with DDIM (source prompt), then
    denoises it towards the target prompt inside the mask.
 
-microCT handling (shared with ControlNet in :mod:`._sd_common`): one percentile
+microCT handling (shared with ControlNet, see :mod:`.canvas`): one percentile
 window maps 8/16-bit/float data to [0, 1]; grayscale is replicated to RGB; model
 output is averaged back to grayscale and mapped to the input dtype/range; slices
 larger than ``resolution`` are processed in model-size crops around the mask
@@ -30,138 +31,53 @@ so its result is the same whether it runs alone or in a batch.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..core.device import default_dtype_for, resolve_device
-from ..core.progress import CancelToken, Progress, check_cancelled
-from ..core.provenance import make_provenance
-from ..core.result import EngineResult
-from ..core.validation import InvalidInputError, check_image, check_mask
-from ._sd_common import (
-    DEFAULT_SD_MODEL,
-    SD_WHAT,
-    ModelSource,
+from ...core.device import default_dtype_for, resolve_device
+from ...core.progress import CancelToken, Progress, check_cancelled
+from ...core.provenance import make_provenance
+from ...core.result import EngineResult
+from ...core.validation import InvalidInputError, check_image, check_mask
+from .canvas import (
     SliceCanvas,
-    StepCounter,
-    batch_invariant_numerics,
     batch_rounds,
-    cached_model,
-    check_common_params,
-    check_prompt,
-    decode_latents_one_by_one,
     describe_zs,
     finish_slice,
-    fresh_pipeline,
-    gray_to_rgb,
     latent_mask,
-    load_from_source,
-    locate_model,
-    pretrained_kwargs,
-    rgb_to_gray,
     run_window,
-    scheduler_from,
-    select_slices,
+    selected_slices,
     slice_of,
     slice_seed,
     unpad,
     upsample_latent_mask,
 )
+from .hub import (
+    SD_WHAT,
+    ModelSource,
+    cached_model,
+    fresh_pipeline,
+    load_pipeline,
+    locate_model,
+    scheduler_from,
+)
+from .numerics import batch_invariant_numerics, decode_latents_one_by_one, gray_to_rgb, rgb_to_gray
+from .params import DiffEditParams, check_prompt
+from .relay import StepCounter
+
+__all__ = [
+    "MASK_LABEL",
+    "DiffEditParams",
+    "load_diffedit_pipeline",
+    "run_diffedit",
+    "run_generate_mask",
+]
 
 ENGINE = "diffedit"
 MASK_ENGINE = "diffedit-mask"
 #: Key of the mask in ``EngineResult.labels``.
 MASK_LABEL = "diffedit_mask"
-
-
-@dataclass(frozen=True)
-class DiffEditParams:
-    """Parameters of a DiffEdit run (frozen, JSON-serialisable for provenance).
-
-    Parameters
-    ----------
-    model : str
-        Hub id or local directory of a Stable Diffusion 1.x/2.x(-base) pipeline.
-    source_prompt : str
-        Describes the image as it is (used for inversion and the automatic mask).
-    target_prompt : str
-        Describes what the masked region should become.
-    steps : int
-        Number of DDIM steps of the full schedule.
-    strength : float
-        DiffEdit's ``inpaint_strength`` in (0, 1]: how far to invert; only
-        ``int(steps * strength)`` steps are run for inversion and for editing.
-    guidance_scale : float
-        Classifier-free guidance for inversion, editing and mask generation.
-    mask_encode_strength : float
-        Noise level at which the automatic mask compares the two prompts.
-    mask_threshold : float
-        DiffEdit's ``mask_thresholding_ratio``: the difference map is clamped at
-        ``mask_threshold`` times its mean and binarised at half of that.
-    mask_maps : int
-        Noise maps averaged per automatic mask (``num_maps_per_mask``).
-    seed : int
-        Base seed; slice ``z`` uses ``seed + z``.
-    resolution : int
-        Model crop size in pixels (512 for SD 1.5 and SD 2.x-base).
-    context : int
-        Unmasked pixels kept around the mask in each crop.
-    feather : float
-        Width in pixels of the blend ramp inside the mask edge (0 = hard edge).
-    batch_size : int
-        Slices per pipeline call (the main speed lever on GPUs).
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; fp16 on CUDA, fp32 elsewhere.
-    local_files_only : bool
-        Never download; fail with instructions when the model is not cached.
-    window_percentiles : tuple of float
-        Percentiles of the whole image mapped to the model's [0, 1] range.
-    """
-
-    model: str = DEFAULT_SD_MODEL
-    source_prompt: str = "a grayscale microCT slice of porous rock"
-    target_prompt: str = ""
-    steps: int = 50
-    strength: float = 0.8
-    guidance_scale: float = 7.5
-    mask_encode_strength: float = 0.5
-    mask_threshold: float = 3.0
-    mask_maps: int = 10
-    seed: int = 0
-    resolution: int = 512
-    context: int = 64
-    feather: float = 3.0
-    batch_size: int = 1
-    device: str = "auto"
-    local_files_only: bool = False
-    window_percentiles: tuple[float, float] = (0.5, 99.5)
-
-    def __post_init__(self) -> None:
-        check_common_params(
-            steps=self.steps,
-            guidance_scale=self.guidance_scale,
-            resolution=self.resolution,
-            context=self.context,
-            feather=self.feather,
-            batch_size=self.batch_size,
-            window_percentiles=self.window_percentiles,
-            strength=self.strength,
-        )
-        if not 0 < self.mask_encode_strength <= 1:
-            raise InvalidInputError(
-                f"mask_encode_strength must be in (0, 1], got {self.mask_encode_strength}"
-            )
-        if self.mask_threshold <= 0:
-            raise InvalidInputError(f"mask_threshold must be > 0, got {self.mask_threshold}")
-        if int(self.mask_maps) < 1:
-            raise InvalidInputError(f"mask_maps must be >= 1, got {self.mask_maps}")
-
-    @property
-    def edit_steps(self) -> int:
-        """Steps actually run for inversion and for editing (each)."""
-        return min(int(self.steps * self.strength), int(self.steps))
 
 
 def load_diffedit_pipeline(
@@ -201,17 +117,7 @@ def load_diffedit_pipeline(
             StableDiffusionDiffEditPipeline,
         )
 
-        def load(location: str, flags: dict[str, Any]):
-            return StableDiffusionDiffEditPipeline.from_pretrained(
-                location,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
-                **pretrained_kwargs(dtype),
-                **flags,
-            )
-
-        pipe = load_from_source(source, load, what=SD_WHAT)
+        pipe = load_pipeline(StableDiffusionDiffEditPipeline, source, dtype)
         pipe.scheduler = scheduler_from(DDIMScheduler, pipe.scheduler.config)
         pipe.inverse_scheduler = scheduler_from(DDIMInverseScheduler, pipe.scheduler.config)
         pipe.to(device)
@@ -225,7 +131,7 @@ def load_diffedit_pipeline(
 def _prepare(image, params: DiffEditParams, slices, cancel):
     """Shared start of both generators: checks, device, window, pipeline."""
     image = check_image(image)
-    zs = select_slices(image, slices)
+    zs = selected_slices(image, slices)
     device = resolve_device(params.device)
     dtype = default_dtype_for(device)
     check_cancelled(cancel)
@@ -285,7 +191,7 @@ def run_generate_mask(
         2D slice or 3D volume (uint8, uint16, int16 or float32).
     params : DiffEditParams
         ``target_prompt`` must be set.
-    slices : None, int, slice or sequence of int, optional
+    slices : sequence of int, optional
         Slices to process (all by default).
     cancel : CancelToken, optional
         Checked between crops.
@@ -301,7 +207,7 @@ def run_generate_mask(
         image's shape; unprocessed slices are 0. Provenance records seeds and crops.
     """
     check_prompt(params.target_prompt, "target_prompt", "describe what the region should become")
-    select_slices(check_image(image), slices)  # bad input fails before the model loads
+    selected_slices(check_image(image), slices)  # bad input fails before the model loads
     yield Progress(0, 0, "loading Stable Diffusion")
     image, zs, device, dtype, pipe, source = _prepare(image, params, slices, cancel)
     factor = pipe.vae_scale_factor
@@ -341,10 +247,8 @@ def run_generate_mask(
                     output_type="np",
                 )
             pixel = upsample_latent_mask(np.asarray(latent)[0], factor)
-            cy0, cy1, cx0, cx1 = crop.core
-            padded[cy0:cy1, cx0:cx1] = pixel[
-                cy0 - crop.top : cy1 - crop.top, cx0 - crop.left : cx1 - crop.left
-            ]
+            core = crop.core.offset(-crop.window.y0, -crop.window.x0)
+            padded[crop.core.slices] = pixel[core.slices]
             done += 1
             yield Progress(
                 done, total, f"mask for slice {canvas.z}: crop {index + 1}/{len(canvas.crops)}"
@@ -432,7 +336,7 @@ def run_diffedit(
         (as :func:`run_generate_mask` would) and returns it in ``labels``.
     params : DiffEditParams
         ``target_prompt`` must be set.
-    slices : None, int, slice or sequence of int, optional
+    slices : sequence of int, optional
         Slices to process (all by default); others are copied unchanged.
     cancel : CancelToken, optional
         Checked at every denoising step; raises ``Cancelled`` and returns nothing.
@@ -454,7 +358,7 @@ def run_diffedit(
         params.target_prompt, "target_prompt", "describe what the masked region should become"
     )
     image = check_image(image)
-    zs = select_slices(image, slices)
+    zs = selected_slices(image, slices)
     mask_source = "painted"
     if mask is None:
         generated = yield from run_generate_mask(image, params, slices=zs, cancel=cancel)

@@ -11,7 +11,8 @@ from skimage.restoration import inpaint_biharmonic
 
 from napari_scigen.core.progress import Cancelled, CancelToken, drain
 from napari_scigen.core.validation import InvalidInputError
-from napari_scigen.engines.classical import InpaintParams, run_inpaint
+from napari_scigen.engines.inpainting.biharmonic import BiharmonicParams as InpaintParams
+from napari_scigen.engines.inpainting.biharmonic import run_biharmonic as run_inpaint
 
 
 def _digest(array: np.ndarray) -> str:
@@ -201,3 +202,13 @@ def test_inpaint_mask_touching_the_slice_edge_matches_a_direct_solve():
     direct = inpaint_biharmonic(image.astype(np.float64), mask).astype(np.float32)
     np.testing.assert_allclose(result.data[mask], direct[mask], rtol=1e-5)
     assert np.array_equal(result.data[~mask], image[~mask])
+
+
+def test_inpaint_fills_only_the_chosen_slices():
+    image = _textured((3, 32, 32), np.uint16)
+    mask = _blob_mask(image.shape, [(16, 16)], 4)
+    result = drain(run_inpaint(image, mask, slices=[1]))
+    assert np.array_equal(result.data[[0, 2]], image[[0, 2]])  # masked but not chosen
+    assert not np.array_equal(result.data[1][mask[1]], image[1][mask[1]])
+    assert result.provenance["extra"]["slices"] == [1]
+    assert result.provenance["extra"]["masked_pixels"] == int(mask[1].sum())

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_scigen import api
 from napari_scigen.core.models import ModelNotAvailableError
 from napari_scigen.core.progress import drain
 from napari_scigen.core.validation import InvalidInputError
-from napari_scigen.engines.classical import InterpolateParams, drop_every, run_interpolate
-from napari_scigen.metrics import validation
+from napari_scigen.engines.interpolation.plan import drop_every, keep_every
 from napari_scigen.metrics.pixel import psnr
-from napari_scigen.metrics.validation import run_validation, write_validation_report
+from napari_scigen.workflows.validate import run_validation
+from napari_scigen.workflows.validation_report import write_validation_report
 
 
 @pytest.fixture(autouse=True)
@@ -39,11 +40,11 @@ def _row(result, method, metric):
 
 
 def test_validation_scores_only_the_held_out_slices(volume):
-    result = drain(run_validation(volume, every=4, methods="linear,flow"))
+    result = drain(run_validation(volume, drop_every=4, methods="linear,flow"))
     held_out = drop_every(volume.shape[0], 4)
     assert result.provenance["extra"]["held_out"] == list(held_out)
     np.testing.assert_array_equal(result.data, volume[list(held_out)])
-    rebuilt = drain(run_interpolate(volume, InterpolateParams(method="linear", missing=held_out)))
+    rebuilt = api.interpolate(volume, method="linear", missing=held_out)
     window = result.provenance["extra"]["window"]
     expected = psnr(volume[list(held_out)], rebuilt.data[list(held_out)], data_range=window).value
     assert _row(result, "linear", "psnr")["value"] == pytest.approx(expected)
@@ -70,7 +71,9 @@ def test_a_volume_linear_in_z_is_rebuilt_exactly_by_linear_interpolation():
     ramp = np.linspace(1000, 20000, 9)[:, None, None] + np.zeros((9, 40, 40))
     ramp[:, 10:30, 10:30] += 20000  # a bright square, so Otsu finds two phases
     volume = ramp.astype(np.float32)
-    result = drain(run_validation(volume, every=2, methods="linear", metrics="psnr,ssim,porosity"))
+    result = drain(
+        run_validation(volume, drop_every=2, methods="linear", metrics="psnr,ssim,porosity")
+    )
     assert _row(result, "linear", "psnr")["value"] == np.inf
     assert _row(result, "linear", "ssim")["value"] == pytest.approx(1.0)
     assert _row(result, "linear", "porosity")["value"] == pytest.approx(0.0)
@@ -84,14 +87,14 @@ def test_lpips_without_weights_is_skipped_with_the_reason(volume):
 
 
 def test_a_method_that_cannot_run_fails_alone(volume, monkeypatch):
-    original = validation._method_generator
+    original = api.interpolate_job
 
-    def fake(method, *args, **kwargs):
+    def fake(*args, method, **kwargs):
         if method == "stylegan":
             raise ModelNotAvailableError("embedded generator missing")
-        return original(method, *args, **kwargs)
+        return original(*args, method=method, **kwargs)
 
-    monkeypatch.setattr(validation, "_method_generator", fake)
+    monkeypatch.setattr(api, "interpolate_job", fake)
     result = drain(run_validation(volume, methods="linear,stylegan", metrics="psnr"))
     assert result.provenance["extra"]["failed_methods"] == {
         "stylegan": "embedded generator missing"
@@ -110,10 +113,15 @@ def test_unknown_method_or_metric_is_rejected(volume):
 
 def test_report_writes_csv_markdown_figure_and_json(volume, tmp_path):
     result = drain(
-        run_validation(volume, every=4, methods="linear,flow", metrics="psnr,ssim,lpips,porosity")
+        run_validation(
+            volume, drop_every=4, methods="linear,flow", metrics="psnr,ssim,lpips,porosity"
+        )
     )
     paths = write_validation_report(result, tmp_path / "report")
-    assert set(paths) == {"csv", "markdown", "figure", "json"}
+    assert set(paths) == {"csv", "slices_csv", "markdown", "figure", "json"}
+    slice_lines = paths["slices_csv"].read_text().splitlines()
+    assert slice_lines[0] == "method,slice,psnr,ssim"
+    assert len(slice_lines) == 1 + 2 * 3  # 2 methods x 3 held-out slices
     csv_lines = paths["csv"].read_text().splitlines()
     assert csv_lines[0].startswith("method,metric,value")
     assert len(csv_lines) == 1 + 2 * 3
@@ -128,19 +136,21 @@ def test_report_writes_csv_markdown_figure_and_json(volume, tmp_path):
     assert '"held_out"' in paths["json"].read_text()
 
 
-def test_stylegan_method_runs_through_the_stylegan_engine():
+def test_stylegan_method_runs_through_the_stylegan_engine(tmp_path):
     pytest.importorskip("torch")
+    from napari_scigen.engines.stylegan.checkpoint import save_generator
     from stylegan_tiny import textured_volume, tiny_generator
 
+    generator = str(save_generator(tiny_generator(), tmp_path / "g.safetensors"))
     volume = textured_volume(shape=(9, 16, 16), dtype=np.uint16)
     result = drain(
         run_validation(
             volume,
-            every=4,
+            drop_every=4,
             methods="linear,stylegan",
             metrics="psnr,ssim,porosity",
             device="cpu",
-            method_options={"stylegan": {"generator": tiny_generator(), "projection_steps": 3}},
+            method_params={"stylegan": {"generator": generator, "projection_steps": 3}},
         )
     )
     assert result.provenance["extra"]["failed_methods"] == {}
@@ -152,7 +162,9 @@ def test_stylegan_method_runs_through_the_stylegan_engine():
 def test_gmsd_is_scored_and_named_as_the_lpips_substitute(volume, tmp_path):
     from napari_scigen.metrics.gradient import gmsd
 
-    result = drain(run_validation(volume, every=4, methods="linear", metrics="psnr,lpips,gmsd"))
+    result = drain(
+        run_validation(volume, drop_every=4, methods="linear", metrics="psnr,lpips,gmsd")
+    )
     held_out = list(drop_every(volume.shape[0], 4))
     expected = gmsd(
         volume[held_out],
@@ -164,3 +176,63 @@ def test_gmsd_is_scored_and_named_as_the_lpips_substitute(volume, tmp_path):
     markdown = write_validation_report(result, tmp_path / "report")["markdown"].read_text()
     assert "GMSD (lower is better)" in markdown
     assert "offline perceptual substitute" in markdown
+
+
+def test_held_out_slices_are_blanked_before_any_engine_sees_them(volume, monkeypatch):
+    seen = []
+    original = api.interpolate_job
+
+    def spy(observed, **kwargs):
+        seen.append(observed.copy())
+        return original(observed, **kwargs)
+
+    monkeypatch.setattr(api, "interpolate_job", spy)
+    result = drain(run_validation(volume, drop_every=4, methods="linear", metrics="psnr"))
+    held_out = result.provenance["extra"]["held_out"]
+    assert not seen[0][held_out].any()
+    kept = [z for z in range(volume.shape[0]) if z not in held_out]
+    np.testing.assert_array_equal(seen[0][kept], volume[kept])
+
+
+def test_keep_every_rebuilds_every_slice_between_the_kept_ones(volume):
+    result = drain(run_validation(volume, keep_every=4, methods="linear", metrics="psnr,ssim"))
+    assert result.provenance["extra"]["held_out"] == list(keep_every(volume.shape[0], 4))
+    assert result.provenance["params"]["geometry"] == "keep-every"
+    per_slice = _row(result, "linear", "psnr")["details"]["per_slice"]
+    assert len(per_slice) == len(result.provenance["extra"]["held_out"])
+
+
+def test_noise_ceiling_is_reported_and_above_every_method(volume, tmp_path):
+    result = drain(run_validation(volume, drop_every=4, methods="linear", metrics="psnr"))
+    ceiling = result.provenance["extra"]["noise_ceiling"]
+    window = result.provenance["extra"]["window"]
+    assert ceiling["sigma"] == pytest.approx(600, rel=0.25)  # the volume's added noise
+    assert ceiling["psnr_db"] == pytest.approx(
+        20 * np.log10((window[1] - window[0]) / ceiling["sigma"])
+    )
+    assert ceiling["psnr_db"] > _row(result, "linear", "psnr")["value"]
+    markdown = write_validation_report(result, tmp_path / "r")["markdown"].read_text()
+    assert "Noise ceiling" in markdown
+
+
+def test_device_reaches_engines_that_declare_one(volume, monkeypatch):
+    captured = {}
+    original = api.interpolate_job
+
+    def spy(observed, *, method, params, **kwargs):
+        captured[method] = params
+        return original(observed, method=method, params=params, **kwargs)
+
+    monkeypatch.setattr(api, "interpolate_job", spy)
+    drain(
+        run_validation(
+            volume,
+            methods="flow",
+            metrics="psnr",
+            device="cpu",
+            method_params={"flow": {"flow_num_iter": 3}},
+        )
+    )
+    assert captured["flow"].flow_num_iter == 3
+    with pytest.raises(InvalidInputError, match="methods not run"):
+        drain(run_validation(volume, methods="linear", method_params={"flow": {}}))

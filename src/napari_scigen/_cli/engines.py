@@ -1,0 +1,185 @@
+"""``interpolate``, ``inpaint`` and ``engines``: commands built from the engine registry.
+
+``--method`` choices and every engine's parameter flags come from
+:mod:`napari_scigen.engines.registry` and the engines' params declarations, so a newly
+registered engine appears here without touching this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import (
+    ProgressPrinter,
+    add_engine_arguments,
+    add_output_arguments,
+    engine_params_from_args,
+    output_path,
+    write_output,
+)
+
+INPUT_HELP = "TIFF stack, ImageJ hyperstack or folder of TIFF slices"
+
+
+def register(subparsers) -> None:
+    """Add the ``interpolate``, ``inpaint`` and ``engines`` subcommands."""
+    interpolate = subparsers.add_parser(
+        "interpolate",
+        help="synthesize missing slices or upsample z",
+        description="Rebuild missing slices of a volume (--missing) or upsample z by an integer "
+        "factor (--factor; the z voxel size shrinks by it). Kept slices are copied bit for bit.",
+    )
+    interpolate.add_argument("input", help="3D " + INPUT_HELP)
+    group = interpolate.add_mutually_exclusive_group(required=True)
+    group.add_argument("--missing", help="slice indices to synthesize, e.g. 10,11,12 or 10-12")
+    group.add_argument("--factor", type=int, help="z upsampling factor (>= 2)")
+    add_engine_arguments(interpolate, "interpolate")
+    add_output_arguments(interpolate)
+    interpolate.set_defaults(func=run_interpolate_command)
+
+    inpaint = subparsers.add_parser(
+        "inpaint",
+        help="fill masked pixels",
+        description="Fill the masked pixels of a slice or volume. Pixels outside the mask are "
+        "copied bit for bit.",
+    )
+    inpaint.add_argument("input", help=INPUT_HELP)
+    inpaint.add_argument("--mask", required=True, help="mask TIFF (non-zero = inpaint), same shape")
+    inpaint.add_argument(
+        "--slices", help="slices to fill: 'START:STOP' or '3, 5, 10-12' (default all)"
+    )
+    add_engine_arguments(inpaint, "inpaint")
+    add_output_arguments(inpaint)
+    inpaint.set_defaults(func=run_inpaint_command)
+
+    listing = subparsers.add_parser(
+        "engines",
+        help="list the registered engines and whether they can run here",
+        description="Every registered engine by task, what it needs, and whether that is "
+        "installed on this machine.",
+    )
+    listing.add_argument("--task", help="only this task")
+    listing.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print the engine and parameter tables of docs/engines.md instead",
+    )
+    listing.set_defaults(func=run_engines_command)
+
+
+def run_interpolate_command(args: argparse.Namespace) -> int:
+    """Run ``napari-scigen interpolate``."""
+    from .. import api
+    from ..cli import CliError
+    from ..core.indices import parse_indices
+    from ..core.io import read_volume
+
+    target = output_path(args.output, overwrite=args.overwrite)
+    params = engine_params_from_args("interpolate", args)
+    volume = read_volume(args.input)
+    if volume.data.ndim != 3:
+        raise CliError(f"{args.input} is {volume.data.ndim}D; interpolation needs a 3D volume")
+    missing = parse_indices(args.missing, volume.data.shape[0]) if args.missing else None
+    if args.missing is not None and not missing:
+        raise CliError(f"--missing {args.missing!r} names no slice; give e.g. 10,11,12 or 10-12")
+    printer = ProgressPrinter(quiet=args.quiet)
+    result = api.interpolate(
+        volume.data,
+        method=args.method,
+        missing=missing,
+        factor=args.factor,
+        params=params,
+        on_progress=printer,
+    )
+    printer.close()
+    result.provenance["source"]["file"] = str(args.input)
+    write_output(
+        target,
+        result.data,
+        result.provenance,
+        voxel_size=result.output_voxel_size(volume.voxel_size),
+        unit=volume.unit,
+    )
+    return 0
+
+
+def run_inpaint_command(args: argparse.Namespace) -> int:
+    """Run ``napari-scigen inpaint``."""
+    from .. import api
+    from ..core.indices import parse_slice_selection
+    from ..core.io import read_volume
+
+    target = output_path(args.output, overwrite=args.overwrite)
+    params = engine_params_from_args("inpaint", args)
+    volume = read_volume(args.input)
+    mask = read_volume(args.mask)
+    depth = volume.data.shape[0] if volume.data.ndim == 3 else 1
+    slices = parse_slice_selection(args.slices, depth)
+    printer = ProgressPrinter(quiet=args.quiet)
+    result = api.inpaint(
+        volume.data,
+        mask.data,
+        method=args.method,
+        params=params,
+        slices=slices,
+        on_progress=printer,
+    )
+    printer.close()
+    result.provenance["source"]["file"] = str(args.input)
+    result.provenance["source"]["mask_file"] = str(args.mask)
+    write_output(
+        target,
+        result.data,
+        result.provenance,
+        voxel_size=result.output_voxel_size(volume.voxel_size),
+        unit=volume.unit,
+    )
+    return 0
+
+
+def engines_markdown() -> str:
+    """The docs' engine table and one parameter table per engine, from the registry."""
+    from ..core.params import describe_params
+    from ..engines.registry import TASKS, engines
+
+    lines = [
+        "| task | method | what it does | needs |",
+        "| --- | --- | --- | --- |",
+    ]
+    for engine in engines():
+        needs = ", ".join(engine.extras) or "core install"
+        if engine.needs_weights:
+            needs += " + model weights"
+        lines.append(f"| {engine.task} | `{engine.name}` | {engine.description} | {needs} |")
+    for task in TASKS:
+        for engine in engines(task):
+            rows = describe_params(engine.params_class)
+            lines += ["", f"### {task} / `{engine.name}`", ""]
+            if not rows:
+                lines.append("No parameters.")
+                continue
+            lines += ["| flag | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+            for row in rows:
+                flag = f"`{row['flag']}`" if row["flag"] else f"({row['name']}, not a flag)"
+                text = row["help"].replace("|", "\\|")
+                lines.append(f"| {flag} | {row['default']} | {row['bounds']} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_engines_command(args: argparse.Namespace) -> int:
+    """Run ``napari-scigen engines``."""
+    from ..engines.registry import TASKS, engines
+
+    if args.markdown:
+        print(engines_markdown(), end="")
+        return 0
+    tasks = [args.task] if args.task else list(TASKS)
+    for task in tasks:
+        print(f"{task}: {TASKS[task].description}")
+        for engine in engines(task):
+            missing = engine.missing_extras()
+            state = "ready" if not missing else f"needs {', '.join(missing)}"
+            if engine.needs_weights and not missing:
+                state += " (+ model weights)"
+            print(f"  {engine.name:<14} {state:<26} {engine.description}")
+    return 0

@@ -1,0 +1,1 @@
+"""Inpainting engines: fill masked pixels, keep every other pixel bit-identical."""

@@ -1,0 +1,1 @@
+"""Slice-interpolation engines (missing slices and z upsampling) and their shared planning."""

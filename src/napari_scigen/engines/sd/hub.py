@@ -1,0 +1,286 @@
+"""Where Stable Diffusion models come from, and loading them without surprises.
+
+A model is a local directory (written by ``save_pretrained`` or a hub snapshot) or a
+Hugging Face hub id. :func:`locate_model` decides which before anything loads and
+fails with a short :class:`~napari_scigen.core.models.ModelNotAvailableError` when
+the files cannot be had offline (``local_files_only`` or ``HF_HUB_OFFLINE``),
+writing nothing. :func:`load_from_source` calls ``from_pretrained`` with the right
+offline flags and turns "files missing / no network" errors into the same short
+error. Loaded pipelines are kept in the process-wide model cache; a run works on a
+:func:`fresh_pipeline` sharing the cached modules so it never mutates the cached one.
+
+diffusers and huggingface_hub are imported lazily inside functions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ...core.models import (
+    MODEL_CACHE,
+    ModelNotAvailableError,
+    hf_hub_cache,
+    missing_hub_model_message,
+)
+
+T = TypeVar("T")
+
+#: What the base models are called in user-facing messages.
+SD_WHAT = "Stable Diffusion"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model will be loaded from.
+
+    Parameters
+    ----------
+    requested : str
+        What the user asked for (hub id or path).
+    location : str
+        The resolved local directory, or the hub id.
+    is_local : bool
+        ``True`` for a local directory.
+    cached : bool
+        For a hub id: whether its index file is in the Hugging Face cache.
+    offline : bool
+        Whether downloads are forbidden (``local_files_only`` or ``HF_HUB_OFFLINE``).
+    """
+
+    requested: str
+    location: str
+    is_local: bool
+    cached: bool = False
+    offline: bool = False
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face downloads are disabled (``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``)."""
+    truthy = {"1", "on", "yes", "true"}
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(name, "").strip().lower() in truthy:
+            return True
+    return False
+
+
+def _looks_like_path(model: str) -> bool:
+    return (
+        model.startswith(("/", "./", "../", "~", "."))
+        or "\\" in model
+        or model.count("/") > 1
+        or (len(model) > 1 and model[1] == ":")
+    )
+
+
+def _in_hub_cache(repo_id: str, filename: str) -> bool:
+    """Whether ``filename`` of ``repo_id`` is in the HF cache (reads only, writes nothing)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - huggingface_hub ships with diffusers
+        return False
+    try:
+        found = try_to_load_from_cache(repo_id, filename, cache_dir=str(hf_hub_cache()))
+    except Exception:  # invalid repo id etc.: treat as not cached
+        return False
+    return isinstance(found, str)
+
+
+def locate_model(model: str, *, what: str, index_file: str, local_files_only: bool) -> ModelSource:
+    """Decide where ``model`` comes from, failing early when it cannot be had.
+
+    Parameters
+    ----------
+    model : str
+        A local directory written by ``save_pretrained``/a hub snapshot, or a hub id.
+    what : str
+        Model family for messages, e.g. ``"Stable Diffusion"`` or ``"ControlNet"``.
+    index_file : str
+        The file that identifies the model (``model_index.json`` for pipelines,
+        ``config.json`` for single models).
+    local_files_only : bool
+        Never download.
+
+    Returns
+    -------
+    ModelSource
+
+    Raises
+    ------
+    ModelNotAvailableError
+        For a missing/incomplete local directory, or a hub id that is not cached while
+        downloads are disabled. Nothing is written before raising.
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ModelNotAvailableError(f"no {what} model given: pass a hub id or a local directory")
+    model = model.strip()
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / index_file).is_file():
+            raise ModelNotAvailableError(
+                f"{what} model directory {str(path)!r} has no {index_file}: pass a folder written by "
+                "save_pretrained() or a downloaded hub snapshot"
+            )
+        return ModelSource(model, str(path.resolve()), True, cached=True, offline=True)
+    if _looks_like_path(model):
+        raise ModelNotAvailableError(f"{what} model directory {model!r} does not exist")
+    offline = bool(local_files_only) or hub_offline()
+    cached = _in_hub_cache(model, index_file)
+    if offline and not cached:
+        raise ModelNotAvailableError(missing_hub_model_message(model, what))
+    return ModelSource(model, model, False, cached=cached, offline=offline)
+
+
+_UNAVAILABLE_ERROR_NAMES = {
+    "LocalEntryNotFoundError",
+    "OfflineModeIsEnabled",
+    "RepositoryNotFoundError",
+    "RevisionNotFoundError",
+    "EntryNotFoundError",
+    "RemoteEntryNotFoundError",
+    "GatedRepoError",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionError",
+    "ReadTimeout",
+    "Timeout",
+    "TimeoutException",
+    "IncompleteSnapshotError",
+}
+_UNAVAILABLE_PHRASES = (
+    "couldn't connect",
+    "could not connect",
+    "offline",
+    "local_files_only",
+    "not found in",
+    "does not appear to have",
+    "cannot find the requested files",
+    "connection",
+)
+
+
+def _is_unavailable_error(error: BaseException) -> bool:
+    """Whether ``error`` (or its cause chain) means 'model files missing / no network'."""
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 10:
+        names = {cls.__name__ for cls in type(current).__mro__}
+        if names & _UNAVAILABLE_ERROR_NAMES:
+            return True
+        if isinstance(current, OSError):
+            text = str(current).lower()
+            if any(phrase in text for phrase in _UNAVAILABLE_PHRASES):
+                return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
+
+
+def _one_line(error: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(error).split())
+    return (text[:limit] + "...") if len(text) > limit else text
+
+
+def load_from_source(
+    source: ModelSource, load: Callable[[str, dict[str, Any]], T], *, what: str
+) -> T:
+    """Call ``load(location, kwargs)`` with the right offline flags, translating errors.
+
+    ``kwargs`` holds ``local_files_only`` and ``cache_dir`` for ``from_pretrained``.
+    A cached hub model is tried offline first (no network round trip on beamline
+    machines), then online unless downloads are disabled.
+
+    Raises
+    ------
+    ModelNotAvailableError
+        Short message, no chained traceback, when files are missing or unreachable.
+    """
+    cache_dir = str(hf_hub_cache())
+    if source.is_local:
+        try:
+            return load(source.location, {"local_files_only": True})
+        except OSError as error:
+            raise ModelNotAvailableError(
+                f"{what} model directory {source.location!r} could not be loaded: {_one_line(error)}"
+            ) from None
+    attempts = [True] if source.offline else ([True, False] if source.cached else [False])
+    last_error: BaseException | None = None
+    for local_only in attempts:
+        try:
+            return load(source.location, {"local_files_only": local_only, "cache_dir": cache_dir})
+        except Exception as error:
+            if not _is_unavailable_error(error):
+                raise
+            last_error = error
+    message = missing_hub_model_message(source.requested, what)
+    if last_error is not None:
+        message += f"\n(reason: {_one_line(last_error)})"
+    raise ModelNotAvailableError(message) from None
+
+
+def _dtype_keyword() -> str:
+    """``dtype`` on diffusers versions that renamed it, ``torch_dtype`` on older ones."""
+    try:
+        from diffusers.utils import deprecation_utils
+    except ImportError:  # pragma: no cover - older diffusers layout
+        return "torch_dtype"
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
+def pretrained_kwargs(dtype) -> dict[str, Any]:
+    """Keyword arguments every ``from_pretrained`` call here shares."""
+    return {
+        _dtype_keyword(): dtype,
+        "low_cpu_mem_usage": importlib.util.find_spec("accelerate") is not None,
+    }
+
+
+def load_pipeline(cls, source: ModelSource, dtype, **components: Any):
+    """``cls.from_pretrained`` of ``source`` without the safety checker (see :func:`load_from_source`).
+
+    The safety checker is a filter for photographs that would blank any microCT output
+    it flags; ``components`` are passed on (e.g. ``controlnet=``).
+    """
+
+    def load(location: str, flags: dict[str, Any]):
+        return cls.from_pretrained(
+            location,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **components,
+            **pretrained_kwargs(dtype),
+            **flags,
+        )
+
+    return load_from_source(source, load, what=SD_WHAT)
+
+
+def cached_model(key: tuple, loader: Callable[[], T]) -> T:
+    """Return the model for ``key`` from :data:`~napari_scigen.core.models.MODEL_CACHE`."""
+    return MODEL_CACHE.get(key, loader)
+
+
+def scheduler_from(cls, config):
+    """``cls.from_config(config)`` keeping only the options ``cls`` accepts (no log noise)."""
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    return cls.from_config({key: value for key, value in dict(config).items() if key in accepted})
+
+
+def fresh_pipeline(cached, **overrides):
+    """A new pipeline object sharing the cached one's modules, with some components replaced.
+
+    Runs never mutate the cached pipeline (schedulers, progress bars, interrupt flags).
+    """
+    components = dict(cached.components)
+    components.update(overrides)
+    if "requires_safety_checker" in inspect.signature(type(cached).__init__).parameters:
+        components["requires_safety_checker"] = False
+    pipe = type(cached)(**components)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
