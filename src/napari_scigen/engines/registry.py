@@ -271,6 +271,14 @@ for _engine in (
     ),
     Engine(
         "interpolate",
+        "nearest",
+        "napari_scigen.engines.interpolation.nearest:NearestParams",
+        "napari_scigen.engines.interpolation.nearest:run_nearest",
+        "copy of the nearer kept slice (the do-nothing baseline)",
+        halo=1,
+    ),
+    Engine(
+        "interpolate",
         "flow",
         "napari_scigen.engines.interpolation.classical:FlowParams",
         "napari_scigen.engines.interpolation.classical:run_flow",
