@@ -11,7 +11,7 @@ from .common import ProgressPrinter, add_engine_arguments
 
 def register(subparsers) -> None:
     """Add the ``validate`` subcommand."""
-    from ..workflows.validate import VALIDATION_METRICS, validation_methods
+    from ..workflows.validate import DEFAULT_METHODS, VALIDATION_METRICS, validation_methods
 
     validate = subparsers.add_parser(
         "validate",
@@ -40,10 +40,10 @@ def register(subparsers) -> None:
     )
     validate.add_argument(
         "--methods",
-        default="linear,flow",
+        default=",".join(DEFAULT_METHODS),
         help="comma-separated interpolation methods, any of: "
         + ", ".join(validation_methods())
-        + " (default: linear,flow)",
+        + " (default: %(default)s)",
     )
     validate.add_argument(
         "--metrics",

@@ -31,6 +31,9 @@ from ..core.provenance import make_provenance, to_jsonable
 from ..core.result import EngineResult
 from ..core.validation import InvalidInputError, check_image
 
+#: Methods compared when none are named.
+DEFAULT_METHODS = ("linear", "flow")
+
 #: Metrics scored on the held-out slices.
 VALIDATION_METRICS = ("psnr", "ssim", "lpips", "gmsd", "porosity", "surface")
 
@@ -224,7 +227,7 @@ def run_validation(
     drop_every: int | None = None,
     keep_every: int | None = None,
     offset: int | None = None,
-    methods: str | Sequence[str] = ("linear", "flow"),
+    methods: str | Sequence[str] = DEFAULT_METHODS,
     metrics: str | Sequence[str] = VALIDATION_METRICS,
     data_range=None,
     device: str = "auto",
