@@ -137,7 +137,8 @@ def test_info_without_path_lists_caches_and_devices(capsys):
 
 def test_demo_writes_metrics_figure_and_volumes(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["demo", "-o", str(out), "--shape", "16,96,96", "--methods", "linear,flow", "-q"])
+    argv = ["demo", "-o", str(out), "--shape", "16,96,96", "--methods", "linear,flow"]
+    code = main([*argv, "--inpaint-methods", "biharmonic", "-q"])
     assert code == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     methods = {row["method"] for row in rows if row["task"] == "held-out slices"}
@@ -154,6 +155,26 @@ def test_demo_writes_metrics_figure_and_volumes(tmp_path, capsys):
     ):
         assert (out / name).stat().st_size > 0
     assert "psnr" in capsys.readouterr().out
+
+
+def test_demo_runs_the_learned_engines_and_learned_inpainting(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "demo"
+    argv = ["demo", "-o", str(out), "--shape", "12,64,64", "--methods", "linear,learned,auto"]
+    steps = ["--train-steps", "3", "--inpaint-train-steps", "3", "--crop-size", "32", "-q"]
+    assert main([*argv, *steps]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    held_out = {r["method"] for r in rows if r["task"] == "held-out slices"}
+    assert held_out == {"linear", "learned", "auto"}
+    assert {r["method"] for r in rows if r["task"] == "damaged region"} == {"biharmonic", "learned"}
+    assert (out / "inpainted_region_learned.tif").stat().st_size > 0
+    provenance = read_volume(out / "rebuilt_learned.tif").provenance
+    assert provenance["engine"] == "interpolate-learned"
+    assert provenance["params"]["train_steps"] == 3
+    assert provenance["extra"]["init"]["init"] == "default"
+    if provenance["extra"]["filled_with"] == "learned":
+        assert (out / "rebuilt_learned_uncertainty.tif").is_file()
+    assert "stylegan" not in json.loads((out / "metrics.json").read_text())["config"]["methods"]
 
 
 def test_demo_rejects_unknown_method(tmp_path, capsys):
@@ -178,6 +199,7 @@ def test_demo_runs_stylegan_on_the_embedded_generator_with_the_given_steps(tmp_p
     pytest.importorskip("torch")
     out = tmp_path / "demo"
     args = ["demo", "-o", str(out), "--shape", "9,64,64", "--methods", "linear,stylegan"]
+    args += ["--inpaint-methods", "biharmonic"]  # learned inpainting: its own test above
     assert main([*args, "--projection-steps", "2", "-q"]) == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     stylegan_rows = [
@@ -213,3 +235,29 @@ def test_progress_printer_logs_every_tenth_when_not_a_terminal():
     quiet = io.StringIO()
     ProgressPrinter(quiet=True, stream=quiet)(Progress(1, 2, "x"))
     assert quiet.getvalue() == ""
+
+
+def test_debug_shows_the_traceback_before_or_after_the_command(volume_file, tmp_path, monkeypatch):
+    path, _ = volume_file
+
+    def broken(*args, **kwargs):
+        raise KeyError("internal")
+
+    monkeypatch.setattr("napari_scigen.api.interpolate", broken)
+    argv = ["interpolate", str(path), "--missing", "3", "-o", str(tmp_path / "o.tif"), "-q"]
+    assert main(argv) == 1
+    for debug_argv in (["--debug", *argv], [*argv, "--debug"]):
+        with pytest.raises(KeyError):
+            main(debug_argv)
+
+
+def test_progress_lines_name_flags_instead_of_api_arguments():
+    import io
+
+    from napari_scigen._cli.common import ProgressPrinter
+    from napari_scigen.core.progress import Progress
+
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream=stream, rename={"resume=False": "--no-resume"})
+    printer(Progress(1, 2, "saved sizes do not apply (resume=False starts over)"))
+    assert stream.getvalue() == "[1/2] saved sizes do not apply (--no-resume starts over)\n"

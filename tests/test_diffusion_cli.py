@@ -115,8 +115,19 @@ def test_cli_offline_missing_model_reports_one_error_and_writes_nothing(
     )  # fmt: skip
     assert code == 2
     err = capsys.readouterr().err
-    assert missing_hub_model_message("someone/absent-sd-model", "Stable Diffusion") in err
-    assert "Traceback" not in err and len(err.splitlines()) <= 9
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("napari-scigen diffedit")]
+    assert err.strip().endswith(line)  # one line, the last
+    expected = " ".join(
+        missing_hub_model_message("someone/absent-sd-model", "Stable Diffusion").split()
+    )
+    assert line == f"napari-scigen diffedit: error: {expected}"
+    for what_and_where in (
+        "hf download someone/absent-sd-model",
+        "models--someone--absent-sd-model",
+    ):
+        assert what_and_where in line
+    assert str(tmp_path / "empty_hf") in line  # the cache folder to copy it into
     assert not out.exists()
     assert not (tmp_path / "empty_hf").exists()
 

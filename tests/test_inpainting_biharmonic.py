@@ -171,7 +171,7 @@ def test_inpaint_cancel_after_first_slice_raises_and_leaves_input_unchanged():
     [
         (np.zeros((20, 20), np.uint8), np.zeros((20, 20), bool), "mask is empty"),
         (np.zeros((20, 20), np.uint8), np.ones((20, 21), bool), "does not match"),
-        (np.full((20, 20), np.nan, np.float32), np.ones((20, 20), bool), "NaN"),
+        (np.full((20, 20), np.nan, np.float32), np.eye(20, dtype=bool), "NaN"),
         (np.zeros((20, 20, 3), np.uint8), np.ones((20, 20, 3), bool), "RGB"),
         (np.zeros((2, 20, 20), np.uint8), np.ones((2, 20, 20), bool), "masked entirely"),
     ],

@@ -711,3 +711,105 @@ def test_reads_real_sandstone_slices_with_their_pixel_size(shared_data):
     assert volume.voxel_size == pytest.approx((2.2315, 2.2315, 2.2315), rel=1e-4)
     lazy = read_volume(path, lazy=True)
     np.testing.assert_array_equal(np.asarray(lazy.data[5]), volume.data[5])
+
+
+# ---------------------------------------------------------------------------------------
+# issue 12: round trips, series, memory, temporary files, strict records
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.float32])
+def test_a_one_slice_volume_keeps_its_z_axis_and_z_voxel_size(tmp_path, dtype):
+    path = write_volume(tmp_path / "one.tif", np.ones((1, 8, 9), dtype), voxel_size=(7.0, 2.0, 2.5))
+    volume = read_volume(path)
+    assert volume.shape == (1, 8, 9) and volume.metadata["axes"] == "ZYX"
+    assert volume.voxel_size == pytest.approx((7.0, 2.0, 2.5))
+    assert read_volume(path, lazy=True).shape == (1, 8, 9)
+
+
+def test_a_single_page_from_elsewhere_stays_a_2d_slice(tmp_path):
+    tifffile.imwrite(tmp_path / "slice.tif", np.ones((8, 9), np.uint16))
+    assert read_volume(tmp_path / "slice.tif").shape == (8, 9)
+
+
+def test_appended_series_read_as_one_stack_and_mismatched_ones_named(tmp_path):
+    data = np.arange(6 * 5 * 4, dtype=np.uint16).reshape(6, 5, 4)
+    path = tmp_path / "two.tif"
+    tifffile.imwrite(path, data[:2], photometric="minisblack")
+    tifffile.imwrite(path, data[2:], photometric="minisblack", append=True)
+    assert np.array_equal(read_volume(path).data, data)
+    assert np.array_equal(read_volume(path, series=0).data, data[:2])
+    tifffile.imwrite(path, data[:2, :3], photometric="minisblack", append=True)
+    with pytest.raises(InvalidInputError, match=r"series 2: \(2, 3, 4\).*--series N"):
+        read_volume(path)
+    assert read_volume(path, series=2).shape == (2, 3, 4)
+
+
+def test_reads_that_do_not_fit_into_memory_are_refused_before_allocating(tmp_path, monkeypatch):
+    path = write_volume(tmp_path / "v.tif", np.zeros((4, 64, 64), np.uint16))
+    monkeypatch.setattr(io.memory, "available_memory_bytes", lambda: 20_000)
+    with pytest.raises(io.NotEnoughMemoryError, match="needs about 32.0 KiB"):
+        read_volume(path)
+    volume = read_volume(path, lazy=True)  # one 8 KiB slice at a time fits
+    assert volume.lazy and volume.data[0].shape == (64, 64)
+    monkeypatch.setattr(io.memory, "available_memory_bytes", lambda: 1_000)
+    with pytest.raises(io.NotEnoughMemoryError, match="one slice of v.tif"):
+        read_volume(path, lazy=True)
+
+
+def test_available_memory_is_known_on_linux_and_respects_an_address_space_limit(monkeypatch):
+    import resource
+
+    total = io.available_memory_bytes()
+    assert total is None or total > 0
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1, resource.RLIM_INFINITY))
+    assert io.available_memory_bytes() in (0, None)
+
+
+def test_stale_temporary_files_of_the_target_are_removed_by_the_next_write(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)  # fmt: skip
+    stale = tmp_path / f".out.tif.{int(dead.stdout)}.0123456789ab.tmp"
+    legacy = tmp_path / ".out.tif.0123456789ab.tmp"  # an earlier version's name
+    alive = tmp_path / f".out.tif.{os.getpid()}.ba9876543210.tmp"  # a write running now
+    other = tmp_path / ".other.tif.0123456789ab.tmp"
+    for path in (stale, legacy, alive, other):
+        path.write_bytes(b"left behind")
+    old = time.time() - 2 * 3600
+    os.utime(legacy, (old, old))
+    os.utime(other, (old, old))
+    write_volume(tmp_path / "out.tif", np.zeros((4, 4), np.uint8))
+    assert not stale.exists() and not legacy.exists()
+    assert alive.exists() and other.exists()
+
+
+def test_the_record_is_strict_json_even_with_non_finite_provenance(tmp_path):
+    provenance = {"score": float("nan"), "range": [float("inf"), -float("inf"), 1.5]}
+    path = write_volume(tmp_path / "v.tif", np.zeros((4, 4), np.uint8), provenance=provenance)
+    with tifffile.TiffFile(path) as tif:
+        text = tif.imagej_metadata["Info"]
+    assert "NaN" not in text and "Infinity" not in text
+    json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in the record"))
+    assert read_volume(path).provenance == {"score": None, "range": ["inf", "-inf", 1.5]}
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "uint32", "int64"])
+def test_masks_of_any_integer_or_bool_dtype_are_read_with_labels_true(tmp_path, dtype):
+    mask = np.zeros((3, 6, 6), dtype)
+    mask[:, 2:4, 2:4] = 1
+    tifffile.imwrite(tmp_path / "m.tif", mask, photometric="minisblack")
+    with pytest.raises(InvalidInputError, match="unsupported dtype"):
+        read_volume(tmp_path / "m.tif")
+    read = read_volume(tmp_path / "m.tif", labels=True)
+    assert np.array_equal(read.data != 0, mask != 0)
+
+
+def test_the_angstrom_unit_is_a_known_length(tmp_path):
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, np.zeros((2, 4, 4), np.uint8), imagej=True, resolution=(0.5, 0.5), metadata={"unit": "\\u00C5", "spacing": 3.0, "axes": "ZYX"})  # fmt: skip
+    volume = read_volume(path)
+    assert volume.unit == "um" and volume.voxel_size == pytest.approx((3e-4, 2e-4, 2e-4))

@@ -116,14 +116,22 @@ def test_weights_lists_missing_files_and_where_to_put_them(tmp_path, capsys):
     assert report["lpips-alex-linear"]["status"] == "present"  # shipped inside lpips
 
 
-def test_weights_finds_a_file_placed_in_the_weights_dir(tmp_path, capsys):
+def test_weights_finds_a_file_placed_in_the_weights_dir_and_verifies_it(tmp_path, capsys):
+    import torch
+
     weights = tmp_path / "weights"
     weights.mkdir()
+    torch.save({"w": torch.zeros(2)}, weights / "pt_inception-2015-12-05-6726825d.pth")
     (weights / "vgg16-397923af.pth").write_bytes(b"placeholder")
     assert main(["weights"]) == 0
     printed = capsys.readouterr().out
-    line = next(line for line in printed.splitlines() if "lpips-vgg-backbone" in line)
-    assert "present" in line
+    lines = printed.splitlines()
+    inception = next(line for line in lines if "fid-inception" in line)
+    assert "present" in inception
+    at = next(i for i, line in enumerate(lines) if "lpips-vgg-backbone" in line)
+    assert "damaged" in lines[at]
+    assert "vgg16-397923af.pth: not a PyTorch weights file" in lines[at + 1]
+    assert "1 damaged" in lines[-1]
 
 
 def test_validate_writes_the_report_for_linear_and_flow(tmp_path, capsys):

@@ -51,15 +51,19 @@ def test_evaluate_reports_ssim_psnr_rows_and_the_ssim_map(pair):
     assert events[-1].step == events[-1].total
 
 
-def test_evaluate_reports_gmsd_over_the_whole_image_even_with_a_mask(pair):
+def test_evaluate_reports_gmsd_inside_and_outside_a_mask(pair):
     from napari_scigen.metrics.gradient import gmsd
 
     reference, generated, mask = pair
-    result = drain(run_evaluate(reference, generated, metrics="gmsd", mask=mask))
-    (row,) = _rows(result, "gmsd")
+    whole = drain(run_evaluate(reference, generated, metrics="gmsd"))
+    (row,) = _rows(whole, "gmsd")
     assert row["region"] == "all"
     assert row["value"] == pytest.approx(gmsd(reference, generated).value)
-    assert row["value"] > 0
+    result = drain(run_evaluate(reference, generated, metrics="gmsd", mask=mask))
+    by_region = {row["region"]: row["value"] for row in _rows(result, "gmsd")}
+    assert set(by_region) == {"inside", "outside"}
+    # only the masked square was changed: outside it the gradients agree but at its rim
+    assert by_region["inside"] > 3 * by_region["outside"] > 0
 
 
 def test_evaluate_with_mask_reports_inside_and_outside(pair):
@@ -201,3 +205,93 @@ def test_parse_metrics_and_strict_json_rows():
         parse_metrics("msssim")
     rows = table_rows_for_json([{"value": float("nan"), "details": {"x": float("inf")}}])
     assert rows == [{"value": None, "details": {"x": "inf"}}]
+
+
+# ---------------------------------------------------------------------------------------
+# issue 12: each metric succeeds or reports its own row; slices; masked GMSD/morphology
+# ---------------------------------------------------------------------------------------
+
+
+class _CountingFeatures:
+    """A cheap feature extractor that counts the images it was asked for."""
+
+    name = "moments"
+
+    def __init__(self):
+        self.images = 0
+
+    def __call__(self, images):
+        self.images += len(images)
+        flat = images.reshape(len(images), -1)
+        return np.stack([flat.mean(1), flat.std(1), flat.max(1)], axis=1)
+
+
+def test_a_failing_prdc_keeps_fid_and_kid_and_features_are_computed_once(pair):
+    reference, generated, _ = pair  # 4 slices: too few for PRDC's 5 nearest neighbours
+    features = _CountingFeatures()
+    result = drain(
+        run_evaluate(reference, generated, metrics="fid,kid,prdc", feature_extractor=features)
+    )
+    assert np.isfinite(_rows(result, "fid")[0]["value"])
+    assert np.isfinite(_rows(result, "kid")[0]["value"])
+    for name in ("precision", "recall", "density", "coverage"):
+        (row,) = _rows(result, name)
+        assert np.isnan(row["value"]) and row["note"].startswith("failed: ")
+        assert "\n" not in row["note"]
+    assert features.images == 2 * len(reference)  # once per stack, shared by the three
+
+
+def test_a_failing_metric_alone_raises_its_error(pair):
+    reference, generated, _ = pair
+    flat = np.full_like(reference, 7)
+    with pytest.raises(InvalidInputError, match="constant"):
+        drain(run_evaluate(flat, flat, metrics="morphology"))
+    result = drain(run_evaluate(flat, flat, metrics="ssim,morphology"))
+    (row,) = _rows(result, "morphology")
+    assert (
+        row["note"] == "failed: the image is constant: there is no threshold separating two phases"
+    )
+    assert _rows(result, "ssim")[0]["value"] == pytest.approx(1.0)
+
+
+def test_an_unexpected_metric_error_is_named_in_its_row(pair, monkeypatch):
+    reference, generated, _ = pair
+
+    def broken(*args, **kwargs):
+        raise KeyError("oops")
+
+    monkeypatch.setattr("napari_scigen.metrics.evaluate._psnr_rows", broken)
+    result = drain(run_evaluate(reference, generated, metrics="ssim,psnr"))
+    assert _rows(result, "psnr")[0]["note"] == "failed: KeyError: 'oops'"
+
+
+def test_slices_score_only_those_slices_and_are_recorded(pair):
+    reference, generated, mask = pair
+    generated = generated.copy()
+    generated[3] = 0  # only slice 3 is ruined
+    chosen = drain(run_evaluate(reference, generated, metrics="psnr", slices=[0, 1]))
+    every = drain(run_evaluate(reference, generated, metrics="psnr"))
+    assert chosen.provenance["params"]["slices"] == [0, 1]
+    assert chosen.provenance["source"]["reference"]["shape"] == [2, 40, 40]
+    expected = psnr(reference[:2], generated[:2]).value
+    assert _rows(chosen, "psnr")[0]["value"] == pytest.approx(expected)
+    assert _rows(every, "psnr")[0]["value"] < expected
+    volume_mask = np.broadcast_to(mask, reference.shape).copy()
+    masked = drain(run_evaluate(reference, generated, metrics="ssim", mask=volume_mask, slices=[2]))
+    assert {row["region"] for row in _rows(masked, "ssim")} == {"inside", "outside"}
+    for bad in ([7], [1.5], "1"):
+        with pytest.raises(InvalidInputError):
+            drain(run_evaluate(reference, generated, slices=bad))
+
+
+def test_morphology_with_a_mask_reports_inside_and_outside(pair):
+    reference, _, mask = pair
+    generated = reference.copy()
+    volume_mask = np.broadcast_to(mask, reference.shape) != 0
+    generated[volume_mask] = reference.max()  # the masked region turns solid
+    result = drain(run_evaluate(reference, generated, metrics="morphology", mask=mask))
+    porosity = {row["region"]: row for row in _rows(result, "porosity")}
+    assert set(porosity) == {"inside", "outside"}
+    assert porosity["inside"]["value"] == 0.0 and porosity["inside"]["details"]["reference"] > 0
+    assert porosity["outside"]["details"]["relative_error"] == pytest.approx(0.0)
+    assert "bounding box" in porosity["inside"]["note"]

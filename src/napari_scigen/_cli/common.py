@@ -1,12 +1,29 @@
-"""Helpers shared by CLI subcommands: progress printing, reading and writing volumes."""
+"""Helpers shared by CLI subcommands: progress printing, reading and writing volumes.
+
+Outputs are checked before any work (:func:`output_path`): never one of the command's
+inputs, never inside an input slice folder, a TIFF file name in an existing writable
+folder, replaced only with ``--overwrite``. Inputs are read after checking that they
+fit into memory (:func:`read_input`).
+"""
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..core.progress import Progress
+
+#: File name endings of TIFF outputs (those of ``core.io.TIFF_SUFFIXES``; not imported
+#: from there so that registering the commands stays free of NumPy and tifffile).
+TIFF_OUTPUT_SUFFIXES = (".tif", ".tiff")
+#: Copies of an input a run holds at once (input, output, working data): the memory
+#: check of :func:`read_input` asks for this many times the input's size.
+MEMORY_COPIES = 3
 
 
 class ProgressPrinter:
@@ -15,11 +32,20 @@ class ProgressPrinter:
     On a terminal the line is rewritten in place. Otherwise (a pipe, a log file, CI)
     a line is written for the first and last event and whenever another tenth of the
     job is done or ``interval`` seconds have passed, so long jobs show they are alive.
+    ``rename`` replaces API spellings in engine messages by the command's flags
+    (``{"resume=False": "--no-resume"}``).
     """
 
-    def __init__(self, quiet: bool = False, stream=None, interval: float = 30.0):
+    def __init__(
+        self,
+        quiet: bool = False,
+        stream=None,
+        interval: float = 30.0,
+        rename: dict[str, str] | None = None,
+    ):
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.rename = dict(rename or {})
         self.interval = interval
         self._last = ""
         self._logged_fraction = -1.0
@@ -28,7 +54,10 @@ class ProgressPrinter:
     def __call__(self, event: Progress) -> None:
         if self.quiet:
             return
-        line = f"[{event.step}/{event.total}] {event.message}" if event.total else event.message
+        message = event.message
+        for api_name, flag in self.rename.items():
+            message = message.replace(api_name, flag)
+        line = f"[{event.step}/{event.total}] {message}" if event.total else message
         if self.stream.isatty():
             self.stream.write("\r" + line.ljust(len(self._last)))
             self.stream.flush()
@@ -55,24 +84,243 @@ class ProgressPrinter:
 
 
 def write_output(path, data, provenance: dict, *, voxel_size=None, unit=None) -> None:
-    """Write a result volume (atomically, with provenance) and say so on stdout."""
-    from ..core.io import write_volume
+    """Write a result volume (atomically, with provenance) and say so on stdout.
 
+    Raises
+    ------
+    InvalidInputError
+        When floating-point results hold NaN/infinite values (broken weights or
+        parameters): nothing is written.
+    """
+    import numpy as np
+
+    from ..core.io import write_volume
+    from ..core.validation import InvalidInputError
+
+    if np.issubdtype(np.dtype(data.dtype), np.floating) and isinstance(data, np.ndarray):
+        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        if bad:
+            raise InvalidInputError(
+                f"the result holds {bad} NaN/infinite value(s) (broken weights or parameters?); "
+                f"{path} was not written"
+            )
     kwargs = {} if voxel_size is None else {"voxel_size": voxel_size, "unit": unit}
     write_volume(path, data, provenance=provenance, **kwargs)
     print(f"wrote {path} ({data.shape}, {data.dtype})")
 
 
-def output_path(path: str, *, overwrite: bool) -> Path:
-    """Check an output path before any work is done (no surprise overwrites)."""
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def check_not_an_input(target: Path, inputs: Iterable, *, flag: str = "-o") -> None:
+    """Refuse an output that is one of the command's inputs or lies in an input slice folder.
+
+    Compared by resolved path and :func:`os.path.samefile` (links, ``..``, symlinks),
+    whether or not ``--overwrite`` was given: writing there would destroy the input.
+
+    Raises
+    ------
+    CliError
+    """
     from ..cli import CliError
 
-    target = Path(path)
+    for given in inputs:
+        if given is None or str(given) == "":
+            continue
+        source = Path(given).expanduser()
+        if _same_file(target, source):
+            raise CliError(
+                f"{flag} {target} is the input {given}: writing there would destroy it; "
+                "choose another output file"
+            )
+        if source.is_dir() and _same_file(target.parent, source):
+            raise CliError(
+                f"{flag} {target} is inside the input slice folder {given}: the folder would "
+                "gain or lose a slice; write outside it"
+            )
+
+
+def output_path(
+    path: str | None,
+    *,
+    overwrite: bool,
+    inputs: Iterable = (),
+    suffixes: Sequence[str] | None = TIFF_OUTPUT_SUFFIXES,
+    flag: str = "-o",
+) -> Path:
+    """Check an output path before any work is done (no surprise overwrites, no data loss).
+
+    Parameters
+    ----------
+    path : str
+        The output file the user gave.
+    overwrite : bool
+        Whether an existing (non-input) file may be replaced.
+    inputs : iterable of path
+        The command's input files and folders: the output may be none of them, nor lie
+        inside an input folder of slices, ``--overwrite`` or not.
+    suffixes : sequence of str, optional
+        Accepted file name endings (default TIFF); ``None`` accepts any.
+    flag : str
+        The option's name in messages.
+
+    Raises
+    ------
+    CliError
+        Empty name, a folder, a wrong suffix, an input, an existing file without
+        ``--overwrite``, or a missing or unwritable output folder.
+    """
+    from ..cli import CliError
+
+    if path is None or not str(path).strip():
+        raise CliError(f"{flag} is empty: give an output file name such as out.tif")
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise CliError(f"{flag} {target} is a folder: give a file name, e.g. {target / 'out.tif'}")
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        raise CliError(f"{flag} {target.name}: the output must end in {' or '.join(suffixes)}")
+    check_not_an_input(target, inputs, flag=flag)
     if target.exists() and not overwrite:
         raise CliError(f"{target} exists; pass --overwrite to replace it")
-    if not target.parent.exists():
-        raise CliError(f"output folder {target.parent} does not exist")
+    check_writable_folder(target.parent)
     return target
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Refuse a missing or read-only output folder before any work is done.
+
+    Raises
+    ------
+    CliError
+    """
+    from ..cli import CliError
+
+    if not folder.is_dir():
+        raise CliError(f"output folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CliError(f"output folder {folder} is not writable (permission denied)")
+    try:  # root ignores permission bits, a read-only mount does not
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".napari-scigen-probe-")
+    except OSError as error:
+        raise CliError(
+            f"cannot write into output folder {folder} ({error.strerror or error})"
+        ) from None
+    probe.close()
+
+
+def read_input(path: str, *, what: str = "input", series: int | None = None, labels: bool = False):
+    """Read a volume for a command, fully into memory after checking that it fits.
+
+    Parameters
+    ----------
+    path : str
+        File or slice folder.
+    what : str
+        How messages call it (``"mask"``, ``"reference"``...).
+    series : int, optional
+        TIFF image series to read (``--series``).
+    labels : bool
+        A mask or label file: any integer or bool dtype.
+
+    Returns
+    -------
+    (Volume, numpy.ndarray)
+        The volume and its data as an array.
+    """
+    import numpy as np
+
+    from ..core.io import check_fits_in_memory, read_volume
+
+    volume = read_volume(path, series=series, labels=labels)
+    if volume.lazy:
+        shape = " x ".join(map(str, volume.shape))
+        check_fits_in_memory(
+            math.prod(volume.shape) * volume.dtype.itemsize * MEMORY_COPIES,
+            f"{what} {path} ({shape} {volume.dtype}, with the copies a run makes)",
+        )
+    return volume, np.asarray(volume.data)
+
+
+def describe_array(path: str, volume) -> str:
+    """``"scan.tif (10 x 32 x 40 uint16)"`` for messages."""
+    return f"{path} ({' x '.join(map(str, volume.shape))} {volume.dtype})"
+
+
+def require_volume(
+    path: str, volume, *, purpose: str, min_slices: int = 1, allow_2d: bool = False
+) -> None:
+    """Refuse data that is not one single-channel volume, saying what it is instead.
+
+    Parameters
+    ----------
+    path : str
+        The input as the user gave it.
+    volume : Volume
+        What was read.
+    purpose : str
+        What the command does, for the message (``"interpolation"``).
+    min_slices : int
+        Fewest slices a 3D stack needs.
+    allow_2d : bool
+        Whether a single 2D slice is acceptable too.
+
+    Raises
+    ------
+    CliError
+    """
+    from ..cli import CliError
+
+    if volume.channel_axis is not None:
+        raise CliError(
+            f"{describe_array(path, volume)} has a channel axis (RGB or multi-channel); "
+            f"{purpose} needs single-channel data: convert it to grayscale or save one channel"
+        )
+    if len(volume.shape) == 2:
+        if allow_2d:
+            return
+        raise CliError(
+            f"{describe_array(path, volume)} is a single 2D slice; {purpose} needs a 3D stack"
+            + (f" of at least {min_slices} slices" if min_slices > 1 else "")
+        )
+    if volume.shape[0] < min_slices:
+        raise CliError(
+            f"{describe_array(path, volume)} has {volume.shape[0]} slice(s); {purpose} needs "
+            f"at least {min_slices}"
+        )
+
+
+def check_output_fits(shape: Sequence[int], dtype, option: str) -> None:
+    """Refuse an output whose size (set by ``option``) cannot fit into memory, before the run.
+
+    Raises
+    ------
+    NotEnoughMemoryError
+    """
+    from ..core.io import check_fits_in_memory
+    from ..core.io.memory import array_nbytes
+
+    check_fits_in_memory(
+        array_nbytes(shape, dtype),
+        f"{option} makes an output of {' x '.join(map(str, shape))} voxels, which",
+        hint=f"choose a smaller {option.split()[0]} or crop the volume first",
+    )
+
+
+def add_series_argument(parser) -> None:
+    """``--series N``: which image series of a multi-series TIFF input to read."""
+    parser.add_argument(
+        "--series",
+        type=int,
+        metavar="N",
+        help="image series of the input TIFF to read, when it holds several (default: all "
+        "pages as one stack when they match)",
+    )
 
 
 def add_output_arguments(parser) -> None:
@@ -130,8 +378,26 @@ def add_engine_arguments(parser, task: str, *, exclude=(), method_flag: bool = T
 
 
 def engine_params_from_args(task: str, args, **fixed):
-    """The params of ``args.method`` from the typed flags (others are an error)."""
-    from ..core.params import params_from_cli
+    """The params of ``args.method`` from the typed flags (others are an error).
+
+    A cross-field rule that fails names its fields by their flags (``--tile-size``),
+    also when the field it blames was left at its default.
+    """
+    import re
+
+    from ..core.params import ParameterError, fields_of, params_from_cli
+    from ..core.validation import InvalidInputError
     from ..engines.registry import get_engine
 
-    return params_from_cli(get_engine(task, args.method).params_class, args, **fixed)
+    cls = get_engine(task, args.method).params_class
+    try:
+        return params_from_cli(cls, args, **fixed)
+    except ParameterError as error:
+        flags = {spec.name: spec.flag for spec in fields_of(cls) if spec.info.cli}
+        if error.field not in flags:
+            raise
+        reason = error.reason
+        for name, flag in flags.items():
+            if "_" in name:  # one-word names are also plain words of the message
+                reason = re.sub(rf"\b{name}\b", flag, reason)
+        raise InvalidInputError(f"{flags[error.field]} {reason}") from None

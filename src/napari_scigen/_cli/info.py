@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from .common import add_series_argument
+
 
 def register(subparsers) -> None:
     """Add the ``info`` subcommand."""
@@ -16,6 +18,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("path", nargs="?", help="TIFF stack or folder of slices")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_series_argument(parser)
     parser.set_defaults(func=run_info_command)
 
 
@@ -45,13 +48,13 @@ def describe_installation() -> dict:
     return info
 
 
-def describe_volume(path: str) -> dict:
+def describe_volume(path: str, series: int | None = None) -> dict:
     """Shape, dtype, voxel size and provenance of a file (reads one slice for lazy files)."""
     import numpy as np
 
     from ..core.io import read_volume
 
-    volume = read_volume(path)
+    volume = read_volume(path, series=series)
     sample = np.asarray(volume.data[0] if volume.lazy else volume.data)
     return {
         "path": str(path),
@@ -65,18 +68,21 @@ def describe_volume(path: str) -> dict:
             float(sample.max()),
         ],
         "kind": volume.kind,
+        "notes": volume.metadata.get("notes", []),
         "provenance": volume.provenance,
     }
 
 
 def run_info_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen info``."""
-    info = describe_volume(args.path) if args.path else describe_installation()
+    from ..core.provenance import strict_jsonable
+
+    info = describe_volume(args.path, args.series) if args.path else describe_installation()
+    info = strict_jsonable(info)
     if args.json:
-        print(json.dumps(info, indent=2, default=str))
+        print(json.dumps(info, indent=2, allow_nan=False))
     else:
         for key, value in info.items():
-            print(
-                f"{key}: {json.dumps(value, default=str) if isinstance(value, (dict, list)) else value}"
-            )
+            text = json.dumps(value, allow_nan=False) if isinstance(value, (dict, list)) else value
+            print(f"{key}: {text}")
     return 0

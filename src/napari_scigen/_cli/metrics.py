@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -42,6 +43,9 @@ def register(subparsers) -> None:
         type=float,
         help="voxel size for morphology (default: the reference file's x voxel size)",
     )
+    metrics.add_argument(
+        "--slices", help="score only these z slices of both stacks, e.g. '3, 5, 10-12' or '10:20'"
+    )
     metrics.add_argument("--prompt", help="text for clipscore")
     metrics.add_argument("--clip-model", help="CLIP model id or folder for clipscore")
     metrics.add_argument("--json", dest="json_path", help="write the table and provenance as JSON")
@@ -66,17 +70,12 @@ def register(subparsers) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _read(path: str, what: str):
-    import numpy as np
+def _read(path: str, what: str, *, labels: bool = False):
+    from .common import read_input, require_volume
 
-    from ..core.io import read_volume
-
-    volume = read_volume(path)
-    if volume.channel_axis is not None:
-        from ..cli import CliError
-
-        raise CliError(f"{what} {path} has a channel axis; metrics need single-channel data")
-    return volume, np.asarray(volume.data)
+    volume, data = read_input(path, what=what, labels=labels)
+    require_volume(path, volume, purpose="metrics", allow_2d=True)
+    return volume, data
 
 
 def _parse_window(text: str) -> tuple[float, float]:
@@ -91,15 +90,13 @@ def _parse_window(text: str) -> tuple[float, float]:
     return low, high
 
 
-def _check_writable(path: str | None) -> Path | None:
-    from ..cli import CliError
+def _check_writable(path: str | None, suffix: str, flag: str, inputs=()) -> Path | None:
+    """An optional report file: checked like every output, and replaced when it exists."""
+    from .common import output_path
 
     if path is None:
         return None
-    target = Path(path)
-    if not target.parent.exists():
-        raise CliError(f"output folder {target.parent} does not exist")
-    return target
+    return output_path(path, overwrite=True, inputs=inputs, suffixes=(suffix,), flag=flag)
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,17 +107,28 @@ def _check_writable(path: str | None) -> Path | None:
 def run_metrics_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen metrics``."""
     from .. import api
+    from ..cli import CliError
+    from ..core.indices import parse_slice_selection
     from ..metrics.evaluate import parse_metrics
     from ..metrics.report import format_table, write_rows_csv, write_rows_json
     from .common import ProgressPrinter
 
-    json_path = _check_writable(args.json_path)
-    csv_path = _check_writable(args.csv_path)
+    inputs = [args.reference, args.generated, args.mask]
+    json_path = _check_writable(args.json_path, ".json", "--json", inputs)
+    csv_path = _check_writable(args.csv_path, ".csv", "--csv", inputs)
+    if json_path is not None and csv_path is not None and json_path == csv_path:
+        raise CliError("--json and --csv name the same file")
     wanted = parse_metrics(args.metrics)
+    data_range = _parse_window(args.window) if args.window else args.data_range
     reference, ref_data = _read(args.reference, "reference")
     _, gen_data = _read(args.generated, "generated")
-    mask = _read(args.mask, "mask")[1] if args.mask else None
-    data_range = _parse_window(args.window) if args.window else args.data_range
+    mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
+    slices = None
+    if args.slices is not None:
+        if ref_data.ndim != 3:
+            raise CliError(f"--slices needs stacks, but {args.reference} is a single 2D slice")
+        depth = min(ref_data.shape[0], gen_data.shape[0] if gen_data.ndim == 3 else 1)
+        slices = parse_slice_selection(args.slices, depth)
     voxel_size = args.voxel_size if args.voxel_size else float(reference.voxel_size[-1])
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.evaluate(
@@ -134,11 +142,15 @@ def run_metrics_command(args: argparse.Namespace) -> int:
         voxel_size=voxel_size,
         prompt=args.prompt,
         clip_model=args.clip_model,
+        slices=slices,
         on_progress=printer,
     )
     printer.close()
     rows = result.provenance["table"]
     print(format_table(rows))
+    failed = {row["metric"]: row["note"] for row in rows if row["note"].startswith("failed: ")}
+    for metric, note in failed.items():
+        print(f"napari-scigen metrics: {metric} {note}", file=sys.stderr)
     source = result.provenance["source"]
     source["reference"]["file"] = str(args.reference)
     source["generated"]["file"] = str(args.generated)
@@ -150,6 +162,8 @@ def run_metrics_command(args: argparse.Namespace) -> int:
     if csv_path is not None:
         write_rows_csv(rows, csv_path)
         print(f"wrote {csv_path}")
+    if failed and all(row["note"].startswith(("failed: ", "skipped: ")) for row in rows):
+        return 2  # nothing could be measured
     return 0
 
 
@@ -157,20 +171,28 @@ def run_weights_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen weights``."""
     from ..metrics.weights import DEFAULT_CLIP_MODEL, weights_report
 
+    target = _check_writable(args.json_path, ".json", "--json")
     report = weights_report(args.clip_model or DEFAULT_CLIP_MODEL)
     for entry in report:
         print(f"[{entry['status']:>8}] {entry['key']:<20} {entry['used_by']}")
         if entry["present"]:
             print(f"           {entry['location']}")
+            continue
+        if entry["location"]:
+            print(f"           {entry['location']}: {entry['problem']}")
+            print("           replace it:")
         else:
             print(f"           file(s): {', '.join(entry['files'])}")
             print(f"           looked in: {', '.join(entry['looked_in'])}")
-            for line in entry["how_to_get"].splitlines():
-                print(f"           {line}")
-    missing = sum(not entry["present"] for entry in report)
-    print(f"{len(report) - missing} present, {missing} missing. Nothing was downloaded.")
-    target = _check_writable(args.json_path)
+        for line in entry["how_to_get"].splitlines():
+            print(f"           {line}")
+    damaged = sum(entry["status"] == "damaged" for entry in report)
+    missing = sum(not entry["present"] for entry in report) - damaged
+    print(
+        f"{len(report) - missing - damaged} present, {missing} missing, {damaged} damaged. "
+        "Nothing was downloaded."
+    )
     if target is not None:
-        target.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        target.write_text(json.dumps(report, indent=2, allow_nan=False), encoding="utf-8")
         print(f"wrote {target}")
     return 0

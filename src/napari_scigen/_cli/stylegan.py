@@ -108,16 +108,20 @@ def train_params_from_args(args: argparse.Namespace):
 
 def run_train_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen train-stylegan``."""
-    import numpy as np
-
     from .. import api
-    from ..core.io import read_volume
+    from ..cli import Terminated
     from ..core.progress import Cancelled
     from ..engines.stylegan.checkpoint import export_generator
+    from .common import read_input, require_volume
 
     params = train_params_from_args(args)
-    volume = np.asarray(read_volume(args.input).data)
-    printer = ProgressPrinter(quiet=args.quiet)
+    if args.export:
+        output_path(
+            args.export, overwrite=True, inputs=[args.input], suffixes=None, flag="--export"
+        )
+    loaded, volume = read_input(args.input)
+    require_volume(args.input, loaded, purpose="training")
+    printer = ProgressPrinter(quiet=args.quiet, rename={"resume=False": "--no-resume"})
     try:
         result = api.train(
             volume,
@@ -127,10 +131,10 @@ def run_train_command(args: argparse.Namespace) -> int:
             resume=not args.no_resume,
             on_progress=printer,
         )
-    except (Cancelled, KeyboardInterrupt):
+    except (Cancelled, KeyboardInterrupt) as stop:
         printer.close()
         print(f"stopped; the newest checkpoint in {args.run_dir} resumes this run")
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     printer.close()
     extra = result.provenance["extra"]
     if extra["adopted_saved_config"]:
@@ -145,7 +149,8 @@ def run_train_command(args: argparse.Namespace) -> int:
 def _run_sampler(args: argparse.Namespace, method: str, params) -> int:
     from .. import api
 
-    target = output_path(args.output, overwrite=args.overwrite)
+    generator = getattr(params, "generator", None)
+    target = output_path(args.output, overwrite=args.overwrite, inputs=[generator])
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.sample(method=method, params=params, on_progress=printer)
     printer.close()
@@ -173,6 +178,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen export-stylegan``."""
     from ..engines.stylegan.checkpoint import export_generator
 
+    output_path(args.output, overwrite=True, inputs=[args.run_dir], suffixes=None)
     path = export_generator(Path(args.run_dir), args.output)
     print(
         f"exported generator {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json')}"

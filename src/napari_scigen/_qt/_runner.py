@@ -49,10 +49,36 @@ class Job:
     callbacks: list[Callable[[], None]] = field(default_factory=list)
 
     def cancel(self) -> None:
-        """Ask the engine to stop at its next check (cooperative)."""
+        """Ask the engine to stop at its next check or its next progress event.
+
+        The worker is not quit: :func:`cancel_at_yields` throws
+        :class:`~napari_scigen.core.progress.Cancelled` into the engine at its next
+        yield, so the engine's own clean-up runs (StyleGAN training writes a checkpoint).
+        """
         self.token.cancel()
-        if self.worker is not None:
-            self.worker.quit()
+
+
+def cancel_at_yields(
+    generator: Generator[Progress, Any, Any], token: CancelToken
+) -> Generator[Progress, Any, Any]:
+    """Run ``generator``; once ``token`` is set, throw ``Cancelled`` into it at its next yield.
+
+    So Cancel takes effect at the engine's next progress event even where it does not
+    check the token, and the engine's ``except Cancelled`` clean-up runs on the worker
+    thread. Closing this generator closes ``generator`` too.
+    """
+    try:
+        event = next(generator)
+        while True:
+            yield event
+            if token.cancelled:
+                event = generator.throw(Cancelled("the job was cancelled; nothing was written"))
+            else:
+                event = next(generator)
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        generator.close()
 
 
 def start_job(
@@ -80,6 +106,10 @@ def start_job(
     """
     avoid_triton_llvm_clash()  # before any worker code can import torch.optim -> triton
     job = Job(token=CancelToken())
+    engine_factory = factory
+
+    def factory(token: CancelToken):  # noqa: F811 - the engine's job, cancellable at yields
+        return cancel_at_yields(engine_factory(token), token)
 
     def finish(outcome: str, error: BaseException | None = None) -> None:
         job.finished, job.outcome, job.error = True, outcome, error

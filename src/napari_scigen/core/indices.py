@@ -27,6 +27,10 @@ SLICES_HELP = (
 )
 
 
+#: The longest inclusive range ``"A-B"`` accepted when the number of slices is unknown.
+MAX_RANGE_LENGTH = 1_000_000
+
+
 def _token_error(token: str) -> InvalidInputError:
     return InvalidInputError(
         f"cannot read slice index {token!r}; use e.g. '3, 5, 10-12' or '10:20'"
@@ -57,15 +61,20 @@ def parse_indices(text: str, n: int | None = None) -> tuple[int, ...]:
             continue
         first, dash, last = token.partition("-")
         try:
-            if dash and first.strip():
-                low, high = int(first), int(last)
-                if high < low:
-                    raise ValueError
-                indices.extend(range(low, high + 1))
-            else:
+            if not (dash and first.strip()):
                 indices.append(int(token))
+                continue
+            low, high = int(first), int(last)
         except ValueError:
             raise _token_error(token) from None
+        if high < low:
+            raise _token_error(token)
+        _check_range((low, high), n)  # before building the range: '0-99999999999'
+        if high - low >= MAX_RANGE_LENGTH:
+            raise InvalidInputError(
+                f"slice range {token!r} is longer than {MAX_RANGE_LENGTH:,} slices"
+            )
+        indices.extend(range(low, high + 1))
     _check_range(indices, n)
     return tuple(indices)
 

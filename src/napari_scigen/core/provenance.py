@@ -1,10 +1,16 @@
-"""Provenance records attached to every generated layer and file."""
+"""Provenance records attached to every generated layer and file.
+
+Records are written as strict JSON (:func:`provenance_json`, the record embedded in
+TIFF files): a non-finite float becomes ``null`` (NaN) or the string ``"inf"`` /
+``"-inf"``, never the bare ``NaN``/``Infinity`` that JSON parsers refuse.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
 import json
+import math
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -69,6 +75,24 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def strict_jsonable(value: Any) -> Any:
+    """:func:`to_jsonable`, with NaN as ``None`` and infinities as ``"inf"``/``"-inf"``.
+
+    The result passes ``json.dumps(..., allow_nan=False)``.
+    """
+
+    def clean(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None if math.isnan(item) else ("inf" if item > 0 else "-inf")
+        if isinstance(item, dict):
+            return {key: clean(v) for key, v in item.items()}
+        if isinstance(item, list):
+            return [clean(v) for v in item]
+        return item
+
+    return clean(to_jsonable(value))
+
+
 def make_provenance(
     engine: str,
     params: Any = None,
@@ -116,5 +140,8 @@ def make_provenance(
 
 
 def provenance_json(record: dict[str, Any]) -> str:
-    """Serialise a provenance record to a compact, stable JSON string."""
-    return json.dumps(to_jsonable(record), sort_keys=True)
+    """Serialise a provenance record to a compact, stable, strict JSON string.
+
+    NaN becomes ``null`` and infinities ``"inf"``/``"-inf"`` (see :func:`strict_jsonable`).
+    """
+    return json.dumps(strict_jsonable(record), sort_keys=True, allow_nan=False)

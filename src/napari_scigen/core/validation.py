@@ -11,7 +11,15 @@ class InvalidInputError(ValueError):
     """Input data cannot be processed; the message says why and what to do."""
 
 
-def check_image(data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) -> np.ndarray:
+def _count_nonfinite(array: np.ndarray) -> int:
+    if not np.issubdtype(array.dtype, np.floating):
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
+def check_image(
+    data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3), finite: bool = True
+) -> np.ndarray:
     """Validate a grayscale slice or volume and return it as a NumPy array view.
 
     Parameters
@@ -22,6 +30,10 @@ def check_image(data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) ->
         How to call the data in error messages (e.g. the layer name).
     ndim : tuple of int
         Accepted numbers of dimensions.
+    finite : bool
+        Refuse NaN/infinite values (default). ``False`` leaves that check to the
+        caller, e.g. :func:`check_finite_outside` for inpainting, where masked
+        pixels are replaced anyway.
 
     Returns
     -------
@@ -53,12 +65,47 @@ def check_image(data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3)) ->
         raise InvalidInputError(
             f"{name} has unsupported dtype {array.dtype}; use uint8, uint16, int16 or float32"
         )
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise InvalidInputError(
-            f"{name} contains {bad} NaN/infinite value(s); fill or mask them before running an engine"
-        )
+    if finite:
+        bad = _count_nonfinite(array)
+        if bad:
+            raise InvalidInputError(
+                f"{name} contains {bad} NaN/infinite value(s); fill or mask them before "
+                "running an engine"
+            )
     return array
+
+
+def check_finite_outside(image: np.ndarray, allowed: np.ndarray, *, name: str = "image") -> int:
+    """Refuse NaN/infinite pixels of ``image`` except where ``allowed`` is set.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The image, as returned by :func:`check_image` with ``finite=False``.
+    allowed : numpy.ndarray
+        Boolean array of ``image``'s shape: pixels that will be replaced (the mask of
+        an inpainting run), where non-finite values do no harm.
+
+    Returns
+    -------
+    int
+        How many non-finite pixels there are (all inside ``allowed``).
+
+    Raises
+    ------
+    InvalidInputError
+        Counting the non-finite pixels outside ``allowed``.
+    """
+    total = _count_nonfinite(image)
+    if not total:
+        return 0
+    bad = int(np.count_nonzero(~np.isfinite(image) & ~np.asarray(allowed, dtype=bool)))
+    if bad:
+        raise InvalidInputError(
+            f"{name} contains {bad} NaN/infinite value(s) outside the mask; fill them or add "
+            "them to the mask"
+        )
+    return total
 
 
 def check_mask(
@@ -69,7 +116,9 @@ def check_mask(
     Parameters
     ----------
     mask : array-like
-        Labels or boolean mask; any non-zero value counts as masked.
+        Labels or boolean mask of any integer, bool or float dtype; any non-zero
+        value counts as masked. NaN/infinite values are refused (they are neither
+        zero nor a label).
     image_shape : tuple of int
         Shape of the image the mask belongs to. A 2D mask is accepted for a 3D
         image only if it matches one slice; it is then broadcast to every slice.
@@ -86,9 +135,23 @@ def check_mask(
     Raises
     ------
     InvalidInputError
-        On shape mismatch or (unless ``allow_empty``) an empty mask.
+        On shape mismatch, a non-numeric dtype, NaN/infinite values or (unless
+        ``allow_empty``) an empty mask.
     """
     array = np.asarray(mask)
+    if array.dtype != bool and not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise InvalidInputError(
+            f"{name} has dtype {array.dtype}; a mask must be bool, integer or float "
+            "(non-zero = masked)"
+        )
+    bad = _count_nonfinite(array)
+    if bad:
+        raise InvalidInputError(
+            f"{name} contains {bad} NaN/infinite value(s); a mask must be 0 (keep) or "
+            "non-zero (process) everywhere"
+        )
     if array.shape != tuple(image_shape):
         if array.ndim == 2 and len(image_shape) == 3 and array.shape == tuple(image_shape[1:]):
             array = np.broadcast_to(array, image_shape)

@@ -10,9 +10,21 @@
 * ``provenance["table"]`` is a list of rows
   ``{"metric", "value", "region", "details", "note"}``.
 
-A metric whose weights are missing becomes a row with value ``nan`` and a ``note``
-naming the missing file, so the other metrics still run; if it was the only metric
-requested, the :class:`~napari_scigen.core.models.ModelNotAvailableError` is raised.
+Each metric succeeds or reports its own row: a metric whose weights are missing
+becomes a row with value ``nan`` and a ``note`` starting ``"skipped: "`` naming the
+missing file; a metric that fails (a constant image for morphology, too few slices
+for PRDC, ...) becomes a row with value ``nan`` and a ``note`` starting ``"failed: "``
+with the one-line error. The other metrics still run (FID, KID and PRDC share one
+feature extraction, and each reports on its own). If only one metric was requested,
+its error is raised instead.
+
+With a mask, every paired metric is reported ``"inside"`` and ``"outside"`` it:
+SSIM, PSNR and LPIPS pixel by pixel; GMSD as the deviation of its similarity map
+over the region (at its half resolution); morphology with the porosity over the
+region's voxels and S2, surface and pore sizes over the mask's bounding box
+(``"inside"``) or the whole image (``"outside"``), as each row's note says.
+``slices`` restricts a comparison of two stacks to some z slices (recorded in the
+provenance).
 """
 
 from __future__ import annotations
@@ -23,9 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core.indices import check_indices
 from ..core.models import ModelNotAvailableError
-from ..core.progress import CancelToken, Progress, check_cancelled
-from ..core.provenance import make_provenance, to_jsonable
+from ..core.progress import Cancelled, CancelToken, Progress, check_cancelled
+from ..core.provenance import make_provenance, strict_jsonable, to_jsonable
 from ..core.result import EngineResult
 from ..core.validation import InvalidInputError, check_image, check_mask
 
@@ -119,11 +132,57 @@ def _psnr_rows(ref, gen, mask, data_range) -> list[dict]:
     return rows
 
 
-def _gmsd_rows(ref, gen, data_range) -> list[dict]:
+def _gmsd_rows(ref, gen, mask, data_range) -> list[dict]:
     from .gradient import gmsd
 
     scores = gmsd(ref, gen, data_range=data_range)
-    return [_row("gmsd", scores.value, "all", _score_details(scores))]
+    if mask is None:
+        return [_row("gmsd", scores.value, "all", _score_details(scores))]
+    return _gmsd_region_rows(ref, gen, mask, data_range, scores.data_range, scores.window)
+
+
+def _gmsd_region_rows(ref, gen, mask, data_range, value_range, window) -> list[dict]:
+    """GMSD inside and outside ``mask``: the similarity map's deviation over each region.
+
+    The similarity map has half the resolution of the slices (see
+    :mod:`napari_scigen.metrics.gradient`); a map pixel belongs to "inside" when its
+    2x2 block touches the mask, otherwise to "outside".
+    """
+    from scipy import ndimage
+
+    from .gradient import GMSD_CONSTANT, _gradient_magnitude, _to_255
+    from .pixel import _as_slices
+
+    low = window[0] if window is not None else float(np.min(ref))
+    if window is None and np.issubdtype(ref.dtype, np.integer):
+        low = float(np.iinfo(ref.dtype).min)
+    span = float(value_range) if value_range > 0 else 1.0
+    boolean = np.asarray(check_mask(mask, ref.shape, allow_empty=True))
+    values: dict[str, list[float]] = {"inside": [], "outside": []}
+    for ref_slice, gen_slice, mask_slice in zip(
+        _as_slices(ref), _as_slices(gen), _as_slices(boolean), strict=True
+    ):
+        m_ref = _gradient_magnitude(_to_255(ref_slice, low, span))
+        m_gen = _gradient_magnitude(_to_255(gen_slice, low, span))
+        similarity = (2.0 * m_ref * m_gen + GMSD_CONSTANT) / (m_ref**2 + m_gen**2 + GMSD_CONSTANT)
+        touched = ndimage.uniform_filter(mask_slice.astype(np.float32), 2, mode="nearest")
+        inside = touched[::2, ::2] > 0
+        for region, selected in (("inside", inside), ("outside", ~inside)):
+            chosen = similarity[selected]
+            values[region].append(float(np.std(chosen, ddof=1)) if chosen.size > 1 else math.nan)
+    rows = []
+    for region, per_slice in values.items():
+        finite = [v for v in per_slice if not math.isnan(v)]
+        details = {
+            "per_slice": per_slice,
+            "data_range": value_range,
+            "window": list(window) if window is not None else None,
+        }
+        note = "deviation of the gradient similarity map over the region (half resolution)"
+        rows.append(
+            _row("gmsd", float(np.mean(finite)) if finite else math.nan, region, details, note)
+        )
+    return rows
 
 
 def _lpips_rows(ref, gen, mask, device, net, cancel) -> tuple[list[dict], np.ndarray]:
@@ -151,34 +210,74 @@ def _lpips_rows(ref, gen, mask, device, net, cancel) -> tuple[list[dict], np.nda
     return rows, result.map
 
 
-def _morphology_rows(ref, gen, voxel_size) -> list[dict]:
-    from .morphology import compare_morphology
-
-    comparison = compare_morphology(ref, gen, voxel_size=voxel_size)
+def _morphology_comparison_rows(comparison: dict, region: str, note: str = "") -> list[dict]:
     rows = []
     for name, values in comparison["metrics"].items():
         rows.append(
             _row(
                 name,
                 values["generated"],
-                "all",
+                region,
                 {
                     "reference": values["reference"],
                     "relative_error": values["relative_error"],
                     "threshold": comparison["segmentation"]["threshold"],
                     "voxel_size": comparison["voxel_size"],
                 },
+                note,
             )
         )
+    s2_note = "RMS difference of the pore two-point correlation curves"
     rows.append(
         _row(
             "s2_rmse",
             comparison["s2"]["rmse"],
-            "all",
+            region,
             {"r_max": comparison["s2"]["r"][-1], "phase": "pore"},
-            "RMS difference of the pore two-point correlation curves",
+            f"{s2_note}; {note}" if note else s2_note,
         )
     )
+    return rows
+
+
+def _mask_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of the non-zero voxels of ``mask`` (which has at least one)."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
+
+
+def _morphology_rows(ref, gen, mask, voxel_size) -> list[dict]:
+    from .morphology import compare_morphology, otsu_threshold, relative_error
+
+    if mask is None:
+        return _morphology_comparison_rows(
+            compare_morphology(ref, gen, voxel_size=voxel_size), "all"
+        )
+    threshold = otsu_threshold(ref)  # of the whole reference, so both regions share it
+    boolean = np.asarray(check_mask(mask, ref.shape, allow_empty=True))
+    rows = []
+    for region, selected in (("inside", boolean), ("outside", ~boolean)):
+        if not selected.any():
+            rows.append(_row("porosity", math.nan, region, {}, "failed: the region is empty"))
+            continue
+        box = _mask_box(selected) if region == "inside" else tuple(slice(None) for _ in ref.shape)
+        where = "the mask's bounding box" if region == "inside" else "the whole image"
+        comparison = compare_morphology(
+            ref[box], gen[box], segmentation="threshold", threshold=threshold, voxel_size=voxel_size
+        )
+        # pores are the voxels at or below the threshold (morphology.segment)
+        pores = [float(np.mean((image <= threshold)[selected])) for image in (ref, gen)]
+        comparison["metrics"]["porosity"] = {
+            "reference": pores[0],
+            "generated": pores[1],
+            "relative_error": relative_error(pores[0], pores[1]),
+        }
+        rows += _morphology_comparison_rows(
+            comparison, region, f"porosity over the region's voxels, the rest over {where}"
+        )
     return rows
 
 
@@ -207,9 +306,112 @@ def _distribution_rows(ref, gen, wanted, device, feature_extractor, cancel) -> l
     return rows
 
 
-def _unavailable_rows(metric: str, note: str) -> list[dict]:
-    names = {"prdc": ("precision", "recall", "density", "coverage")}.get(metric, (metric,))
-    return [_row(name, float("nan"), "all", {}, note) for name in names]
+def _unavailable_rows(metric: str, note: str, regions: tuple[str, ...] = ("all",)) -> list[dict]:
+    names = {
+        "prdc": ("precision", "recall", "density", "coverage"),
+        "morphology": ("morphology",),
+    }.get(metric, (metric,))
+    return [_row(name, float("nan"), region, {}, note) for region in regions for name in names]
+
+
+class _SharedFeatures:
+    """A feature extractor that computes each batch once, so FID, KID and PRDC share it.
+
+    ``make`` builds the extractor on first use, so a missing weight file is reported
+    by the metric that needed it (as its own row).
+    """
+
+    def __init__(self, make) -> None:
+        self._make = make
+        self._extractor = None
+        self._features: dict[tuple, np.ndarray] = {}
+
+    @property
+    def extractor(self):
+        if self._extractor is None:
+            self._extractor = self._make()
+        return self._extractor
+
+    @property
+    def name(self) -> str:
+        inner = self.extractor
+        return str(getattr(inner, "name", getattr(inner, "__name__", type(inner).__name__)))
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        import hashlib
+
+        batch = np.ascontiguousarray(images)
+        key = (batch.shape, batch.dtype.str, hashlib.sha1(batch.view(np.uint8)).hexdigest())
+        if key not in self._features:
+            self._features[key] = np.asarray(self.extractor(batch))
+        return self._features[key]
+
+
+def _failure_note(error: BaseException) -> str:
+    """``"failed: <one line>"``; the exception type is named when it is not an input error."""
+    if isinstance(error, (InvalidInputError, ValueError)):
+        return f"failed: {_first_line(error)}"
+    if isinstance(error, MemoryError):
+        return "failed: not enough memory for this metric"
+    return f"failed: {type(error).__name__}: {_first_line(error)}"
+
+
+def _select_slices(ref, gen, mask, slices):
+    """Keep only ``slices`` (z indices) of both stacks and of a 3D mask."""
+    if ref.ndim != 3 or gen.ndim != 3:
+        raise InvalidInputError(
+            "slices selects z slices of two stacks, but the images are single 2D slices"
+        )
+    depth = min(ref.shape[0], gen.shape[0])
+    chosen = list(dict.fromkeys(check_indices(slices, name="slices", n=depth)))
+    if not chosen:
+        raise InvalidInputError("slices selects no slice")
+    if mask is not None and np.ndim(mask) == 3:
+        mask = np.asarray(mask)[chosen]
+    return ref[chosen], gen[chosen], mask, chosen
+
+
+def _run_step(step, ref, gen, mask, options, images, cancel) -> list[dict]:
+    """The rows of one metric (may raise; :func:`run_evaluate` turns errors into rows)."""
+    data_range = options["data_range"]
+    if step == "ssim":
+        rows, images["ssim map"] = _ssim_rows(ref, gen, mask, data_range)
+        return rows
+    if step == "psnr":
+        return _psnr_rows(ref, gen, mask, data_range)
+    if step == "lpips":
+        rows, images["lpips map"] = _lpips_rows(
+            ref, gen, mask, options["device"], options["lpips_net"], cancel
+        )
+        return rows
+    if step == "gmsd":
+        return _gmsd_rows(ref, gen, mask, data_range)
+    if step == "morphology":
+        return _morphology_rows(ref, gen, mask, options["voxel_size"])
+    if step in ("fid", "kid", "prdc"):
+        if ref.ndim != 3 or gen.ndim != 3:
+            raise InvalidInputError("fid/kid/prdc need stacks of slices (3D), not single slices")
+        return _distribution_rows(ref, gen, (step,), options["device"], options["features"], cancel)
+    # clipscore
+    prompt = options["prompt"]
+    if not prompt:
+        return [
+            _row("clipscore", math.nan, "all", {}, "needs a prompt (the text to score against)")
+        ]
+    from .clipscore import clip_score
+    from .weights import DEFAULT_CLIP_MODEL
+
+    result = clip_score(
+        gen,
+        prompt,
+        model=options["clip_model"] or DEFAULT_CLIP_MODEL,
+        device=options["device"],
+        cancel=cancel,
+    )
+    details = result.as_dict()
+    for key in ("metric", "value"):
+        details.pop(key)
+    return [_row("clipscore", result.value, "all", details)]
 
 
 def run_evaluate(
@@ -225,6 +427,7 @@ def run_evaluate(
     prompt: str | None = None,
     clip_model: str | None = None,
     feature_extractor=None,
+    slices: Sequence[int] | None = None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, EngineResult]:
     """Compare a generated image with its reference on the requested metrics.
@@ -239,11 +442,10 @@ def run_evaluate(
     metrics : str or sequence of str
         Names from :data:`EVALUATE_METRICS`, or ``"all"``.
     mask : numpy.ndarray, optional
-        Region of interest (e.g. the inpainted area). Pixel metrics are then reported
-        ``"inside"`` and ``"outside"`` the mask.
+        Region of interest (e.g. the inpainted area). Paired metrics are then reported
+        ``"inside"`` and ``"outside"`` the mask (see the module notes).
     data_range : float, (low, high) or None
-        For SSIM/PSNR/GMSD (see :mod:`napari_scigen.metrics.pixel`). GMSD is always
-        computed over the whole image (``region="all"``), also with a mask.
+        For SSIM/PSNR/GMSD (see :mod:`napari_scigen.metrics.pixel`).
     device : str
         For LPIPS, Inception and CLIP.
     lpips_net : {"alex", "vgg"}
@@ -256,6 +458,9 @@ def run_evaluate(
         CLIP model id or directory (default ``openai/clip-vit-base-patch32``).
     feature_extractor : callable, optional
         Replaces the FID Inception for ``fid``/``kid``/``prdc``.
+    slices : sequence of int, optional
+        Score only these z slices of both stacks (and of a 3D mask); recorded in the
+        provenance. Default: every slice.
     cancel : CancelToken, optional
         Checked between metrics.
 
@@ -274,11 +479,15 @@ def run_evaluate(
     ModelNotAvailableError
         When the only requested metric needs weights that are missing.
     InvalidInputError
-        Bad inputs, unknown metrics, or shapes that paired metrics cannot compare.
+        Bad inputs, unknown metrics, bad ``slices``, shapes that paired metrics cannot
+        compare, or the error of the only requested metric.
     """
     wanted = parse_metrics(metrics)
     ref = check_image(reference, name="reference")
     gen = check_image(generated, name="generated")
+    chosen_slices = None
+    if slices is not None:
+        ref, gen, mask, chosen_slices = _select_slices(ref, gen, mask, slices)
     paired = [m for m in wanted if m in PAIRED_METRICS]
     if paired and (ref.shape != gen.shape or ref.dtype != gen.dtype):
         raise InvalidInputError(
@@ -287,74 +496,45 @@ def run_evaluate(
         )
     if mask is not None:
         mask = check_mask(mask, ref.shape)
-    distribution = [m for m in wanted if m in ("fid", "kid", "prdc")]
-    steps: list[str] = []
-    for name in EVALUATE_METRICS:
-        if name not in wanted:
-            continue
-        step = "distribution" if name in distribution else name
-        if step not in steps:
-            steps.append(step)
+    steps = [name for name in EVALUATE_METRICS if name in wanted]
+    options = {
+        "data_range": data_range,
+        "device": device,
+        "lpips_net": lpips_net,
+        "voxel_size": voxel_size,
+        "prompt": prompt,
+        "clip_model": clip_model,
+        "features": None,
+    }
+    if any(step in ("fid", "kid", "prdc") for step in steps):
+
+        def make_extractor():
+            if feature_extractor is not None:
+                return feature_extractor
+            from .distribution import InceptionFeatureExtractor
+
+            return InceptionFeatureExtractor(device=device)
+
+        options["features"] = _SharedFeatures(make_extractor)
     rows: list[dict] = []
     images: dict[str, np.ndarray] = {}
     single = len(wanted) == 1
     for index, step in enumerate(steps):
         check_cancelled(cancel)
-        label = "fid/kid/prdc" if step == "distribution" else step
-        yield Progress(index, len(steps), f"computing {label}")
+        yield Progress(index, len(steps), f"computing {step}")
+        regions = _regions(mask) if step in PAIRED_METRICS else ("all",)
         try:
-            if step == "ssim":
-                ssim_rows, images["ssim map"] = _ssim_rows(ref, gen, mask, data_range)
-                rows.extend(ssim_rows)
-            elif step == "psnr":
-                rows.extend(_psnr_rows(ref, gen, mask, data_range))
-            elif step == "lpips":
-                lpips_rows, lpips_map = _lpips_rows(ref, gen, mask, device, lpips_net, cancel)
-                rows.extend(lpips_rows)
-                images["lpips map"] = lpips_map
-            elif step == "gmsd":
-                rows.extend(_gmsd_rows(ref, gen, data_range))
-            elif step == "morphology":
-                rows.extend(_morphology_rows(ref, gen, voxel_size))
-            elif step == "distribution":
-                if ref.ndim != 3 or gen.ndim != 3:
-                    raise InvalidInputError(
-                        "fid/kid/prdc need stacks of slices (3D), not single slices"
-                    )
-                rows.extend(
-                    _distribution_rows(ref, gen, distribution, device, feature_extractor, cancel)
-                )
-            elif step == "clipscore":
-                if not prompt:
-                    rows.append(
-                        _row(
-                            "clipscore",
-                            float("nan"),
-                            "all",
-                            {},
-                            "needs a prompt (the text to score against)",
-                        )
-                    )
-                    continue
-                from .clipscore import clip_score
-                from .weights import DEFAULT_CLIP_MODEL
-
-                result = clip_score(
-                    gen,
-                    prompt,
-                    model=clip_model or DEFAULT_CLIP_MODEL,
-                    device=device,
-                    cancel=cancel,
-                )
-                details = result.as_dict()
-                for key in ("metric", "value"):
-                    details.pop(key)
-                rows.append(_row("clipscore", result.value, "all", details))
+            rows.extend(_run_step(step, ref, gen, mask, options, images, cancel))
+        except Cancelled:
+            raise
         except ModelNotAvailableError as error:
             if single:
                 raise
-            for name in distribution if step == "distribution" else (step,):
-                rows.extend(_unavailable_rows(name, f"skipped: {_first_line(error)}"))
+            rows.extend(_unavailable_rows(step, f"skipped: {_first_line(error)}", regions))
+        except Exception as error:  # noqa: BLE001 - one failing metric must not discard the others
+            if single:
+                raise
+            rows.extend(_unavailable_rows(step, _failure_note(error), regions))
     check_cancelled(cancel)
     yield Progress(len(steps), len(steps), "done")
     if "ssim map" in images:
@@ -375,6 +555,7 @@ def run_evaluate(
             "masked": mask is not None,
             "prompt": prompt,
             "clip_model": clip_model,
+            "slices": chosen_slices,
         },
         source={
             "reference": {"shape": ref.shape, "dtype": ref.dtype.name},
@@ -389,18 +570,4 @@ def run_evaluate(
 
 def table_rows_for_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with ``nan``/``inf`` replaced by ``None``/strings so strict JSON accepts them."""
-
-    def clean(value):
-        if isinstance(value, float):
-            if math.isnan(value):
-                return None
-            if math.isinf(value):
-                return "inf" if value > 0 else "-inf"
-            return value
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
-    return [clean(to_jsonable(row)) for row in rows]
+    return [strict_jsonable(row) for row in rows]

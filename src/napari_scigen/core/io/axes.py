@@ -31,6 +31,8 @@ class _AxisPlan:
 
 
 def _plan_axes(shape: tuple[int, ...], axes: str, path: Path) -> _AxisPlan:
+    if len(axes) == len(shape) >= 2 and len(set(axes)) != len(axes):
+        axes = "Q" * (len(shape) - 2) + "YX"  # tifffile names tiny shaped arrays oddly ("XYX")
     if len(axes) != len(shape) or "Y" not in axes or "X" not in axes:
         raise _broken_file_error(path, f"cannot interpret TIFF axes {axes!r} of shape {shape}")
     notes: list[str] = []

@@ -18,6 +18,7 @@ any axis the tags cannot describe (Z in plain TIFF files).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,9 @@ MICROMETRES_PER_UNIT = {
     "centimetre": 1e4,
     "inch": 25400.0,
     "in": 25400.0,
+    "angstrom": 1e-4,
+    "\u00e5ngstr\u00f6m": 1e-4,
+    "\u00e5": 1e-4,  # the angstrom sign and capital A-ring lower-case to this
 }
 _UNCALIBRATED_UNITS = {"", "pixel", "pixels", "px", "none"}
 _RATIONAL_RTOL = 1e-4
@@ -64,12 +68,29 @@ def _canonical_unit(unit: str) -> str:
     text = str(unit).strip()
     factor = _unit_factor(text)
     if factor is not None:
-        return {1.0: "um", 1e-3: "nm", 1e3: "mm", 1e4: "cm", 25400.0: "inch"}[factor]
+        names = {1.0: "um", 1e-3: "nm", 1e3: "mm", 1e4: "cm", 25400.0: "inch", 1e-4: "angstrom"}
+        return names[factor]
     if _is_uncalibrated(text):
         return "pixel"
     if not text.isascii():
-        raise InvalidInputError(f"unit {unit!r} must be ASCII (TIFF metadata are ASCII)")
+        raise InvalidInputError(
+            f"unit {unit!r} cannot be written: TIFF metadata are ASCII; use an ASCII unit "
+            "(e.g. um, nm, mm; in Fiji: Image > Properties)"
+        )
     return text
+
+
+def check_unit(unit: str) -> str:
+    """The unit as :func:`~napari_scigen.core.io.write_volume` will store it.
+
+    Call it before a long computation whose result is written with ``unit``.
+
+    Raises
+    ------
+    InvalidInputError
+        For a unit that cannot be stored in TIFF metadata (not ASCII).
+    """
+    return _canonical_unit(unit)
 
 
 def _check_voxel_size(voxel_size: Any, ndim: int) -> tuple[float, ...] | None:
@@ -127,7 +148,9 @@ def _tag_calibration(page, imagej: dict | None) -> _Calibration:
     imagej = imagej or {}
     ij_unit = imagej.get("unit")
     if ij_unit is not None:
-        ij_unit = str(ij_unit).replace("\\u00B5", "\u00b5").strip()
+        # ImageJ writes non-ASCII units escaped (Fiji's "\u00B5m", "\u00C5")
+        ij_unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), str(ij_unit))
+        ij_unit = ij_unit.strip()
     if _is_uncalibrated(ij_unit):
         ij_unit = None
 

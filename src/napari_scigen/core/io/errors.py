@@ -22,6 +22,9 @@ _DECODE_ERRORS = (
     KeyError,
     OverflowError,
     RuntimeError,  # imagecodecs errors
+    ZeroDivisionError,  # tifffile on zero strip or tile sizes
+    AssertionError,  # tifffile's internal checks on damaged headers
+    TypeError,  # tifffile on tags of the wrong type (e.g. a text strip offset)
 )
 
 

@@ -87,16 +87,20 @@ class _PlaneArray:
 
 
 class _TiffPages(_PlaneArray):
-    """Planes of series 0 of one TIFF file, one page each.
+    """Planes of the chosen series of one TIFF file, one page each.
 
+    ``series_index`` as for :func:`~napari_scigen.core.io.series.select_series`.
     Open file handles are pooled: a reading thread borrows an idle handle (or
     opens one) and gives it back, so concurrent reads decode in parallel and
     there are never more handles than concurrent readers.
     """
 
-    def __init__(self, path: Path, lead_shape, plane_shape, dtype) -> None:
+    def __init__(
+        self, path: Path, lead_shape, plane_shape, dtype, series_index: int | None = None
+    ) -> None:
         super().__init__(lead_shape, plane_shape, dtype)
         self.path = path
+        self.series_index = series_index
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         self._handles: list = []
         self._lock = threading.Lock()
@@ -106,10 +110,12 @@ class _TiffPages(_PlaneArray):
         try:
             return self._idle.get_nowait()
         except queue.Empty:
+            from .series import select_series
+
             handle = tifffile.TiffFile(self.path)
             with self._lock:
                 self._handles.append(handle)
-            return handle.series[0]
+            return select_series(handle, self.path, self.series_index)[0]
 
     def _read_plane(self, index: int) -> np.ndarray:
         try:

@@ -14,11 +14,17 @@
   share shape and dtype.
 
 Accepted dtypes: uint8, uint16, int16 and float32 (plus uint32/int32 for label
-files written by :func:`write_volume`). Volumes larger than
+files written by :func:`write_volume`); masks and labels (``labels=True``) may use
+any integer or bool dtype. Volumes larger than
 ``lazy_threshold_bytes`` open lazily: a read-only ``numpy.memmap`` when the
 data are stored contiguous and uncompressed, otherwise a dask array with one
 page (or one file) per chunk. Either way only the slices you index are read.
-Calibration: see :mod:`napari_scigen.core.io.calibration`.
+Calibration: see :mod:`napari_scigen.core.io.calibration`. Files holding several
+image series: see :mod:`napari_scigen.core.io.series`. A volume written by
+:func:`write_volume` with one slice keeps its Z axis (``(1, Y, X)``) and Z voxel size.
+
+Nothing larger than the memory available is allocated: an in-memory read (and, for
+lazy reads, one slice) is checked first (:mod:`napari_scigen.core.io.memory`).
 """
 
 from __future__ import annotations
@@ -41,16 +47,22 @@ from .calibration import _spatial_voxel_size, _tag_calibration
 from .errors import _DECODE_ERRORS, _broken_file_error, _collect_tifffile_messages, _describe
 from .files import list_tiff_slices
 from .lazy import _as_dask, _file_token, _series_length, _series_page, _SliceFiles, _TiffPages
+from .memory import check_fits_in_memory
 from .record import _find_record, _record_kind, _record_notes
+from .series import check_declared_sizes, select_series
 from .volume import _LABEL_ONLY_DTYPES, _SUPPORTED, Volume
+from .zarr_read import read_zarr
+from .zarr_store import is_zarr_path
 
 #: Volumes larger than this many bytes open lazily by default (2 GiB).
 DEFAULT_LAZY_THRESHOLD_BYTES = 2 * 1024**3
 
 
-def _check_dtype(dtype: np.dtype, kind: str, path: Path) -> None:
+def _check_dtype(dtype: np.dtype, kind: str, path: Path, labels: bool = False) -> None:
     native = dtype.newbyteorder("=")
     if native in _SUPPORTED or (kind == "labels" and native in _LABEL_ONLY_DTYPES):
+        return
+    if labels and native.kind in "biu":
         return
     raise _broken_file_error(
         path,
@@ -95,18 +107,34 @@ def _want_lazy(nbytes: int, lazy: bool | None, threshold: int) -> bool:
     return bool(lazy) if lazy is not None else nbytes > threshold
 
 
-def _read_tiff_file(path: Path, lazy: bool | None, threshold: int) -> Volume:
+def _check_memory(path: Path, shape, dtype, nbytes: int, lazy: bool) -> None:
+    """Refuse a read that cannot fit: the whole volume, or one slice of a lazy one."""
+    described = f"{path.name} ({' x '.join(map(str, shape))} {np.dtype(dtype)})"
+    if lazy:
+        check_fits_in_memory(nbytes, f"one slice of {described}")
+    else:
+        check_fits_in_memory(nbytes, described)
+
+
+def _record_keeps_z(record: dict | None, axes: str) -> bool:
+    """Whether our record says the file held a 3D volume whose single slice was squeezed."""
+    values = (record or {}).get("voxel_size")
+    return axes == "YX" and isinstance(values, list) and len(values) == 3
+
+
+def _read_tiff_file(
+    path: Path, lazy: bool | None, threshold: int, series_index: int | None, labels: bool
+) -> Volume:
     metadata: dict[str, Any] = {}
     try:
         with _collect_tifffile_messages() as messages, tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                raise ValueError("no image data found")
-            series = tif.series[0]
+            series, series_note = select_series(tif, path, series_index)
             shape, axes, dtype = tuple(series.shape), str(series.axes), np.dtype(series.dtype)
             _check_complete(path, series, messages)
+            check_declared_sizes(path, series)
             record = _find_record(tif)
             kind = _record_kind(record)
-            _check_dtype(dtype, kind, path)
+            _check_dtype(dtype, kind, path, labels)
             plan = _plan_axes(shape, axes, path)
             imagej = dict(tif.imagej_metadata or {})
             calibration = _tag_calibration(series.keyframe, imagej)
@@ -116,10 +144,17 @@ def _read_tiff_file(path: Path, lazy: bool | None, threshold: int) -> Volume:
                     imagej.pop("Info", None)
                 metadata["imagej"] = to_jsonable(imagej)
             notes = plan.notes + calibration.notes + _record_notes(record)
+            if series_note:
+                notes = [series_note, *notes]
+            if series_index is not None:
+                metadata["series"] = int(series_index)
             if messages:
                 metadata["tifffile_messages"] = list(messages)
-            if _want_lazy(int(series.nbytes), lazy, threshold):
-                data, storage = _open_lazy(path, tif, series)
+            use_lazy = _want_lazy(int(series.nbytes), lazy, threshold)
+            plane_bytes = int(np.dtype(dtype).itemsize * math.prod(series.keyframe.shape))
+            _check_memory(path, shape, dtype, plane_bytes if use_lazy else series.nbytes, use_lazy)
+            if use_lazy:
+                data, storage = _open_lazy(path, tif, series, series_index)
             else:
                 data, storage = series.asarray(), "memory"
     except InvalidInputError:
@@ -132,7 +167,10 @@ def _read_tiff_file(path: Path, lazy: bool | None, threshold: int) -> Volume:
     data = _apply_plan(data, plan)
     if storage == "memory":
         data = np.ascontiguousarray(data).astype(data.dtype.newbyteorder("="), copy=False)
-    spatial_ndim = len(plan.axes.replace("C", ""))
+    if _record_keeps_z(record, plan.axes):
+        data = data[np.newaxis]
+        metadata["axes"] = "ZYX"
+    spatial_ndim = len(metadata["axes"].replace("C", ""))
     spatial, unit = _spatial_voxel_size(calibration, record, spatial_ndim, metadata)
     voxel_size = spatial
     if "C" in plan.axes:
@@ -150,7 +188,9 @@ def _read_tiff_file(path: Path, lazy: bool | None, threshold: int) -> Volume:
     )
 
 
-def _open_lazy(path: Path, tif: tifffile.TiffFile, series) -> tuple[Any, str]:
+def _open_lazy(
+    path: Path, tif: tifffile.TiffFile, series, series_index: int | None
+) -> tuple[Any, str]:
     """A memmap when the data are contiguous and uncompressed, else a dask array."""
     dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
     shape = tuple(series.shape)
@@ -167,7 +207,7 @@ def _open_lazy(path: Path, tif: tifffile.TiffFile, series) -> tuple[Any, str]:
     if tuple(lead_shape) + plane_shape != shape or math.prod(lead_shape) != _series_length(series):
         # pages do not map one-to-one onto planes (unusual layouts): read it all
         return series.asarray(), "memory"
-    planes = _TiffPages(path, lead_shape, plane_shape, series.dtype)
+    planes = _TiffPages(path, lead_shape, plane_shape, series.dtype, series_index)
     return _as_dask(planes, _file_token([path])), "dask"
 
 
@@ -194,7 +234,7 @@ def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 
 def _read_slice_files(
-    files: Sequence[Path], source: str, lazy: bool | None, threshold: int
+    files: Sequence[Path], source: str, lazy: bool | None, threshold: int, labels: bool = False
 ) -> Volume:
     for path in files:
         if not path.is_file():
@@ -213,7 +253,7 @@ def _read_slice_files(
         shape, dtype = _slice_header(path)
         if shape0 is None:
             shape0, dtype0 = shape, dtype
-            _check_dtype(dtype0, kind, path)
+            _check_dtype(dtype0, kind, path, labels)
         elif shape != shape0 or dtype != dtype0:
             raise _broken_file_error(
                 path,
@@ -233,6 +273,9 @@ def _read_slice_files(
     planes = _SliceFiles(files, shape0, dtype0)
     nbytes = len(files) * math.prod(shape0) * dtype0.itemsize
     use_lazy = _want_lazy(nbytes, lazy, threshold)
+    shape = (len(files), *shape0)
+    described = Path(source)
+    _check_memory(described, shape, dtype0, nbytes // len(files) if use_lazy else nbytes, use_lazy)
     if use_lazy:
         data = _as_dask(planes, _file_token(list(files)))
         metadata["storage"] = "dask"
@@ -259,6 +302,8 @@ def read_volume(
     *,
     lazy_threshold_bytes: int = DEFAULT_LAZY_THRESHOLD_BYTES,
     lazy: bool | None = None,
+    series: int | None = None,
+    labels: bool = False,
 ) -> Volume:
     """Read a microCT volume from a TIFF file, a folder of slices or a list of slices.
 
@@ -272,6 +317,12 @@ def read_volume(
         Volumes larger than this open lazily when ``lazy`` is None (default 2 GiB).
     lazy : bool, optional
         Force lazy (True) or in-memory (False) reading; None decides by size.
+    series : int, optional
+        Which image series of a TIFF file to read. ``None``: the only one, or all
+        pages as one stack when every series has pages of one 2D shape and dtype
+        (files written with ``append=True``); otherwise an error lists the series.
+    labels : bool
+        The file is a mask or label image: any integer or bool dtype is accepted.
 
     Returns
     -------
@@ -285,8 +336,11 @@ def read_volume(
         When the file or folder does not exist.
     InvalidInputError
         For non-TIFF, truncated or damaged files, unsupported dtypes or layouts,
-        folders without TIFFs or with mismatched slices; the message names the
-        file and the problem.
+        folders without TIFFs or with mismatched slices, several image series that
+        cannot be stacked; the message names the file and the problem.
+    NotEnoughMemoryError
+        (an ``InvalidInputError``) When the volume (or, read lazily, one slice)
+        would not fit into the memory available.
 
     Examples
     --------
@@ -296,13 +350,17 @@ def read_volume(
     """
     if int(lazy_threshold_bytes) < 0:
         raise InvalidInputError("lazy_threshold_bytes must be >= 0")
+    if isinstance(path, (str, os.PathLike)) and is_zarr_path(path):  # OME-Zarr / zarr store
+        return read_zarr(path, lazy=lazy, lazy_threshold_bytes=lazy_threshold_bytes, labels=labels)
+    if series is not None and (isinstance(series, bool) or not isinstance(series, int)):
+        raise InvalidInputError(f"series must be a whole number, got {series!r}")
     threshold = int(lazy_threshold_bytes)
     if not isinstance(path, (str, os.PathLike)):
         files = [Path(p).expanduser() for p in path]
         if not files:
             raise InvalidInputError("no files given")
         if len(files) > 1:
-            return _read_slice_files(files, str(files[0].parent), lazy, threshold)
+            return _read_slice_files(files, str(files[0].parent), lazy, threshold, labels)
         path = files[0]
     path = Path(path).expanduser()
     if not path.exists():
@@ -311,5 +369,5 @@ def read_volume(
         files = list_tiff_slices(path)
         if not files:
             raise InvalidInputError(f"folder {path} contains no .tif/.tiff files")
-        return _read_slice_files(files, str(path), lazy, threshold)
-    return _read_tiff_file(path, lazy, threshold)
+        return _read_slice_files(files, str(path), lazy, threshold, labels)
+    return _read_tiff_file(path, lazy, threshold, series, labels)

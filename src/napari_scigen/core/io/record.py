@@ -1,4 +1,5 @@
-"""The JSON record napari-scigen embeds in every file it writes.
+"""The JSON record napari-scigen embeds in every file it writes (strict JSON: NaN
+is stored as ``null``, infinities as ``"inf"``/``"-inf"``).
 
 Every file written by :func:`write_volume` carries one JSON object::
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import tifffile
 
-from napari_scigen.core.provenance import to_jsonable
+from napari_scigen.core.provenance import strict_jsonable
 
 #: Key of our JSON record in ImageJ ``Info`` or in the shaped JSON description.
 METADATA_KEY = "napari_scigen"
@@ -41,11 +42,11 @@ def _record_json(
         "kind": kind,
         "voxel_size": list(voxel_size),
         "unit": unit,
-        "provenance": to_jsonable(provenance) if provenance is not None else None,
+        "provenance": strict_jsonable(provenance) if provenance is not None else None,
     }
     if stored_dtype_note:
         record["stored_dtype_note"] = stored_dtype_note
-    return json.dumps({METADATA_KEY: record}, sort_keys=True)
+    return json.dumps({METADATA_KEY: record}, sort_keys=True, allow_nan=False)
 
 
 def _record_from_text(text: Any) -> dict | None:

@@ -1,8 +1,11 @@
 """Write volumes atomically as TIFF, with voxel size and the napari-scigen record.
 
-The file is written to a temporary file beside the target and moved into place
-with :func:`os.replace`, so readers never see a half-written file and a failed
-write leaves an existing target untouched. uint8, uint16 and float32 volumes
+The file is written to a temporary file beside the target
+(``.NAME.PID.HEX.tmp``, hidden, so a slice folder never lists it) and moved into
+place with :func:`os.replace`, so readers never see a half-written file and a failed
+write (an error, Ctrl-C, or SIGTERM in the command line) leaves an existing target
+untouched and no temporary file. Temporary files of the same target left by a process
+that was killed outright are removed by the next write. uint8, uint16 and float32 volumes
 are written as ImageJ hyperstacks (axes ``ZYX``; ``spacing``, ``unit`` and the
 X/Y resolution make Fiji show the voxel size). ImageJ has no signed 16-bit
 or 32-bit integer type, so int16 volumes (and uint32/int32 labels) are written
@@ -33,11 +36,16 @@ from .calibration import MICROMETRES_PER_UNIT, _canonical_unit, _check_voxel_siz
 from .files import is_tiff_path
 from .record import METADATA_KEY, _record_json
 from .volume import _SUPPORTED
+from .zarr_store import is_zarr_path
+from .zarr_write import write_zarr
 
 #: dtypes ImageJ can hold; the others are written as plain TIFF.
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 #: Plain TIFF files larger than this are written as BigTIFF.
 _BIGTIFF_BYTES = 2**32 - 2**25
+#: A temporary file of an older layout (no process id in its name) untouched this
+#: long is stale.
+_STALE_TEMP_SECONDS = 3600.0
 
 
 def _slab_bytes() -> int:
@@ -174,6 +182,47 @@ def _write_tiff(file: str, data: Any, dtype: np.dtype, voxel_size, unit: str, re
             writer.write(pages, **options)
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def _remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove temporary files of ``target`` whose writer is gone; return them.
+
+    ``.NAME.PID.HEX.tmp`` is stale when process PID no longer runs; an older
+    ``.NAME.HEX.tmp`` when it was not modified for :data:`_STALE_TEMP_SECONDS`.
+    """
+    import time
+
+    removed = []
+    prefix = f".{target.name}."
+    try:
+        candidates = [
+            p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.suffix == ".tmp"
+        ]
+    except OSError:
+        return removed
+    for candidate in candidates:
+        middle = candidate.name[len(prefix) : -len(".tmp")].split(".")
+        try:
+            if len(middle) == 2 and middle[0].isdigit():
+                stale = not _process_alive(int(middle[0]))
+            else:
+                stale = time.time() - candidate.stat().st_mtime > _STALE_TEMP_SECONDS
+            if stale and candidate.is_file():
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:
+            continue
+    return removed
+
+
 def _fsync(path: Path) -> None:
     """Flush a written file to disk so a crash cannot leave a renamed empty file."""
     descriptor = os.open(path, os.O_RDWR)
@@ -227,6 +276,10 @@ def write_volume(
         For non-numeric data, unsupported dimensions, a bad voxel size or kind,
         a non-TIFF file name, or values that cannot be stored losslessly.
     """
+    if is_zarr_path(path):  # OME-Zarr store: same arguments, written by core.io.zarr_write
+        return write_zarr(
+            path, data, voxel_size=voxel_size, unit=unit, provenance=provenance, kind=kind
+        )
     target = Path(path).expanduser()
     if not is_tiff_path(target):
         raise InvalidInputError(f"{target.name}: the file name must end in .tif or .tiff")
@@ -248,11 +301,16 @@ def write_volume(
     unit = _canonical_unit(unit)
     record_json = _record_json(kind, checked, unit, provenance, note)
 
+    if target.is_dir():
+        raise InvalidInputError(
+            f"{target} is a folder: give a file name (e.g. {target / 'out.tif'})"
+        )
     if not target.parent.is_dir():
         raise FileNotFoundError(
             errno.ENOENT, f"folder {target.parent} does not exist", str(target.parent)
         )
-    temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    _remove_stale_temporaries(target)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
     # O_EXCL: never clobber another writer's temporary file; 0o666 & umask as for open()
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:

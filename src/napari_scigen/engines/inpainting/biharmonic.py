@@ -21,7 +21,7 @@ from ...core.provenance import make_provenance
 from ...core.result import EngineResult
 from ...core.stack import cast_to_range
 from ...core.tiling import Box, blend_weights, mask_bounding_boxes, tiles_covering
-from ...core.validation import InvalidInputError, check_image, check_mask
+from ...core.validation import InvalidInputError, check_finite_outside, check_image, check_mask
 from .._slices import select_slices
 
 #: Radius of the biharmonic stencil: masked pixels closer than this to a box edge
@@ -247,24 +247,31 @@ def run_biharmonic(
     Raises
     ------
     InvalidInputError
-        Empty mask, mask shape mismatch, NaN/inf, RGB or unsupported dtype, or a
-        slice that is masked entirely (nothing to continue from).
+        Empty mask, mask shape mismatch, NaN/inf outside the mask of the processed
+        slices (inside it they are replaced like any masked pixel), RGB or
+        unsupported dtype, or a slice that is masked entirely (nothing to continue from).
     Cancelled
         When ``cancel`` is set; nothing is returned.
     """
-    array = check_image(image, name="image")
+    array = check_image(image, name="image", finite=False)
     boolean = check_mask(mask, array.shape, name="mask")
     volume = array[np.newaxis] if array.ndim == 2 else array
     masks = boolean[np.newaxis] if boolean.ndim == 2 else boolean
     n_slices = volume.shape[0]
     chosen = select_slices(n_slices, slices)
+    nonfinite_masked = 0
+    if np.issubdtype(array.dtype, np.floating):  # NaN/inf may only sit where pixels are filled
+        replaced = np.zeros(masks.shape, dtype=bool)
+        replaced[sorted(chosen)] = masks[sorted(chosen)]
+        nonfinite_masked = check_finite_outside(volume, replaced)
     fully_masked = [z for z in chosen if masks[z].all()]
     if fully_masked:
         raise InvalidInputError(
             f"slice(s) {fully_masked} are masked entirely: biharmonic inpainting needs "
             "known pixels around the masked region; shrink the mask"
         )
-    low, high = float(array.min()), float(array.max())
+    known = volume[~replaced] if nonfinite_masked else array
+    low, high = float(known.min()), float(known.max())
     out = np.array(volume, copy=True)
     boxes_per_slice: list[int] = []
     tiled_per_slice: list[int] = []

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...core.io.memory import check_upsampled_fits
 from ...core.params import EngineParams, param
 from ...core.progress import CancelToken, Progress, check_cancelled
 from ...core.provenance import make_provenance
@@ -73,6 +74,7 @@ def prepare(volume, missing, factor) -> tuple[np.ndarray, SlicePlan, np.ndarray,
         volume with kept slices filled in, and the input's value range.
     """
     array = check_image(volume, name="volume", ndim=(3,))
+    check_upsampled_fits(array, factor)  # before planning: the plan grows with the output
     plan = plan_slices(array.shape[0], missing=missing, factor=factor)
     out = np.empty((plan.n_out, *array.shape[1:]), dtype=array.dtype)
     for source, target in plan.kept:
@@ -118,6 +120,9 @@ def run_blend(
         check_cancelled(cancel)
         below = array[gap.below].astype(np.float64)
         above = array[gap.above].astype(np.float64)
+        if prepare_pair is not None:  # e.g. the optical flow: the slow part, say so first
+            message = f"{engine}: comparing slices {gap.below} and {gap.above}"
+            yield Progress(done, total, f"{message} ({done}/{total} rebuilt)")
         state = prepare_pair(below, above) if prepare_pair is not None else None
         if record_pair is not None:
             pair_records.append(record_pair(state))

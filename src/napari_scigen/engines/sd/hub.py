@@ -126,6 +126,7 @@ def locate_model(model: str, *, what: str, index_file: str, local_files_only: bo
                 f"{what} model directory {str(path)!r} has no {index_file}: pass a folder written by "
                 "save_pretrained() or a downloaded hub snapshot"
             )
+        check_local_model(path, what=what, index_file=index_file)
         return ModelSource(model, str(path.resolve()), True, cached=True, offline=True)
     if _looks_like_path(model):
         raise ModelNotAvailableError(f"{what} model directory {model!r} does not exist")
@@ -134,6 +135,86 @@ def locate_model(model: str, *, what: str, index_file: str, local_files_only: bo
     if offline and not cached:
         raise ModelNotAvailableError(missing_hub_model_message(model, what))
     return ModelSource(model, model, False, cached=cached, offline=offline)
+
+
+#: Pipeline components never loaded from the folder: dropped by :func:`load_pipeline`
+#: (safety checker, feature extractor) or passed in separately (ControlNet).
+_COMPONENTS_NOT_LOADED = frozenset({"safety_checker", "feature_extractor", "controlnet"})
+#: Pipelines loaded with all their components (the unCLIP loader keeps the CLIP image
+#: processor ``feature_extractor`` and the ``image_encoder``): only the safety checker
+#: and a separately passed ControlNet are skipped for them.
+_PIPELINES_KEEPING_FEATURE_EXTRACTOR = ("StableUnCLIPImg2ImgPipeline", "StableUnCLIPPipeline")
+
+
+def _components_not_loaded(index: dict) -> frozenset[str]:
+    """The ``model_index.json`` components the loader for this pipeline class never reads."""
+    if str(index.get("_class_name", "")) in _PIPELINES_KEEPING_FEATURE_EXTRACTOR:
+        return _COMPONENTS_NOT_LOADED - {"feature_extractor"}
+    return _COMPONENTS_NOT_LOADED
+
+
+def _component_problem(folder: Path, library: str, class_name: str) -> str | None:
+    """The file missing from one component folder (``None`` when it looks complete)."""
+    if not folder.is_dir():
+        return "the folder does not exist"
+    names = {p.name for p in folder.iterdir() if p.is_file()}
+    if "Tokenizer" in class_name:
+        complete = "tokenizer.json" in names or {"vocab.json", "merges.txt"} <= names
+        return None if complete else "no tokenizer.json (or vocab.json and merges.txt)"
+    if "Scheduler" in class_name:
+        return None if "scheduler_config.json" in names else "no scheduler_config.json"
+    if "ImageProcessor" in class_name or "FeatureExtractor" in class_name:
+        return None if "preprocessor_config.json" in names else "no preprocessor_config.json"
+    if "config.json" not in names:
+        return "no config.json"
+    weights = "model" if library == "transformers" else "diffusion_pytorch_model"
+    if not any(n.endswith((".safetensors", ".bin", ".safetensors.index.json")) for n in names):
+        return f"no weights file ({weights}.safetensors)"
+    return None
+
+
+def check_local_model(path: Path, *, what: str, index_file: str) -> None:
+    """Refuse a local model folder that lacks a component, naming it (reads only).
+
+    For a pipeline (``model_index.json``) every listed component that is loaded from
+    the folder must have its subfolder with its configuration and weights (for unCLIP
+    also the CLIP ``feature_extractor`` and ``image_encoder``); for a
+    single model (``config.json``) the folder must hold a weights file.
+
+    Raises
+    ------
+    ModelNotAvailableError
+        Naming the missing component and file.
+    """
+    import json
+
+    problem = None
+    if index_file != "model_index.json":
+        missing = _component_problem(path, "diffusers", "Model")
+        problem = None if missing is None else f"it has {missing}"
+    else:
+        try:
+            index = json.loads((path / index_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ModelNotAvailableError(
+                f"{what} model directory {str(path)!r}: {index_file} is unreadable ({error})"
+            ) from None
+        index = index if isinstance(index, dict) else {}
+        skipped = _components_not_loaded(index)
+        for name, entry in sorted(index.items()):
+            if name.startswith("_") or name in skipped:
+                continue
+            if not (isinstance(entry, list) and len(entry) == 2 and all(entry)):
+                continue  # a flag (requires_safety_checker) or a component set to null
+            missing = _component_problem(path / name, str(entry[0]), str(entry[1]))
+            if missing is not None:
+                problem = f"its {name!r} component is missing ({name}/: {missing})"
+                break
+    if problem is not None:
+        raise ModelNotAvailableError(
+            f"{what} model directory {str(path)!r} is incomplete: {problem}; copy the whole "
+            "folder written by save_pretrained() or the complete hub snapshot"
+        )
 
 
 _UNAVAILABLE_ERROR_NAMES = {

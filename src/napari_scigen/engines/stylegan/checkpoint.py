@@ -38,7 +38,44 @@ METADATA_FILE = "checkpoint.json"
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not match what was asked for."""
+    """A checkpoint is missing, incomplete, damaged or does not match what was asked for."""
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, all finite, or a one-line :class:`CheckpointError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the checkpoint is incomplete")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a valid safetensors file ({' '.join(str(error).split())}); "
+            "it was not loaded"
+        ) from None
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:
+        raise CheckpointError(
+            f"{path} holds NaN/infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): the generator is broken; use an earlier "
+            "checkpoint or retrain"
+        )
+    return tensors
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """``module.load_state_dict(state, strict=True)`` with a one-line error on a mismatch."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        details = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+        raise CheckpointError(
+            f"{path}: the weights do not fit the architecture recorded in its JSON "
+            f"({details[0] if details else 'state dict mismatch'}); the file is damaged or "
+            "belongs to another network"
+        ) from None
 
 
 def build_networks(config: StyleGANConfig, *, seed: int | None = None, discriminator: bool = True):
@@ -111,6 +148,34 @@ def save_checkpoint(
     pathlib.Path
         The checkpoint directory.
     """
+    tensors = {}
+    tensors.update(_state_tensors("G", generator))
+    tensors.update(_state_tensors("G_ema", generator_ema))
+    tensors.update(_state_tensors("D", discriminator))
+    return save_tensors_checkpoint(
+        run_dir, step=step, tensors=tensors, metadata=metadata, train_state=train_state, keep=keep
+    )
+
+
+def save_tensors_checkpoint(
+    run_dir: str | os.PathLike,
+    *,
+    step: int,
+    tensors: dict[str, torch.Tensor],
+    metadata: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+    keep: int | None = 2,
+    format: str = FORMAT,  # noqa: A002 - the word of the JSON files
+) -> Path:
+    """Write ``checkpoint-<step>/`` (tensors, train state, JSON) into ``run_dir`` atomically.
+
+    The checkpoint layout of every napari-scigen training engine (StyleGAN through
+    :func:`save_checkpoint`; DCGAN and the LoRA fine-tuning directly): ``tensors`` go to
+    ``networks.safetensors``, ``train_state`` (tensors, numbers, lists, dicts only) to
+    ``train_state.pt`` (read back with ``weights_only=True``), ``metadata`` plus
+    ``format`` and ``step`` to ``checkpoint.json``, written last. Only the newest
+    ``keep`` checkpoints are kept (``None`` keeps all).
+    """
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
@@ -120,14 +185,11 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    tensors = {}
-    tensors.update(_state_tensors("G", generator))
-    tensors.update(_state_tensors("G_ema", generator_ema))
-    tensors.update(_state_tensors("D", discriminator))
-    save_file(tensors, str(tmp / NETWORKS_FILE), metadata={"format": FORMAT})
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(tmp / NETWORKS_FILE), metadata={"format": format})
     if train_state is not None:
         torch.save(train_state, tmp / TRAIN_STATE_FILE)
-    record = dict(metadata, format=FORMAT, step=int(step))
+    record = dict(metadata, format=format, step=int(step))
     (tmp / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
     if final.exists():
         shutil.rmtree(final)
@@ -167,11 +229,24 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     json_path = path / METADATA_FILE if path.is_dir() else path.with_suffix(".json")
     if not json_path.is_file():
         raise CheckpointError(f"no StyleGAN metadata at {json_path}")
-    record = json.loads(json_path.read_text())
-    if record.get("format") != FORMAT:
+    try:
+        record = json.loads(json_path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(
-            f"{json_path} is not a napari-scigen StyleGAN file (format {record.get('format')!r})"
+            f"{json_path} is damaged (not valid JSON: {error}); the checkpoint is incomplete"
+        ) from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        found = record.get("format") if isinstance(record, dict) else None
+        raise CheckpointError(
+            f"{json_path} is not a napari-scigen StyleGAN file (format {found!r})"
         )
+    try:
+        StyleGANConfig.from_dict(record["config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"{json_path} has no valid StyleGAN 'config' ({type(error).__name__}: {error}); "
+            "the checkpoint is incomplete or damaged"
+        ) from None
     return record
 
 
@@ -190,23 +265,17 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, A
     dict
         ``{"G", "G_ema", "D", "metadata", "train_state" (or None), "path"}``.
     """
-    from safetensors.torch import load_file
-
     path = _resolve_checkpoint_dir(path)
     metadata = read_metadata(path)
     config = StyleGANConfig.from_dict(metadata["config"])
-    tensors = load_file(str(path / NETWORKS_FILE), device="cpu")
+    tensors = _read_tensors(path / NETWORKS_FILE)
     generator, disc = build_networks(config)
     generator_ema, _ = build_networks(config, discriminator=False)
-    generator.load_state_dict(_split_prefix(tensors, "G"), strict=True)
-    generator_ema.load_state_dict(_split_prefix(tensors, "G_ema"), strict=True)
-    disc.load_state_dict(_split_prefix(tensors, "D"), strict=True)
+    _load_state(generator, _split_prefix(tensors, "G"), path / NETWORKS_FILE)
+    _load_state(generator_ema, _split_prefix(tensors, "G_ema"), path / NETWORKS_FILE)
+    _load_state(disc, _split_prefix(tensors, "D"), path / NETWORKS_FILE)
     state_path = path / TRAIN_STATE_FILE
-    train_state = (
-        torch.load(state_path, map_location="cpu", weights_only=True)
-        if state_path.is_file()
-        else None
-    )
+    train_state = _read_train_state(state_path) if state_path.is_file() else None
     return {
         "G": generator.to(device),
         "G_ema": generator_ema.to(device).eval().requires_grad_(False),
@@ -215,6 +284,23 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, A
         "train_state": train_state,
         "path": path,
     }
+
+
+def _read_train_state(path: Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; a file holding anything else is refused, never run."""
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on foreign pickle protocols
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
+        reason = "damaged" if isinstance(error, EOFError) else "not a safe weights file"
+        raise CheckpointError(
+            f"{path} is {reason} (it holds more than tensors and numbers) and was not "
+            "loaded; delete it to resume without the optimizer state, or start a new run"
+        ) from None
 
 
 def _resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
@@ -250,23 +336,23 @@ def load_generator(
         The generator in eval mode without gradients, and its metadata
         (``config``, ``window``, ``train_params``, ``step``, ...).
     """
-    from safetensors.torch import load_file
-
     path = Path(path_or_dir)
     if path.is_file() or path.suffix == ".safetensors":
         if not path.is_file():
             raise FileNotFoundError(f"StyleGAN generator file {path} does not exist")
         metadata = read_metadata(path)
-        tensors = load_file(str(path), device="cpu")
+        tensors = _read_tensors(path)
         prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else None
         state = _split_prefix(tensors, prefix) if prefix else tensors
+        weights = path
     else:
         path = _resolve_checkpoint_dir(path)
         metadata = read_metadata(path)
-        state = _split_prefix(load_file(str(path / NETWORKS_FILE), device="cpu"), "G_ema")
+        weights = path / NETWORKS_FILE
+        state = _split_prefix(_read_tensors(weights), "G_ema")
     config = StyleGANConfig.from_dict(metadata["config"])
     generator, _ = build_networks(config, discriminator=False)
-    generator.load_state_dict(state, strict=True)
+    _load_state(generator, state, weights)
     return generator.to(device).eval().requires_grad_(False), metadata
 
 
@@ -330,3 +416,57 @@ def export_generator(
     """
     generator, metadata = load_generator(checkpoint, "cpu")
     return save_generator(generator, out_path, {**metadata, **(extra_metadata or {})})
+
+
+def load_tensors_checkpoint(
+    path: str | os.PathLike,
+    *,
+    format: str,  # noqa: A002 - the word of the JSON files
+    what: str,
+) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_tensors_checkpoint`.
+
+    Parameters
+    ----------
+    path : path
+        A checkpoint directory, or a run directory (its newest checkpoint is used).
+    format : str
+        The format tag the JSON must carry.
+    what : str
+        What the checkpoint holds, for messages (``"DCGAN"``...).
+
+    Returns
+    -------
+    dict
+        ``{"tensors", "metadata", "train_state" (or None), "path"}``; the train state is
+        loaded with ``weights_only=True``.
+
+    Raises
+    ------
+    FileNotFoundError, CheckpointError
+        Missing path; no complete checkpoint; another format; damaged files.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} checkpoint {path} does not exist")
+    if path.is_dir() and not (path / METADATA_FILE).is_file():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(
+                f"{path} holds no complete {what} checkpoint ({CHECKPOINT_PREFIX}*/ with {METADATA_FILE})"
+            )
+        path = latest
+    try:
+        metadata = json.loads((path / METADATA_FILE).read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path / METADATA_FILE} could not be read ({error})") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != format:
+        found = metadata.get("format") if isinstance(metadata, dict) else None
+        raise CheckpointError(f"{path} is not a napari-scigen {what} checkpoint (format {found!r})")
+    state_path = path / TRAIN_STATE_FILE
+    return {
+        "tensors": _read_tensors(path / NETWORKS_FILE),
+        "metadata": metadata,
+        "train_state": _read_train_state(state_path) if state_path.is_file() else None,
+        "path": path,
+    }

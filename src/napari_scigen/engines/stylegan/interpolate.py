@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ...core.io.memory import check_upsampled_fits
 from ...core.progress import CancelToken, Progress, check_cancelled, relay_progress
 from ...core.provenance import make_provenance
 from ...core.result import EngineResult
@@ -125,6 +126,7 @@ def run_interpolate_stylegan(
     from .project import run_project
 
     array = check_image(volume, name="volume", ndim=(3,))
+    check_upsampled_fits(array, factor)  # before planning: the plan grows with the output
     plan = plan_slices(array.shape[0], missing=missing, factor=factor)
     n_out, kept, gaps = plan.n_out, plan.kept, plan.gaps
     steps, batch_size, seed = params.projection_steps, params.batch_size, params.seed
@@ -188,7 +190,9 @@ def run_interpolate_stylegan(
         def overall(event: Progress) -> Progress:
             nonlocal done
             done = offset + event.step
-            return Progress(done, total, f"slice {group[0]}..{group[-1]}: {event.message}")
+            return Progress(
+                done, total, f"projecting kept slices {group[0]}..{group[-1]}: {event.message}"
+            )
 
         projection = yield from relay_progress(projector, overall)
         perceptual_name, projection_settings = projection.perceptual, projection.settings
@@ -245,7 +249,7 @@ def run_interpolate_stylegan(
             out[target] = window.from_unit(unit)
             synthesized.append(target)
             done += 1
-            yield Progress(done, total, f"synthesize slice {target} ({len(synthesized)}/{n_synth})")
+            yield Progress(done, total, f"rebuilding slice {target} ({len(synthesized)}/{n_synth})")
 
     recorded = {
         **params.to_dict(),

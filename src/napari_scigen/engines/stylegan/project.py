@@ -456,7 +456,7 @@ def _project(
             yield Progress(
                 done,
                 total,
-                f"project {indices[0] + 1}-{indices[-1] + 1}/{count}: step {step + 1}/{steps}",
+                f"tiles {indices[0] + 1}-{indices[-1] + 1} of {count}, step {step + 1}/{steps}",
             )
 
         with torch.no_grad():
