@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,20 @@ def test_writer_writes_full_resolution_of_multiscale_data(tmp_path):
     meta = image_meta() | {"multiscale": True}
     written = write_image(str(tmp_path / "ms.tif"), levels, meta)
     assert read_volume(written[0]).shape == (4, 8, 8)
+
+
+def test_the_plugin_writers_are_named_for_what_they_keep():
+    """napari's save dialog lists '<plugin> <writer>'; ours must be told apart from builtins."""
+    import yaml
+
+    manifest = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "src/napari_scigen/napari.yaml").read_text()
+    )
+    titles = [
+        f"{manifest['display_name']} {writer['display_name']}"
+        for writer in manifest["contributions"]["writers"]
+    ]
+    assert titles == [
+        "SciGen microCT TIFF (voxel size + provenance)",
+        "SciGen microCT labels TIFF (voxel size + provenance)",
+    ]

@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from napari_scigen.core.io import Volume, is_tiff_path, list_tiff_slices, read_volume
+from napari_scigen.core.io import (
+    Volume,
+    is_tiff_path,
+    is_zarr_path,
+    list_tiff_slices,
+    open_zarr_levels,
+    read_volume,
+)
 
 PathLike = str | os.PathLike
 LayerDataTuple = tuple[Any, dict[str, Any], str]
@@ -44,6 +51,8 @@ def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list] | Non
     if not isinstance(path, (str, os.PathLike)):
         return None
     candidate = Path(path)
+    if is_zarr_path(candidate):  # OME-Zarr / zarr store, opened lazily
+        return read_zarr_layers
     if candidate.is_dir():
         try:
             return read_layers if list_tiff_slices(candidate) else None
@@ -78,6 +87,17 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerDataTuple]:
     else:
         name = Path(path).stem if not Path(path).is_dir() else Path(path).name
     return [volume_to_layer_data(volume, name=name)]
+
+
+def read_zarr_layers(path: PathLike | Sequence[PathLike]) -> list[LayerDataTuple]:
+    """Open a zarr / OME-Zarr store lazily: dask arrays, every resolution level when several."""
+    path = path[0] if isinstance(path, (list, tuple)) else path
+    volume = read_volume(path, lazy=True)
+    name = Path(str(path).rstrip("/")).name.split(".")[0]
+    data, kwargs, layer_type = volume_to_layer_data(volume, name=name)
+    if volume.metadata.get("levels", 1) > 1:
+        data, kwargs["multiscale"] = open_zarr_levels(path), True
+    return [(data, kwargs, layer_type)]
 
 
 def volume_to_layer_data(volume: Volume, *, name: str) -> LayerDataTuple:

@@ -1,0 +1,276 @@
+"""Run an engine on the whole volume from napari: a local Dask cluster, a zarr store, a lazy layer.
+
+:func:`run_on_whole_volume` is what a "run on the whole volume" control calls. On the
+GUI thread it puts the inputs on disk (the layer's own file when its data are lazy and
+unchanged there, else an OME-Zarr copy beside the output), plans the batch job and
+creates the output store (:mod:`napari_scigen.workflows.batch`), and adds the store as
+a layer at once: it reads the store's zarr array directly, so it shows zeros where
+chunks have not landed yet and fills in as they do (the layer is refreshed after each
+chunk). The job itself runs in a napari thread worker (:func:`._runner.start_job`)
+that drives a local cluster of worker processes; Cancel stops it, and running the same
+job again resumes where it stopped.
+
+Example (inside a widget)::
+
+    run = run_on_whole_volume(
+        viewer, layer, task="interpolate", method="flow", params=params, missing=missing
+    )
+    run.cancel()  # the done chunks stay written
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.progress import Progress
+from ..workflows.batch import BatchJob, BatchRequest, BatchSummary, ClusterOptions
+from ._runner import Job, start_job
+
+
+@dataclass
+class WholeVolumeRun:
+    """A whole-volume batch job started from napari.
+
+    Attributes
+    ----------
+    job : BatchJob
+        The planned job (``job.store`` is the output OME-Zarr store).
+    layer : napari layer
+        The output layer; it reads the store and fills in as chunks land.
+    runner : Job
+        The thread-worker job (``runner.outcome``: running, done, cancelled, error).
+    summary : BatchSummary or None
+        Set when the job completed.
+    """
+
+    job: BatchJob
+    layer: Any
+    runner: Job | None = None
+    summary: BatchSummary | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    def cancel(self) -> None:
+        """Stop the job; finished chunks stay in the store (a rerun resumes)."""
+        if self.runner is not None:
+            self.runner.cancel()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job ended (done, cancelled or failed)."""
+        return self.runner is not None and self.runner.finished
+
+
+def default_output(layer, method: str) -> Path:
+    """Where a whole-volume result goes by default: beside the layer's file, else a temp folder."""
+    source = _layer_file(layer)
+    stem = _safe_name(layer.name)
+    if source is not None and source.parent.is_dir():
+        folder = source.parent
+    else:
+        folder = Path(tempfile.gettempdir()) / "napari-scigen-batch"
+        folder.mkdir(exist_ok=True)
+    return folder / f"{stem}.{method}.ome.zarr"
+
+
+def _safe_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(name)).strip("_")
+    return cleaned or "volume"
+
+
+def _layer_file(layer) -> Path | None:
+    """The file or store the layer was read from, if it is still there."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    path = path or (getattr(layer, "metadata", None) or {}).get("source")
+    if not path:
+        return None
+    candidate = Path(str(path))
+    return candidate if candidate.exists() else None
+
+
+def _is_lazy(data) -> bool:
+    """Read-only lazy data (dask, zarr, memmap): what napari shows is what is on disk."""
+    if isinstance(data, np.memmap):
+        return True
+    module = type(data).__module__
+    return module.startswith(("dask.", "zarr."))
+
+
+def volume_on_disk(layer, folder: Path, role: str) -> str:
+    """A path workers can read the layer's volume from.
+
+    The layer's own file when its data are lazy (so unchanged since they were read);
+    otherwise the layer is written to ``folder/.<role>.<name>.ome.zarr`` (replaced each
+    time: the layer may have been edited).
+    """
+    from ..core.io import write_zarr
+
+    source = _layer_file(layer)
+    if source is not None and _is_lazy(layer.data):
+        return str(source)
+    kind = "labels" if type(layer).__name__ == "Labels" else "image"
+    target = folder / f".{role}.{_safe_name(layer.name)}.ome.zarr"
+    unit = (getattr(layer, "metadata", None) or {}).get("voxel_unit", "pixel")
+    write_zarr(
+        target,
+        np.asarray(layer.data),
+        voxel_size=tuple(float(s) for s in layer.scale),
+        unit=unit,
+        provenance=(layer.metadata or {}).get("provenance"),
+        kind=kind,
+        levels=1,
+    )
+    return str(target)
+
+
+def _output_layer(viewer, job: BatchJob, source_layer, name: str):
+    import zarr
+
+    array = zarr.open_array(str(job.store / "0"), mode="r")
+    scale = list(float(s) for s in source_layer.scale)
+    if job.request.factor is not None:
+        scale[0] = scale[0] / int(job.request.factor)
+    metadata = {
+        "source": str(job.store),
+        "voxel_unit": (source_layer.metadata or {}).get("voxel_unit", job.unit),
+        "provenance": None,
+        "batch_store": str(job.store),
+    }
+    kwargs = {
+        "name": name,
+        "scale": scale,
+        "translate": tuple(source_layer.translate),
+        "metadata": metadata,
+    }
+    if job.kind == "labels":
+        return viewer.add_labels(array, **kwargs)
+    contrast = getattr(source_layer, "contrast_limits", None)
+    if contrast is not None:
+        kwargs["contrast_limits"] = tuple(contrast)
+    return viewer.add_image(array, **kwargs)
+
+
+def run_on_whole_volume(
+    viewer,
+    layer,
+    *,
+    task: str,
+    method: str,
+    params: Any = None,
+    missing=None,
+    factor: int | None = None,
+    mask_layer=None,
+    control_layer=None,
+    slices=None,
+    output: str | Path | None = None,
+    workers: int | None = None,
+    chunk_slices: int | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_finished: Callable[[WholeVolumeRun], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> WholeVolumeRun:
+    """Run ``task``/``method`` on the whole volume of ``layer`` and show the result as it lands.
+
+    Parameters
+    ----------
+    viewer : napari.Viewer
+        Where the output layer is added.
+    layer : napari.layers.Image
+        The 3D input volume.
+    task, method, params
+        The registered engine and its parameters (dataclass or dict).
+    missing, factor
+        Interpolation: slices to rebuild, or the z upsampling factor.
+    mask_layer, control_layer : napari layer, optional
+        The mask (inpaint, edit) and control (ControlNet) volumes.
+    slices : sequence of int, optional
+        Per-slice engines: slices to process (default all).
+    output : str or Path, optional
+        The output store (default :func:`default_output`). A store of the same job is
+        resumed; one of another job is refused unless ``overwrite``.
+    workers : int, optional
+        Local worker processes (default one per core).
+    chunk_slices : int, optional
+        Output slices per task.
+    on_progress : callable, optional
+        Called on the GUI thread with each :class:`Progress` (after the layer refresh).
+    on_finished : callable, optional
+        Called on the GUI thread with the run when it completed.
+    on_error : callable, optional
+        Called on the GUI thread with the error when it failed (default: re-raise
+        through napari's error notification).
+
+    Returns
+    -------
+    WholeVolumeRun
+
+    Raises
+    ------
+    InvalidInputError
+        Bad inputs, params or output, found before anything runs.
+    """
+    from ..workflows.batch import batch_job, check_cluster_available, plan_batch, prepare_store
+
+    options = ClusterOptions(workers=workers, dashboard=None)
+    check_cluster_available(options)
+    target = Path(output) if output is not None else default_output(layer, method)
+    folder = target.parent
+    inputs = {"input": volume_on_disk(layer, folder, "input")}
+    if mask_layer is not None:
+        inputs["mask"] = volume_on_disk(mask_layer, folder, "mask")
+    if control_layer is not None:
+        inputs["control"] = volume_on_disk(control_layer, folder, "control")
+    request = BatchRequest(
+        task,
+        method,
+        inputs["input"],
+        str(target),
+        params=params,
+        missing=None if missing is None else tuple(missing),
+        factor=factor,
+        mask=inputs.get("mask"),
+        control=inputs.get("control"),
+        slices=None if slices is None else tuple(slices),
+        chunk_slices=chunk_slices,
+    )
+    job = prepare_store(plan_batch(request), overwrite=overwrite)
+    name = f"{layer.name} {method} (whole volume)"
+    run = WholeVolumeRun(job, _output_layer(viewer, job, layer, name), inputs=inputs)
+
+    def progress(event: Progress) -> None:
+        run.layer.refresh()
+        if on_progress is not None:
+            on_progress(event)
+
+    def result(summary: BatchSummary) -> None:
+        from ..core.io import read_volume
+
+        run.summary = summary
+        run.layer.metadata = {
+            **run.layer.metadata,
+            "provenance": read_volume(job.store, lazy=True).provenance,
+        }
+        run.layer.refresh()
+        if on_finished is not None:
+            on_finished(run)
+
+    def error(exception: BaseException) -> None:
+        run.layer.refresh()
+        if on_error is None:
+            raise exception
+        on_error(exception)
+
+    run.runner = start_job(
+        lambda token: batch_job(job, options=options, cancel=token),
+        on_progress=progress,
+        on_result=result,
+        on_error=error,
+        on_cancelled=run.layer.refresh,
+    )
+    return run

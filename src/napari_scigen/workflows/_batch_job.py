@@ -1,0 +1,324 @@
+"""A batch job's request and its plan: what runs, on which slices, into which store.
+
+:class:`BatchRequest` says what to run; :func:`plan_batch` checks it against the
+registry and the inputs' metadata and returns the :class:`BatchJob` every worker
+receives. The chunks are derived from the job on each process (they are a pure
+function of it, see :mod:`~napari_scigen.workflows._batch_plan`), so the job that
+travels to the workers stays small.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.provenance import to_jsonable
+from ..core.validation import InvalidInputError
+from ._batch_plan import (
+    BATCH_TASKS,
+    PER_SLICE_TASKS,
+    Chunk,
+    chunk_bounds,
+    plan_interpolation_chunks,
+    plan_slice_chunks,
+)
+
+#: Version of ``job.json``.
+JOB_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """What to run: an engine, its inputs and the output store.
+
+    Attributes
+    ----------
+    task, method : str
+        A registered engine (``napari-scigen engines``); tasks: interpolate, inpaint,
+        mask, edit, generate.
+    input : str
+        TIFF file, folder of TIFF slices, or zarr/OME-Zarr store (3D).
+    output : str
+        The OME-Zarr store to write (``.zarr``/``.ome.zarr``).
+    params : params dataclass or dict, optional
+        The engine's parameters.
+    missing, factor
+        Interpolation: slices to rebuild, or the z upsampling factor.
+    mask : str, optional
+        Mask volume (inpaint; edit), same shape as the input or one slice.
+    control : str, optional
+        Control volume for engines that take one (ControlNet).
+    slices : tuple of int, optional
+        Per-slice engines: the slices to process (default all).
+    chunk_slices : int, optional
+        Output slices per task (default: one stored chunk of about 4 MiB, at most 16
+        slices). Stored chunks are never deeper than this; a larger value is rounded up
+        to whole stored chunks.
+    levels : int or None
+        Resolution levels of the output store (1: none; None: automatic).
+    ngff_version : {"0.5", "0.4"}
+        Output format (NGFF 0.5 on zarr v3 by default).
+    """
+
+    task: str
+    method: str
+    input: str
+    output: str
+    params: Any = None
+    missing: tuple[int, ...] | None = None
+    factor: int | None = None
+    mask: str | None = None
+    control: str | None = None
+    slices: tuple[int, ...] | None = None
+    chunk_slices: int | None = None
+    levels: int | None = 1
+    ngff_version: str = "0.5"
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A planned batch job: the request checked, with the geometry every worker shares.
+
+    ``learns_from_input``: the engine trains a network on the volume it is given (the
+    learned engines); such a job is one task over the whole volume unless the request
+    sets ``chunk_slices``. ``note``: what the chunking changes, for the log and the
+    provenance (None when the result does not depend on it).
+    """
+
+    request: BatchRequest
+    params: Any
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    output_shape: tuple[int, ...]
+    output_dtype: str
+    voxel_size: tuple[float, ...]
+    unit: str
+    kind: str
+    store_chunk_slices: int
+    chunk_slices: int
+    halo: int
+    deterministic: bool
+    carry_range: bool
+    value_range: tuple[float, float] | None = None
+    learns_from_input: bool = False
+    note: str | None = None
+
+    @property
+    def store(self) -> Path:
+        """The output store."""
+        return Path(self.request.output)
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """The chunks (computed once per process from the job)."""
+        return _chunks_of(self.geometry())[0]
+
+    def geometry(self) -> tuple:
+        """What the chunks depend on (hashable: the per-process cache key)."""
+        request = self.request
+        return (
+            request.task,
+            self.input_shape[0],
+            self.output_shape[0],
+            self.chunk_slices,
+            request.missing,
+            request.factor,
+            request.slices,
+            self.halo,
+            self.carry_range,
+        )
+
+    def fingerprint(self) -> dict:
+        """What identifies the job: a rerun resumes only when this is unchanged."""
+        request = self.request
+        return to_jsonable(
+            {
+                "format": JOB_FORMAT,
+                "task": request.task,
+                "method": request.method,
+                "params": self.params,
+                "input": str(Path(request.input).resolve()),
+                "input_shape": self.input_shape,
+                "input_dtype": self.input_dtype,
+                "mask": str(Path(request.mask).resolve()) if request.mask else None,
+                "control": str(Path(request.control).resolve()) if request.control else None,
+                "missing": request.missing,
+                "factor": request.factor,
+                "slices": request.slices,
+                "chunk_slices": self.chunk_slices,
+                "output_shape": self.output_shape,
+                "output_dtype": self.output_dtype,
+            }
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _chunks_of(geometry: tuple) -> tuple[list[Chunk], dict | None]:
+    task, depth, n_out, chunk_slices, missing, factor, slices, halo, carry_range = geometry
+    bounds = chunk_bounds(n_out, chunk_slices)
+    if task == "interpolate":
+        chunks, _, plan = plan_interpolation_chunks(
+            depth, bounds, missing=missing, factor=factor, halo=halo, carry_range=carry_range
+        )
+        return chunks, plan
+    chunks = plan_slice_chunks(depth, bounds, slices=slices, halo=halo, carry_range=carry_range)
+    return chunks, None
+
+
+# --------------------------------------------------------------------------------------
+# planning
+# --------------------------------------------------------------------------------------
+
+
+def _check_companion(path: str | None, name: str, shape: tuple[int, ...], allow_2d: bool):
+    if path is None:
+        return
+    from ..core.io import read_volume
+
+    companion = read_volume(path, lazy=True, labels=name == "mask")
+    ok = companion.shape == shape or (allow_2d and companion.shape == shape[1:])
+    if not ok:
+        raise InvalidInputError(
+            f"{name} {path} has shape {companion.shape} but the input has {shape}"
+            + (" (or one slice of it)" if allow_2d else "")
+        )
+
+
+def plan_batch(request: BatchRequest) -> BatchJob:
+    """Check a request and plan its chunks (reads only the inputs' metadata).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown task or method, a task without volume output, missing extras, a
+        non-zarr output, a 2D input, mismatched shapes, bad indices or params.
+    """
+    from .. import api
+    from ..core.indices import check_indices
+    from ..core.io import is_zarr_path, read_volume
+    from ..core.io.zarr_store import slice_chunks
+    from ..engines.registry import get_engine
+
+    task = request.task
+    if task not in BATCH_TASKS:
+        raise InvalidInputError(
+            f"batch runs the {', '.join(BATCH_TASKS)} engines; {task!r} does not map a "
+            "volume to a volume slice by slice"
+        )
+    engine = get_engine(task, request.method)
+    missing_extras = engine.missing_extras()
+    if missing_extras:
+        engine.load()  # raises ImportError naming what to install
+    params = api.engine_params(task, request.method, request.params)
+    if not is_zarr_path(request.output):
+        raise InvalidInputError(
+            f"{request.output}: a batch job writes an OME-Zarr store; name it *.ome.zarr"
+        )
+    volume = read_volume(request.input, lazy=True)
+    shape = volume.shape
+    if len(shape) != 3 or volume.channel_axis is not None:
+        raise InvalidInputError(
+            f"{request.input} has shape {shape}; batch jobs process one 3D (Z, Y, X) volume"
+        )
+    if task == "interpolate":
+        if (request.missing is None) == (request.factor is None):
+            raise InvalidInputError("interpolation needs exactly one of missing and factor")
+        if request.missing is not None:
+            request = replace(
+                request, missing=tuple(sorted(check_indices(request.missing, n=shape[0])))
+            )
+        if request.mask or request.control or request.slices is not None:
+            raise InvalidInputError("interpolation takes no mask, control or slices")
+    else:
+        if request.missing is not None or request.factor is not None:
+            raise InvalidInputError(f"{task} takes no missing slices or factor")
+        if request.slices is not None:
+            request = replace(
+                request,
+                slices=tuple(sorted(set(check_indices(request.slices, name="slices", n=shape[0])))),
+            )
+        if task == "inpaint" and request.mask is None:
+            raise InvalidInputError("inpainting needs a mask volume")
+        if request.mask is not None and task not in ("inpaint", "edit"):
+            raise InvalidInputError(f"{task} takes no mask")
+        if request.control is not None and "control" not in engine.inputs:
+            raise InvalidInputError(f"the {request.method} {task} engine takes no control input")
+    _check_companion(request.mask, "mask", shape, allow_2d=True)
+    _check_companion(request.control, "control", shape, allow_2d=False)
+
+    output_dtype = np.dtype(np.uint8) if task == "mask" else volume.dtype
+    voxel_size = tuple(volume.voxel_size)
+    if request.factor is not None:
+        voxel_size = (voxel_size[0] / int(request.factor), *voxel_size[1:])
+    carry_range = engine.deterministic and (
+        (task == "interpolate" and request.missing is not None)
+        or (task in PER_SLICE_TASKS and engine.halo == 0)
+    )
+    draft = BatchJob(
+        request=replace(request, params=None),
+        params=params,
+        input_shape=shape,
+        input_dtype=volume.dtype.name,
+        output_shape=shape,
+        output_dtype=output_dtype.name,
+        voxel_size=voxel_size,
+        unit=volume.unit,
+        kind="labels" if task == "mask" else "image",
+        store_chunk_slices=1,
+        chunk_slices=1,
+        halo=int(engine.halo),
+        deterministic=bool(engine.deterministic),
+        carry_range=bool(carry_range),
+    )
+    n_out = shape[0]
+    if task == "interpolate":
+        from ..engines.interpolation.plan import plan_slices
+
+        n_out = plan_slices(shape[0], missing=request.missing, factor=request.factor).n_out
+    output_shape = (n_out, *shape[1:])
+    store_chunk = slice_chunks(output_shape, output_dtype)[0]
+    learns = learns_from_input(params)
+    default = n_out if learns else store_chunk  # a learned engine: one task by default
+    wanted = int(request.chunk_slices or default)
+    if wanted < 1:
+        raise InvalidInputError(f"chunk_slices must be >= 1, got {request.chunk_slices}")
+    store_chunk = min(store_chunk, wanted)  # smaller tasks: smaller stored chunks
+    chunk_slices = -(-wanted // store_chunk) * store_chunk
+    n_chunks = -(-n_out // chunk_slices)
+    return replace(
+        draft,
+        output_shape=output_shape,
+        store_chunk_slices=store_chunk,
+        chunk_slices=chunk_slices,
+        learns_from_input=learns,
+        note=_learned_note(request.method, n_chunks) if learns else None,
+    )
+
+
+def learns_from_input(params) -> bool:
+    """Whether an engine with these parameters trains a network on the volume it is given.
+
+    True for the learned engines (their parameters have ``train_steps``), also with
+    ``train_steps=0``: their intensity window and the network's view along z (about
+    +-90 output slices of receptive field) still come from the volume they are given.
+    """
+    return "train_steps" in getattr(type(params), "__dataclass_fields__", {})
+
+
+def _learned_note(method: str, n_chunks: int) -> str:
+    if n_chunks == 1:
+        return (
+            f"the {method} engine learns from the whole volume, so the job is one task over "
+            "the whole volume (equal to one process for the same seed, step budget and "
+            "threads); --chunk-slices splits it, each chunk then learning on its own"
+        )
+    return (
+        f"the {method} engine learns from the volume it is given: each of the {n_chunks} "
+        "chunks trains its own network and takes its own intensity window, so the result "
+        "depends on the chunking (without --chunk-slices the job is one task over the "
+        "whole volume)"
+    )

@@ -1,0 +1,185 @@
+"""The output store of a batch job: creating it, its done markers, resuming and finishing.
+
+Inside the OME-Zarr store, ``.napari_scigen_batch/`` holds ``job.json`` (the job's
+fingerprint and the measured value range), ``done/NNNNNN.json`` (one marker per
+finished chunk, written after its region) and ``attempts/`` (one file per start of a
+chunk), and ``complete.json`` once every chunk is done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from ..core.provenance import make_provenance, to_jsonable
+from ..core.validation import InvalidInputError
+from ._batch_job import BatchJob, _chunks_of
+
+#: Folder inside the output store that records the job and its finished chunks.
+BATCH_FOLDER = ".napari_scigen_batch"
+
+
+# --------------------------------------------------------------------------------------
+# the output store and its markers
+# --------------------------------------------------------------------------------------
+
+
+def _batch_folder(store: Path) -> Path:
+    return Path(store) / BATCH_FOLDER
+
+
+def _write_json(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path`` atomically (temporary file, then rename)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    temporary.write_text(json.dumps(to_jsonable(record), indent=1, sort_keys=True))
+    os.replace(temporary, path)
+
+
+def done_chunks(store: str | os.PathLike) -> set[int]:
+    """Indices of the chunks of the store's job that have a done marker."""
+    folder = _batch_folder(Path(store)) / "done"
+    if not folder.is_dir():
+        return set()
+    return {int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit()}
+
+
+def chunk_attempts(store: str | os.PathLike) -> dict[int, int]:
+    """How many times each chunk was started (more than once: retried or worker lost)."""
+    folder = _batch_folder(Path(store)) / "attempts"
+    counts: dict[int, int] = {}
+    for path in folder.glob("*.json") if folder.is_dir() else ():
+        index = int(path.name.split(".")[0])
+        counts[index] = counts.get(index, 0) + 1
+    return counts
+
+
+def _read_job_record(store: Path) -> dict | None:
+    path = _batch_folder(store) / "job.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InvalidInputError(f"{path} is damaged; pass --overwrite to start over") from None
+
+
+def _initial_provenance(job: BatchJob) -> dict:
+    request = job.request
+    _, plan = _chunks_of(job.geometry())
+    return make_provenance(
+        f"batch-{request.task}-{request.method}",
+        job.params,
+        source={
+            "file": str(request.input),
+            "shape": job.input_shape,
+            "dtype": job.input_dtype,
+            "mask_file": request.mask,
+            "control_file": request.control,
+        },
+        extra={
+            "task": request.task,
+            "method": request.method,
+            "missing": request.missing,
+            "factor": request.factor,
+            "slices": request.slices,
+            "chunk_slices": job.chunk_slices,
+            "n_chunks": len(job.chunks),
+            "halo": job.halo,
+            "deterministic": job.deterministic,
+            "value_range_carried": job.carry_range,
+            "learns_from_input": job.learns_from_input,
+            "chunking_note": job.note,
+            "plan": plan,
+            "complete": False,
+        },
+    )
+
+
+def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
+    """Create the output store, or check that an existing one holds this very job.
+
+    Returns
+    -------
+    BatchJob
+        The job, with the value range measured by an earlier run of it (if any).
+
+    Raises
+    ------
+    InvalidInputError
+        The store exists and holds another job or is no batch output (unless
+        ``overwrite``), or is not a zarr store at all.
+    """
+    from ..core.io.zarr_write import create_zarr
+
+    store = job.store
+    record = None
+    if store.exists():
+        is_store = (store / "zarr.json").is_file() or (store / ".zgroup").is_file()
+        record = _read_job_record(store) if is_store else None
+        if overwrite and is_store:
+            shutil.rmtree(store)
+            record = None
+        elif not is_store:
+            raise InvalidInputError(
+                f"{store} exists and is not a zarr store; remove it or choose another output"
+            )
+        elif record is None:
+            raise InvalidInputError(
+                f"{store} exists and is not a batch output; pass --overwrite to replace it"
+            )
+        elif record.get("job") != job.fingerprint():
+            changed = sorted(
+                key
+                for key, value in job.fingerprint().items()
+                if (record.get("job") or {}).get(key) != value
+            )
+            raise InvalidInputError(
+                f"{store} holds a batch job with other settings ({', '.join(changed)}); pass "
+                "--overwrite to start over, or write to another store"
+            )
+    if record is not None:
+        stored_range = record.get("value_range")
+        return replace(job, value_range=tuple(stored_range) if stored_range else None)
+    create_zarr(
+        store,
+        job.output_shape,
+        job.output_dtype,
+        voxel_size=job.voxel_size,
+        unit=job.unit,
+        provenance=_initial_provenance(job),
+        kind=job.kind,
+        chunk_slices=job.store_chunk_slices,
+        levels=job.request.levels,
+        ngff_version=job.request.ngff_version,
+    )
+    folder = _batch_folder(store)
+    (folder / "done").mkdir(parents=True)
+    (folder / "attempts").mkdir()
+    _write_json(folder / "job.json", {"job": job.fingerprint(), "value_range": None})
+    return job
+
+
+def finish_store(job: BatchJob, summary) -> None:
+    """Record in the store's provenance that every chunk is done, and how the run went."""
+    from ..core.io.read import read_volume
+    from ..core.io.zarr_write import update_zarr_record
+
+    provenance = read_volume(job.store, lazy=True).provenance or _initial_provenance(job)
+    extra = dict(provenance.get("extra") or {})
+    extra.update(
+        complete=True,
+        value_range=job.value_range,
+        last_run={
+            "computed": summary.computed,
+            "skipped": summary.skipped,
+            "seconds": round(summary.seconds, 3),
+            "cluster": summary.cluster,
+            "workers": summary.workers,
+        },
+    )
+    update_zarr_record(job.store, provenance={**provenance, "extra": extra})
+    _write_json(_batch_folder(job.store) / "complete.json", {"summary": summary.describe()})

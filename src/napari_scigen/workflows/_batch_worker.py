@@ -1,0 +1,172 @@
+"""One chunk of a batch job, as a worker runs it: read, run the engine, write, mark done.
+
+Inputs are opened once per worker process and cached; only the chunk's slices (and its
+halo) are read. The engine runs through :mod:`napari_scigen.api`, like everywhere else,
+with one thread pool of the size the cluster chose.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._batch_cluster import pin_one_gpu
+from ._batch_job import BatchJob
+from ._batch_plan import Chunk, range_slice
+from ._batch_store import _batch_folder, _write_json
+
+# --------------------------------------------------------------------------------------
+# one chunk (runs on a worker)
+# --------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _open_input(path: str, labels: bool, stamp: tuple) -> Any:
+    from ..core.io import read_volume
+
+    return read_volume(path, lazy=True, labels=labels).data
+
+
+def _read_slices(path: str, start: int, stop: int, *, labels: bool = False) -> np.ndarray:
+    """Slices ``[start, stop)`` of a volume file or store (the opened file is cached)."""
+    status = Path(path).stat()
+    data = _open_input(str(path), labels, (status.st_mtime_ns, status.st_size))
+    if data.ndim == 2:  # a 2D mask applies to every slice
+        return np.array(data)
+    part = data[start:stop]
+    return part.compute(scheduler="synchronous") if hasattr(part, "compute") else np.array(part)
+
+
+_THREADS_SET: list[int] = []
+
+
+def _limit_threads(threads: int | None, uses_torch: bool) -> None:
+    """One thread pool of ``threads`` per worker (OpenMP/BLAS via env, torch directly)."""
+    if not threads or _THREADS_SET == [threads]:
+        return
+    from ._batch_cluster import THREAD_VARIABLES
+
+    for name in THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    if uses_torch or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    _THREADS_SET[:] = [threads]
+
+
+def _run_engine(job: BatchJob, chunk: Chunk) -> np.ndarray:
+    """The engine's result for the chunk's sub-volume (whole sub-volume)."""
+    from .. import api
+
+    request = job.request
+    image = _read_slices(request.input, chunk.source_start, chunk.source_stop)
+    mask = control = None
+    if request.mask is not None:
+        mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
+    if request.control is not None:
+        control = _read_slices(request.control, chunk.source_start, chunk.source_stop)
+    carrier = None
+    if chunk.range_slot is not None and job.value_range is not None:
+        carrier = range_slice(image.shape[1:], image.dtype, job.value_range)
+    if request.task == "interpolate":
+        if carrier is not None:
+            image[chunk.range_slot] = carrier
+        result = api.interpolate(
+            image,
+            method=request.method,
+            missing=chunk.missing,
+            factor=chunk.factor,
+            params=job.params,
+        )
+        return result.data
+    if (
+        mask is not None
+        and not np.asarray(mask if mask.ndim == 2 else mask[list(chunk.slices)]).any()
+    ):
+        return image  # nothing masked here: every engine copies unmasked pixels as they are
+    if carrier is not None:
+        image = np.concatenate([image, carrier[np.newaxis]])
+        if mask is not None and mask.ndim == 3:
+            mask = np.concatenate([mask, np.zeros((1, *mask.shape[1:]), mask.dtype)])
+        if control is not None:
+            control = np.concatenate([control, np.zeros((1, *control.shape[1:]), control.dtype)])
+    slices = list(chunk.slices)
+    common = {"method": request.method, "params": job.params, "slices": slices}
+    if request.task == "inpaint":
+        result = api.inpaint(image, mask, control=control, **common)
+    elif request.task == "edit":
+        result = api.edit(image, mask, **common)
+    elif request.task == "mask":
+        result = api.make_mask(image, **common)
+    else:
+        result = api.generate(image, control=control, **common)
+    return result.data[: chunk.source_stop - chunk.source_start]
+
+
+def compute_chunk(
+    job: BatchJob, index: int, threads: int | None = None, gpu_slots: int = 0
+) -> dict:
+    """Compute one chunk, write its region of the store, then its done marker.
+
+    Runs on a worker. A chunk that already has a marker is skipped (a rerun, or a
+    result lost with a worker after it was written).
+
+    Returns
+    -------
+    dict
+        ``{"index", "status": "computed" | "skipped", "seconds", "worker"}``.
+    """
+    from ..core.io.zarr_write import write_zarr_slices
+
+    folder = _batch_folder(job.store)
+    marker = folder / "done" / f"{index:06d}.json"
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    if marker.exists():
+        return {"index": index, "status": "skipped", "seconds": 0.0, "worker": worker}
+    started = time.time()
+    attempt = folder / "attempts" / f"{index:06d}.{os.getpid()}.{secrets.token_hex(4)}.json"
+    _write_json(attempt, {"worker": worker, "started": started})
+    if gpu_slots:
+        pin_one_gpu(gpu_slots)
+    from ..engines.registry import get_engine
+
+    engine = get_engine(job.request.task, job.request.method)
+    _limit_threads(threads, "torch" in engine.extras)
+    chunk = job.chunks[index]
+    if chunk.copy:
+        result = _read_slices(job.request.input, chunk.source_start, chunk.source_stop)
+    else:
+        result = _run_engine(job, chunk)
+    block = result[chunk.start - chunk.first_output : chunk.stop - chunk.first_output]
+    expected = (chunk.stop - chunk.start, *job.output_shape[1:])
+    if block.shape != expected:
+        raise RuntimeError(
+            f"chunk {index}: the {job.request.method} engine returned slices of shape "
+            f"{block.shape}, expected {expected}"
+        )
+    dtype = np.dtype(job.output_dtype)
+    if block.dtype != dtype:
+        if not (job.kind == "labels" and block.dtype.kind in "biu" and block.max() <= 255):
+            raise RuntimeError(f"chunk {index}: the engine returned {block.dtype}, not {dtype}")
+        block = block.astype(dtype)
+    write_zarr_slices(job.store, chunk.start, block)
+    seconds = time.time() - started
+    _write_json(
+        marker,
+        {"index": index, "slices": [chunk.start, chunk.stop], "worker": worker, "seconds": seconds},
+    )
+    return {"index": index, "status": "computed", "seconds": seconds, "worker": worker}
+
+
+def _slab_range(path: str, start: int, stop: int) -> tuple[float, float]:
+    slab = _read_slices(path, start, stop)
+    return float(np.nanmin(slab)), float(np.nanmax(slab))

@@ -1,0 +1,50 @@
+"""``_qt._batch``: a whole-volume run from napari fills a lazy zarr layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("zarr", minversion="3")
+pytest.importorskip("distributed")
+pytest.importorskip("napari")
+
+from napari_scigen import api  # noqa: E402
+from napari_scigen.core.phantoms import make_rock_volume  # noqa: E402
+
+
+@pytest.mark.parametrize("threaded", [True, False], ids=["thread-worker", "synchronous"])
+def test_run_on_whole_volume_adds_a_lazy_layer_that_fills_in(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, threaded
+):
+    from napari_scigen._qt._batch import run_on_whole_volume
+
+    if not threaded:
+        monkeypatch.setenv("NAPARI_SCIGEN_NOTHREADS", "1")  # the job runs to the end right here
+    volume = make_rock_volume(shape=(10, 64, 64), seed=4).volume
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(volume, name="rock", scale=(4.0, 2.0, 2.0))
+    events, finished = [], []
+    run = run_on_whole_volume(
+        viewer,
+        layer,
+        task="interpolate",
+        method="linear",
+        factor=2,
+        output=tmp_path / "rock.linear.ome.zarr",
+        workers=1,
+        chunk_slices=4,
+        on_progress=events.append,
+        on_finished=finished.append,
+    )
+    assert run.layer in viewer.layers  # at once, before any chunk landed
+    qtbot.waitUntil(lambda: run.finished, timeout=120_000)
+    assert run.runner.outcome == "done" and finished == [run]
+    assert run.layer.name == "rock linear (whole volume)"
+    assert type(run.layer.data).__module__.startswith("zarr")  # read from the store
+    assert tuple(run.layer.scale) == pytest.approx((2.0, 2.0, 2.0))
+    assert len(events) == 1 + run.summary.n_chunks  # the cluster, then one per chunk
+    reference = api.interpolate(volume, factor=2, method="linear").data
+    np.testing.assert_array_equal(np.asarray(run.layer.data), reference)
+    assert run.layer.metadata["provenance"]["extra"]["complete"] is True
+    assert (tmp_path / ".input.rock.ome.zarr").is_dir()  # the in-memory layer, for the workers
