@@ -1,8 +1,9 @@
 """Regenerate the screenshots in docs/images from the real plugin (needs a display).
 
-Run under a virtual screen:  ``xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_screenshots.py``
-Jobs run synchronously (``NAPARI_SCIGEN_NOTHREADS=1``) so each picture shows a finished state.
-The DiffEdit and ControlNet pictures use the tiny random Stable Diffusion test models of
+Run under a virtual screen:  ``xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshots.py``
+Jobs run synchronously (``NAPARI_SCIGEN_NOTHREADS=1``) so each picture shows a finished
+state; the progress picture is taken from inside a running job. The DiffEdit and
+ControlNet pictures use the tiny random Stable Diffusion test models of
 ``tests/tiny_sd.py`` (built in a temporary folder in seconds), so their outputs are noise.
 """
 
@@ -19,9 +20,11 @@ os.environ.setdefault("NAPARI_SCIGEN_NOTHREADS", "1")
 
 IMAGES = Path(__file__).resolve().parent / "images"
 TESTS = Path(__file__).resolve().parents[1] / "tests"
+#: Window size of the dock pictures (the all-docks picture uses the whole 1920 x 1080 screen).
+WINDOW = (1500, 950)
 
 
-def _settle(viewer, rounds: int = 20) -> None:
+def _settle(rounds: int = 20) -> None:
     from qtpy.QtWidgets import QApplication
 
     for _ in range(rounds):
@@ -53,9 +56,9 @@ def _show_only(viewer, *layers) -> None:
 
 
 def _shoot(viewer, name: str, written: list) -> None:
-    _settle(viewer)
+    _settle()
     viewer.status = "Ready"  # not the stale text of an earlier picture's layer
-    _settle(viewer)
+    _settle()
     written.append(IMAGES / name)
     viewer.screenshot(str(written[-1]), canvas_only=False)
 
@@ -63,63 +66,114 @@ def _shoot(viewer, name: str, written: list) -> None:
 def main() -> list[Path]:
     import napari
 
-    from napari_scigen._qt._inpaint_widget import InpaintWidget
-    from napari_scigen._qt._interpolate_widget import InterpolateWidget
-    from napari_scigen._qt._mask_widget import MaskWidget
+    from napari_scigen._qt._base import EngineWidget
 
+    EngineWidget._save_hint_shown = True  # the one-time save hint would cover the pictures
     IMAGES.mkdir(exist_ok=True)
-    written = []
+    written: list[Path] = []
     viewer = napari.Viewer(show=True)
-    viewer.window._qt_window.resize(1500, 950)
+    viewer.window._qt_window.resize(*WINDOW)
     layers = viewer.open_sample("napari-scigen", "rock")
     image = layers[0]
     z = image.data.shape[0] // 2
     viewer.dims.set_point(0, z * image.scale[0])
+    docks: list = []
+    mask = _mask_picture(viewer, image, z, docks, written)
+    _inpaint_picture(viewer, image, mask, docks, written)
+    interpolated = _interpolate_picture(viewer, image, z, docks, written)
+    _learned_picture(viewer, image, z, docks, written)
+    _progress_picture(viewer, image, docks, written)
+    _metrics_picture(viewer, image, interpolated, docks, written)
+    _stylegan_picture(viewer, image, docks, written)
+    with tempfile.TemporaryDirectory(prefix="napari-scigen-tiny-sd-") as tiny_dir:
+        sd, controlnet = _tiny_models(Path(tiny_dir))
+        _diffedit_picture(viewer, image, mask, sd, z, docks, written)
+        _controlnet_picture(viewer, image, sd, controlnet, docks, written)
+    viewer.close()
+    _all_docks_picture(written)
+    return written
 
-    mask_widget = MaskWidget(viewer)
-    viewer.window.add_dock_widget(mask_widget, name="Mask painting", area="right")
+
+def _mask_picture(viewer, image, z, docks, written):
+    from napari_scigen._qt._mask_widget import MaskWidget
+
+    mask_widget = _dock(viewer, MaskWidget(viewer), "Mask painting", docks)
     mask_widget.image_picker.value = image.name
     mask = mask_widget.create_mask()
     data = np.asarray(mask.data).copy()
     yy, xx = np.mgrid[: data.shape[1], : data.shape[2]]
     data[z - 2 : z + 3][:, (yy - 110) ** 2 + (xx - 140) ** 2 <= 22**2] = 1
     mask.data = data
-    _settle(viewer)
-    written.append(IMAGES / "mask_painting.png")
-    viewer.screenshot(str(written[-1]), canvas_only=False)
+    _shoot(viewer, "mask_painting.png", written)
+    return mask
 
-    inpaint = InpaintWidget(viewer)
-    viewer.window.add_dock_widget(inpaint, name="Classical inpainting", area="right")
-    inpaint.image_picker.value, inpaint.mask_picker.value = image.name, mask.name
+
+def _inpaint_picture(viewer, image, mask, docks, written) -> None:
+    from napari_scigen._qt._inpaint_widget import InpaintWidget
+
+    inpaint = _dock(viewer, InpaintWidget(viewer), "Inpainting", docks)
+    inpaint.image_picker.value = image.name  # the mask picker follows: "<image> mask"
+    assert inpaint.mask_picker.value == mask.name, inpaint.mask_picker.value
     inpaint.run()
-    mask.visible = False
-    image.visible = False
-    _settle(viewer)
-    written.append(IMAGES / "inpaint_result.png")
-    viewer.screenshot(str(written[-1]), canvas_only=False)
+    _show_only(viewer, inpaint.new_layers[0])
+    _shoot(viewer, "inpaint_result.png", written)
 
-    interpolate = InterpolateWidget(viewer)
-    viewer.window.add_dock_widget(interpolate, name="Slice interpolation", area="right")
+
+def _interpolate_picture(viewer, image, z, docks, written):
+    from napari_scigen._qt._interpolate_widget import InterpolateWidget
+
+    interpolate = _dock(viewer, InterpolateWidget(viewer), "Slice interpolation", docks)
     interpolate.image_picker.value = image.name
     interpolate.method.value = "flow"
     interpolate.missing.value = f"{z - 1}-{z + 1}"
     interpolate.run()
-    for layer in viewer.layers:
-        layer.visible = layer.name.endswith("interpolate 1")
-    _settle(viewer)
-    written.append(IMAGES / "interpolate_result.png")
-    viewer.screenshot(str(written[-1]), canvas_only=False)
+    interpolated = interpolate.new_layers[0]
+    _show_only(viewer, interpolated)
+    _shoot(viewer, "interpolate_result.png", written)
+    return interpolated
 
-    docks = [_dock_of(widget) for widget in (mask_widget, inpaint, interpolate)]
-    interpolated = viewer.layers[-1]
-    _metrics_picture(viewer, image, interpolated, docks, written)
-    _stylegan_picture(viewer, docks, written)
-    with tempfile.TemporaryDirectory(prefix="napari-scigen-tiny-sd-") as tiny_dir:
-        sd, controlnet = _tiny_models(Path(tiny_dir))
-        _diffedit_picture(viewer, image, mask, sd, z, docks, written)
-        _controlnet_picture(viewer, image, sd, controlnet, docks, written)
-    viewer.close()
-    return written
+
+def _learned_picture(viewer, image, z, docks, written) -> None:
+    """The ``learned`` engine with its uncertainty layer (a short training budget)."""
+    from napari_scigen._qt._interpolate_widget import InterpolateWidget
+
+    learned = _dock(viewer, InterpolateWidget(viewer), "Slice interpolation (learned)", docks)
+    learned.image_picker.value = image.name
+    learned.method.value = "learned"
+    learned.methods.form["train_steps"].value = 60  # the default is 600; a picture needs few
+    learned.missing.value = f"{z - 1}-{z + 1}"
+    learned.run()
+    result, uncertainty = learned.new_layers
+    _show_only(viewer, result, uncertainty)
+    _shoot(viewer, "learned_uncertainty.png", written)
+    for layer in learned.new_layers:
+        viewer.layers.remove(layer)
+
+
+def _progress_picture(viewer, image, docks, written) -> None:
+    """A flow job over many gaps, photographed while it runs (bar, time left, activity)."""
+    from napari_scigen._qt._interpolate_widget import InterpolateWidget
+
+    running = _dock(viewer, InterpolateWidget(viewer), "Slice interpolation (running)", docks)
+    running.image_picker.value = image.name
+    running.method.value = "flow"
+    running.missing.value = ", ".join(str(index) for index in range(2, 60, 4))
+    original = running._on_progress
+    events = []
+
+    def photograph(event) -> None:
+        original(event)
+        events.append(event)
+        if len(events) == 8:  # a few gaps in: the time left is estimated
+            viewer.window._qt_window._activity_dialog.show()
+            _shoot(viewer, "progress_eta.png", written)
+
+    running._on_progress = photograph
+    _show_only(viewer, image)
+    running.run()
+    viewer.window._qt_window._activity_dialog.hide()
+    for layer in running.new_layers:
+        viewer.layers.remove(layer)
 
 
 def _metrics_picture(viewer, image, generated, docks, written) -> None:
@@ -128,25 +182,27 @@ def _metrics_picture(viewer, image, generated, docks, written) -> None:
     metrics = _dock(viewer, MetricsWidget(viewer), "Metrics", docks)
     metrics.reference_picker.value = image.name
     metrics.generated_picker.value = generated.name
-    metrics.mask_picker.value = None
     for name, box in metrics.metric_boxes.items():
         box.value = name in ("ssim", "psnr", "gmsd")
-    metrics.run()
+    metrics.run()  # region: "rebuilt slices only", the default for a rebuilt layer
     _show_only(viewer, metrics.map_layers[0], generated)
     _shoot(viewer, "metrics_table.png", written)
 
 
-def _stylegan_picture(viewer, docks, written) -> None:
+def _stylegan_picture(viewer, image, docks, written) -> None:
     from napari_scigen._qt._stylegan_widget import StyleGANWidget
 
     stylegan = _dock(viewer, StyleGANWidget(viewer), "StyleGAN", docks)
+    stylegan.volume_picker.value = image.name  # samples are placed in its world
     stylegan.sample_form["n"].value = 8
     stylegan.start("sample")
     samples = stylegan.last_layer
     _show_only(viewer, samples)
-    viewer.dims.set_point(0, 3)
-    viewer.scene.camera.center = (samples.data.shape[-2] / 2, samples.data.shape[-1] / 2)
-    viewer.scene.camera.zoom = 8
+    scale, translate = np.asarray(samples.scale), np.asarray(samples.translate)
+    viewer.dims.set_point(0, translate[0] + 3 * scale[0])
+    size = np.asarray(samples.data.shape[-2:]) * scale[-2:]
+    viewer.camera.center = tuple(translate[-2:] + size / 2)
+    viewer.camera.zoom = 8 / float(scale[-1])  # a 64-px sample fills the canvas
     _shoot(viewer, "stylegan_widget.png", written)
     viewer.reset_view()
 
@@ -164,14 +220,14 @@ def _diffedit_picture(viewer, image, mask, sd, z, docks, written) -> None:
     from napari_scigen._qt._diffedit_widget import DiffEditWidget
 
     diffedit = _dock(viewer, DiffEditWidget(viewer), "DiffEdit", docks)
-    diffedit.image_picker.value, diffedit.mask_picker.value = image.name, mask.name
+    diffedit.image_picker.value = image.name  # the mask picker follows: "<image> mask"
     fields = diffedit.fields
     fields["model"].value, fields["local_files_only"].value = str(sd), True
     fields["target_prompt"].value = "a large empty pore"
     fields["steps"].value, fields["resolution"].value, fields["context"].value = 10, 64, 16
     viewer.dims.set_point(0, z * image.scale[0])  # slices "current": the one shown
     diffedit.run()
-    edited = viewer.layers[-1]
+    edited = diffedit.new_layers[0]
     _show_only(viewer, edited, mask)
     viewer.layers.move(viewer.layers.index(mask), len(viewer.layers))  # outline on top
     mask.contour = 2
@@ -184,7 +240,7 @@ def _controlnet_picture(viewer, image, sd, controlnet_dir, docks, written) -> No
 
     controlnet = _dock(viewer, ControlNetWidget(viewer), "ControlNet", docks)
     controlnet.image_picker.value = image.name
-    controlnet.mask_picker.value = None
+    controlnet.mask_picker.value = None  # generate new slices, do not regenerate the mask
     fields = controlnet.fields
     fields["model"].value, fields["local_files_only"].value = str(sd), True
     fields["controlnet_model"].value = str(controlnet_dir)
@@ -192,7 +248,7 @@ def _controlnet_picture(viewer, image, sd, controlnet_dir, docks, written) -> No
     fields["steps"].value, fields["resolution"].value, fields["context"].value = 10, 64, 16
     controlnet.live_preview.value = True
     controlnet.run()
-    generated = viewer.layers[-1]
+    generated = controlnet.new_layers[0]
     # one above the other: the image with its Canny preview on top, the generated slice
     viewer.layers.move(viewer.layers.index(controlnet.preview_layer), 1)
     viewer.layers.move(viewer.layers.index(image), 0)
@@ -202,6 +258,30 @@ def _controlnet_picture(viewer, image, sd, controlnet_dir, docks, written) -> No
     viewer.reset_view()
     _shoot(viewer, "controlnet_widget.png", written)
     viewer.grid.enabled = False
+
+
+def _all_docks_picture(written) -> None:
+    """Every dock of the plugin at once in a 1920 x 1080 window: it still fits."""
+    import napari
+    import yaml
+
+    manifest = Path(__file__).resolve().parents[1] / "src" / "napari_scigen" / "napari.yaml"
+    names = [
+        w["display_name"] for w in yaml.safe_load(manifest.read_text())["contributions"]["widgets"]
+    ]
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1920, 1080)
+    viewer.open_sample("napari-scigen", "rock")
+    for name in names:
+        viewer.window.add_plugin_dock_widget("napari-scigen", name)
+        _settle(5)
+    window.resize(1920, 1080)
+    _settle()
+    size = (window.width(), window.height())
+    assert size[0] <= 1920 and size[1] <= 1080, f"the window grew to {size}"
+    _shoot(viewer, "all_docks.png", written)
+    viewer.close()
 
 
 if __name__ == "__main__":

@@ -26,3 +26,15 @@ def rock_viewer(make_napari_viewer, small_rock):
 def nothreads(monkeypatch):
     """Run widget jobs synchronously (deterministic)."""
     monkeypatch.setenv("NAPARI_SCIGEN_NOTHREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def sample_cache(tmp_path_factory):
+    """One folder for the simulated sample data of the whole test session."""
+    return tmp_path_factory.mktemp("sample-cache")
+
+
+@pytest.fixture(autouse=True)
+def _sample_cache_in_tmp(monkeypatch, sample_cache):
+    """Keep the sample data cache out of the user's home folder."""
+    monkeypatch.setenv("NAPARI_SCIGEN_SAMPLE_CACHE", str(sample_cache))

@@ -179,3 +179,68 @@ def test_metrics_widget_reports_shape_mismatch_without_adding_layers(rock_viewer
     widget.run()
     assert "compare pixel by pixel" in widget.status.text()
     assert len(viewer.layers) == n_layers and widget.table.rowCount() == 0
+
+
+def test_metrics_of_a_rebuilt_volume_default_to_the_rebuilt_slices(rock_viewer, nothreads):
+    from napari_scigen._qt._interpolate_widget import InterpolateWidget
+    from napari_scigen._qt._metrics_widget import REGION_REBUILT, REGION_WHOLE
+
+    viewer, reference = rock_viewer
+    interpolate = InterpolateWidget(viewer)
+    interpolate.image_picker.value = "rock"
+    interpolate.missing.value = "3, 6-7"
+    interpolate.run()
+    widget = MetricsWidget(viewer)
+    widget.reference_picker.value, widget.generated_picker.value = "rock", "rock linear 1"
+    assert widget.region.native.isVisibleTo(widget) and widget.region.value == REGION_REBUILT
+    for name, box in widget.metric_boxes.items():
+        box.value = name in ("ssim", "psnr")
+    widget.run()
+    ref = np.asarray(reference.data)
+    gen = np.asarray(viewer.layers["rock linear 1"].data)
+    limits = percentile_window(ref, 0.5, 99.5)
+    window = (limits.low, limits.high)
+    rebuilt = [3, 6, 7]
+    rows = {row["metric"]: row for row in widget.rows}
+    assert rows["ssim"]["region"] == "rebuilt slices"
+    assert rows["ssim"]["value"] == pytest.approx(
+        pixel.ssim(ref[rebuilt], gen[rebuilt], data_range=window).value
+    )
+    flattering = pixel.ssim(ref, gen, data_range=window).value
+    assert rows["ssim"]["value"] < flattering  # the kept slices are copies
+    ssim_map = viewer.layers["rock linear 1 ssim map 1"]  # on the rebuilt slices, in place
+    assert ssim_map.data.shape == gen.shape and np.isnan(ssim_map.data[0]).all()
+    assert np.isfinite(ssim_map.data[rebuilt]).all()
+    widget.region.value = REGION_WHOLE
+    widget.run()
+    assert {row["metric"]: row["value"] for row in widget.rows}["ssim"] == pytest.approx(flattering)
+
+
+def test_gmsd_and_morphology_rows_honour_the_mask_region(pair_viewer, nothreads):
+    viewer, *_ = pair_viewer
+    widget = _widget(viewer, metrics=("gmsd", "morphology"))
+    widget.mask_picker.value = "patch"
+    widget.region.value = "inside"
+    widget.run()
+    assert widget.status.text() == "Done.", widget.status.text()
+    assert {row["region"] for row in widget.rows} == {"inside"}
+    metrics = {row["metric"] for row in widget.rows}
+    assert {"gmsd", "porosity"} <= metrics
+    porosity = next(i for i, row in enumerate(widget.rows) if row["metric"] == "porosity")
+    assert "error" in widget.table.item(porosity, 1).text()  # the error is in the value cell
+
+
+def test_compare_engines_opens_the_compare_dock_on_the_reference_and_its_mask(pair_viewer):
+    viewer, *_ = pair_viewer
+    widget = _widget(viewer)
+    viewer.window.add_dock_widget(widget, name="Metrics")
+    widget.mask_picker.value = "patch"
+    assert widget.compare_button.toolTip()
+    widget.compare_button.click()
+    from napari_scigen._qt._base import open_widgets
+    from napari_scigen._qt._compare_widget import CompareWidget
+
+    (compare,) = open_widgets(viewer, CompareWidget)
+    assert compare.volume_picker.value == "rock" and compare.mask_picker.value == "patch"
+    assert widget.open_compare() is compare  # a second press reuses the open dock
+    assert "Compare engines opened on 'rock'" in widget.status.text()

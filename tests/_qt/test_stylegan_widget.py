@@ -101,7 +101,8 @@ def test_stylegan_widget_trains_with_live_previews_then_samples_the_run(
     assert samples.metadata["provenance"]["model"] == str(run_dir.resolve())
     assert tuple(samples.scale) == (2.5, 2.5, 2.5)
     assert tuple(samples.translate) == (0.0, 10.0, 20.0)
-    assert viewer.dims.point[0] == 0.0  # the slider shows the new stack
+    assert 0.0 <= viewer.dims.point[0] <= 2 * 2.5  # the slider shows the new stack
+    assert viewer.layers.selection.active is samples
     assert digest(volume.data) == before
 
 
@@ -208,3 +209,53 @@ def test_stylegan_widget_training_survives_opengl_llvm_in_a_fresh_process(tmp_pa
     if "LLVM True" in completed.stdout:  # Mesa OpenGL (e.g. Xvfb): triton had to be kept out
         assert "TRITON_BLOCKED True" in completed.stdout
     assert sorted((tmp_path / "run").glob("checkpoint-*"))
+
+
+def test_cancelled_training_keeps_a_checkpoint_and_offers_it_to_interpolation(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch
+):
+    from napari_scigen._qt._interpolate_widget import InterpolateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(textured_volume(), name="texture")
+    interpolation = InterpolateWidget(viewer)  # open before training ends
+    widget = StyleGANWidget(viewer)
+    run_dir = tmp_path / "run"
+    _tiny_training_form(widget, run_dir, steps=500)
+    widget.train_form.set_values({"sample_every": 1000})
+    widget.train_form["checkpoint_every"].value = 1000  # no periodic checkpoint
+    job = widget.start("train")
+    qtbot.waitUntil(lambda: widget.progress_bar.value() >= 4, timeout=60_000)  # >= 2 steps
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: job.finished, timeout=60_000)
+    assert job.outcome == "cancelled", widget.status.text()
+    checkpoints = sorted(run_dir.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "networks.safetensors").is_file()
+    assert int(checkpoints[0].name.split("-")[1]) >= 2  # the steps done before Cancel
+    assert checkpoints[0].name in widget.status.text()
+    assert Path(widget.generator.value) == run_dir  # Sample and Latent walk use it
+    assert interpolation.method.value == "stylegan"
+    assert Path(interpolation.methods.form["generator"].value) == run_dir
+
+    # the interpolation widget runs with the generator trained here
+    monkeypatch.setenv("NAPARI_SCIGEN_NOTHREADS", "1")
+    interpolation.image_picker.value = "texture"
+    interpolation.methods.form.set_values({"projection_steps": 2, "device": "cpu"})
+    interpolation.missing.value = "2"
+    interpolation.run()
+    assert interpolation.status.text() == "Done.", interpolation.status.text()
+    provenance = viewer.layers["texture stylegan 1"].metadata["provenance"]
+    assert run_dir.name in provenance["model"] and provenance["params"]["projection_steps"] == 2
+
+
+def test_use_in_slice_interpolation_opens_the_dock_with_the_generator(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    widget = StyleGANWidget(viewer)
+    assert widget.handover_button.toolTip()
+    widget.generator.value = str(tmp_path / "my-run")
+    interpolation = widget.use_in_interpolation()
+    assert interpolation is not None and interpolation.method.value == "stylegan"
+    assert Path(interpolation.methods.form["generator"].value) == tmp_path / "my-run"
+    # a second press reuses the open dock
+    assert widget.use_in_interpolation() is interpolation
+    assert "Slice interpolation now uses" in widget.status.text()

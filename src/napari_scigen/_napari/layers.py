@@ -19,6 +19,48 @@ def layer_metadata(
     return metadata
 
 
+def _trailing(values, ndim: int, fill) -> tuple:
+    """The last ``ndim`` of ``values``, padded in front with ``fill``."""
+    values = tuple(values)
+    return (
+        values[len(values) - ndim :]
+        if len(values) >= ndim
+        else (fill,) * (ndim - len(values)) + values
+    )
+
+
+def layer_units(layer) -> tuple[str, ...] | None:
+    """A layer's per-axis units as short strings (``"um"``), or ``None`` if it has none."""
+    units = getattr(layer, "units", None)
+    if units is None:
+        return None
+    return tuple(_unit_text(unit) for unit in units)
+
+
+def _unit_text(unit: Any) -> str:
+    text = str(unit)
+    return {"micrometer": "um", "nanometer": "nm", "millimeter": "mm"}.get(text, text)
+
+
+def source_geometry(source, ndim: int, *, scale: tuple[float, ...] | None = None) -> dict[str, Any]:
+    """``scale``/``translate``/``units`` for an ``ndim`` result placed in ``source``'s world.
+
+    The trailing axes take the source's values (``scale`` overrides its scale, e.g. after
+    z upsampling); extra leading axes (variants, samples) get scale 1, translate 0 and
+    the unit ``"pixel"``. Without a source (``None``), nothing is set.
+    """
+    if source is None:
+        return {}
+    geometry: dict[str, Any] = {
+        "scale": _trailing((float(s) for s in (scale or source.scale)), ndim, 1.0),
+        "translate": _trailing((float(t) for t in source.translate), ndim, 0.0),
+    }
+    units = layer_units(source)
+    if units is not None:
+        geometry["units"] = _trailing(units, ndim, "pixel")
+    return geometry
+
+
 def next_layer_name(existing: list[str], source: str, engine: str) -> str:
     """``"<source> <engine> <n>"`` with the smallest ``n >= 1`` not already used."""
     taken = set(existing)
@@ -36,6 +78,7 @@ def result_to_layer_tuples(
     translate: tuple[float, ...] | None = None,
     source_metadata: dict | None = None,
     contrast_limits: tuple[float, float] | None = None,
+    units: tuple[str, ...] | None = None,
 ) -> list[tuple[np.ndarray, dict[str, Any], str]]:
     """LayerDataTuples for a result: the main image, then extra images and labels.
 
@@ -53,6 +96,9 @@ def result_to_layer_tuples(
         The source layer's metadata (voxel unit is carried over).
     contrast_limits : tuple, optional
         The source layer's contrast limits, so the result looks comparable.
+    units : tuple of str, optional
+        The source layer's units (extra leading axes get ``"pixel"``), so results
+        live in the same world as the source (no "inconsistent units" warnings).
     """
     metadata = layer_metadata(result.provenance, source_metadata)
 
@@ -62,6 +108,8 @@ def result_to_layer_tuples(
             kwargs["scale"] = _fit(scale, ndim, 1.0)
         if translate is not None:
             kwargs["translate"] = _fit(translate, ndim, 0.0)
+        if units is not None:
+            kwargs["units"] = _trailing(units, ndim, "pixel")
         return kwargs
 
     main_kwargs = {"name": name, "metadata": metadata, **geometry(result.data.ndim)}

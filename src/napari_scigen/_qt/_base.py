@@ -3,54 +3,145 @@
 A subclass only declares its form, snapshots parameters on the GUI thread
 (:meth:`EngineWidget.snapshot`), builds the engine generator from that snapshot
 (:meth:`EngineWidget.make_job`) and turns the result into layers
-(:meth:`EngineWidget.on_result`). Everything else (threading, progress,
-cancellation, errors) lives here, once.
+(:meth:`EngineWidget.on_result`). Everything else lives here, once: threading,
+progress in user terms (percent and time left, in the dock and in napari's activity
+dock, see :mod:`._progress`), cancellation, errors, warnings before a job starts, and
+showing the new result (selected, slider moved into its range). The form scrolls, so
+any number of docks fits the screen.
+
+A widget that sets :attr:`EngineWidget.whole_volume_task` also gets a *Run on the whole
+volume* button: :meth:`EngineWidget.whole_volume_request` names the layer, engine and
+inputs (without reading the data), and :func:`._batch.run_on_whole_volume` runs the
+engine chunk by chunk on a local cluster into an OME-Zarr store that is shown as a
+layer while it fills in. Extra result images are styled here too: an engine's
+``images["uncertainty"]`` becomes the layer ``"<source> <method> uncertainty"``.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container
-from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from magicgui.widgets import Container
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
-from .._napari.layers import next_layer_name, result_to_layer_tuples
+from .._napari.layers import layer_units, next_layer_name, result_to_layer_tuples
 from ..core.progress import CancelToken, Progress
 from ..core.result import EngineResult
+from ..engines.registry import get_engine
+from ._pickers import LayerPicker, MaskPicker  # noqa: F401 - the pickers' public home
+from ._progress import JobProgress
 from ._runner import Job, start_job
 
 if TYPE_CHECKING:
     import napari
 
 
-class LayerPicker(ComboBox):
-    """A combo box listing the viewer's layers of one type, kept up to date."""
+#: Shown once, with the first result: napari's default writer drops the science.
+SAVE_HINT = (
+    "To keep the voxel size and provenance of a result, save it with File ▸ IO Utilities ▸ "
+    "Save selected layer as SciGen microCT TIFF…, or choose the file type 'SciGen microCT "
+    "TIFF (voxel size + provenance)' in File ▸ Save Selected Layer(s); napari's builtin "
+    "writer stores neither."
+)
 
-    def __init__(
-        self, viewer: napari.viewer.Viewer, layer_type: type, *, label: str, optional: bool = False
-    ):
-        self._viewer = viewer
-        self._layer_type = layer_type
-        self._optional = optional
-        super().__init__(label=label, choices=self._choices, nullable=optional)
-        events = viewer.layers.events
-        for event in (events.inserted, events.removed, events.reordered):
-            event.connect(self._refresh)
 
-    def _choices(self, _widget=None):
-        names = [layer.name for layer in self._viewer.layers if isinstance(layer, self._layer_type)]
-        return ([None] if self._optional else []) + names
+#: Tooltip of the *Run on the whole volume* button.
+WHOLE_VOLUME_TOOLTIP = (
+    "run the chosen method chunk by chunk on a local cluster of worker processes, writing "
+    "an OME-Zarr store beside the layer's file (or in the temp folder) that is shown as a "
+    "layer at once and fills in as chunks land: for volumes larger than memory. Cancel "
+    "keeps the finished chunks; running again resumes"
+)
 
-    def _refresh(self, _event=None) -> None:
-        self.reset_choices()
 
-    @property
-    def layer(self):
-        """The selected layer, or ``None``."""
-        name = self.value
-        return self._viewer.layers[name] if name in self._viewer.layers else None
+def uncertainty_style(data: np.ndarray) -> dict[str, Any]:
+    """How an uncertainty image is shown: magma, added over the result, 0 to its 99.5th
+    percentile (the spread is 0 on kept slices and unmasked pixels)."""
+    values = np.asarray(data)
+    positive = values[np.isfinite(values) & (values > 0)]
+    high = float(np.percentile(positive, 99.5)) if positive.size else 1.0
+    return {
+        "colormap": "magma",
+        "blending": "additive",
+        "opacity": 0.7,
+        "contrast_limits": (0.0, high if high > 0 else 1.0),
+    }
+
+
+class FormScrollArea(QScrollArea):
+    """A vertical scroll area as wide as its content needs, but as short as asked.
+
+    The width follows the form (no field is ever cut off, and there is never a sideways
+    scroll bar); the height can shrink to a few rows when napari stacks many docks, and
+    is the form's full height when there is room.
+    """
+
+    #: Smallest height (px): a couple of rows stay visible.
+    MIN_HEIGHT = 56
+
+    def _extra_width(self) -> int:
+        return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        content = self.widget()
+        width = content.minimumSizeHint().width() if content is not None else 0
+        return QSize(width + self._extra_width(), self.MIN_HEIGHT)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        content = self.widget()
+        if content is None:
+            return super().sizeHint()
+        hint = content.sizeHint()
+        return QSize(hint.width() + self._extra_width(), hint.height() + 2 * self.frameWidth())
+
+
+def scrollable(content: QWidget) -> QScrollArea:
+    """``content`` in a vertical :class:`FormScrollArea` (no frame), so a dock can be short."""
+    area = FormScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(content)
+    return area
+
+
+def same_viewer(a, b) -> bool:
+    """Whether two viewer handles (napari may hand plugins a proxy) are one viewer."""
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def open_widgets(viewer, widget_class: type) -> list:
+    """The open dock widgets of ``widget_class`` on ``viewer``."""
+    return [
+        w
+        for w in list(EngineWidget.instances)
+        if isinstance(w, widget_class) and same_viewer(w.viewer, viewer)
+    ]
+
+
+def show_layer(viewer, layer) -> None:
+    """Select ``layer`` and, if the slider is outside its z range, move it to its first slice."""
+    viewer.layers.selection.active = layer
+    axis = viewer.dims.ndim - layer.ndim
+    if layer.ndim < 3 or axis < 0 or viewer.dims.ndisplay == 3:
+        return
+    low = float(layer.translate[0])
+    high = low + float(layer.scale[0]) * (layer.data.shape[0] - 1)
+    if not low - 1e-9 <= float(viewer.dims.point[axis]) <= high + 1e-9:
+        viewer.dims.set_point(axis, low)
 
 
 class EngineWidget(QWidget):
@@ -58,7 +149,17 @@ class EngineWidget(QWidget):
 
     #: Short engine name used in result layer names ("<source> <engine> <n>").
     engine_name = "engine"
+    #: What the dock is called in napari's menu (activity dock, notifications).
+    title = "Engine"
     run_text = "Run"
+    #: Tooltip of the Run button.
+    run_tooltip = "start the job with the parameters above (they are read now)"
+    #: Registry task of the *Run on the whole volume* button (``None``: no button).
+    whole_volume_task: str | None = None
+    #: Every open engine widget (so one widget can hand a result to another).
+    instances: weakref.WeakSet = weakref.WeakSet()
+    #: Whether :data:`SAVE_HINT` was shown in this session.
+    _save_hint_shown = False
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
@@ -67,32 +168,61 @@ class EngineWidget(QWidget):
         self._pending_sections: list[QWidget] = []
         self.build_form()
         self.run_button = QPushButton(self.run_text)
+        self.run_button.setToolTip(self.run_tooltip)
         self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip(
+            "stop the running job at its next step; no layer is added "
+            "(StyleGAN training keeps a checkpoint)"
+        )
         self.cancel_button.setEnabled(False)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
+        self.progress_bar.setToolTip(
+            "share of the job done and the time left (elapsed / fraction); the job also "
+            "shows in napari's activity dock (bottom right)"
+        )
         self.status = QLabel("")
         self.status.setWordWrap(True)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
+        self.whole_volume_button: QPushButton | None = None
+        self.whole_volume_run = None
+        if self.whole_volume_task is not None:
+            self.whole_volume_button = QPushButton("Run on the whole volume")
+            self.whole_volume_button.setToolTip(WHOLE_VOLUME_TOOLTIP)
+            self.whole_volume_button.clicked.connect(self.run_whole_volume)
+        # everything scrolls, so the dock can be as short as napari's window needs when
+        # several docks share the side (the whole form fits a 1080-px screen on its own)
+        self.body = QWidget()
+        self.body_layout = QVBoxLayout(self.body)
+        self.body_layout.setContentsMargins(0, 0, 0, 0)
+        self.body_layout.addWidget(self.form.native)
         self._sections_layout = QVBoxLayout()
         self._sections_layout.setContentsMargins(0, 0, 0, 0)
-        layout.addLayout(self._sections_layout)
+        self.body_layout.addLayout(self._sections_layout)
         for section in self._pending_sections:
             self._sections_layout.addWidget(section)
-        layout.addLayout(buttons)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        self.body_layout.addLayout(buttons)
+        if self.whole_volume_button is not None:
+            self.body_layout.addWidget(self.whole_volume_button)
+        self.body_layout.addWidget(self.progress_bar)
+        self.body_layout.addWidget(self.status)
+        self.body_layout.addStretch(1)
+        self.scroll_area = scrollable(self.body)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll_area, 1)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.job: Job | None = None
+        self.progress: JobProgress | None = None
         self.last_result: EngineResult | None = None
         self.last_error: BaseException | None = None
+        self.last_warnings: list[str] = []
+        self.new_layers: list = []
+        EngineWidget.instances.add(self)
 
     # -- to implement -----------------------------------------------------
     def build_form(self) -> None:
@@ -137,9 +267,16 @@ class EngineWidget(QWidget):
             contrast_limits=tuple(source.contrast_limits)
             if hasattr(source, "contrast_limits")
             else None,
+            units=layer_units(source),
         )
+        uncertainty = f"{name} uncertainty"
+        if uncertainty in (kwargs["name"] for _, kwargs, _ in tuples):
+            number = name.rsplit(" ", 1)[-1]
+            shown = f"{source.name} {label} uncertainty" + ("" if number == "1" else f" {number}")
         added = []
         for data, kwargs, layer_type in tuples:
+            if kwargs["name"] == uncertainty:
+                kwargs = {**kwargs, "name": shown, **uncertainty_style(data)}
             adder = getattr(self.viewer, f"add_{layer_type}")
             added.append(adder(data, **kwargs))
         return added
@@ -154,20 +291,122 @@ class EngineWidget(QWidget):
         except (ValueError, KeyError, TypeError) as error:
             self.show_error(error)
             return None
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress_bar.setRange(0, 0)  # busy until the first event
-        self.set_status("Starting…")
+        self._set_running(True)
         self.last_result, self.last_error = None, None
+        self.show_warnings(spec.get("warnings", ()))
+        self.progress = JobProgress(self.progress_bar, self.job_title(spec), self.cancel)
+        self.set_status("Starting…")
         self.job = start_job(
             lambda token: self.make_job(spec, token),
             on_progress=self._on_progress,
             on_result=lambda result: self._on_result(spec, result),
             on_error=self.show_error,
-            on_cancelled=lambda: self.set_status("Cancelled; no layer was added."),
+            on_cancelled=lambda: self._on_cancelled(spec),
             on_finished=self._on_finished,
         )
         return self.job
+
+    def whole_volume_request(self) -> dict[str, Any]:
+        """What *Run on the whole volume* runs, read on the GUI thread without loading data.
+
+        Returns ``layer`` (the input layer), ``method``, ``params`` and the keyword inputs
+        of :func:`._batch.run_on_whole_volume` (``missing``/``factor``, ``mask_layer``,
+        ``slices``); raises ``ValueError`` for form errors.
+        """
+        raise NotImplementedError
+
+    def run_whole_volume(self):
+        """Run the chosen engine on the whole volume (chunked, into a zarr store shown as a
+        layer that fills in); returns the :class:`._batch.WholeVolumeRun` or ``None``."""
+        from . import _batch
+
+        if self.job is not None and not self.job.finished:
+            self.set_status("A job is already running; cancel it first.")
+            return None
+        try:
+            request = self.whole_volume_request()
+        except (ValueError, KeyError, TypeError) as error:
+            self.show_error(error)
+            return None
+        layer, method = request.pop("layer"), request["method"]
+        if not get_engine(self.whole_volume_task, method).deterministic:
+            self.show_warnings(
+                [
+                    f"{method} is not deterministic (it trains or samples per chunk), so the "
+                    "whole-volume result differs from a single Run, chunk to chunk"
+                ]
+            )
+        self.last_result, self.last_error = None, None
+        self.progress = JobProgress(
+            self.progress_bar, f"{self.title} ({method}, whole volume)", self.cancel
+        )
+        self._set_running(True)
+        self.set_status("Preparing the whole-volume run (inputs to disk, output store)…")
+        try:
+            run = _batch.run_on_whole_volume(
+                self.viewer,
+                layer,
+                task=self.whole_volume_task,
+                on_progress=self._on_progress,
+                on_finished=self._on_whole_volume_done,
+                on_error=self.show_error,
+                **request,
+            )
+        except (ValueError, RuntimeError, OSError, ImportError) as error:
+            self.show_error(error)
+            self._whole_volume_ended(None)
+            return None
+        self.whole_volume_run, self.job = run, run.runner
+        self.new_layers = [run.layer]
+        show_layer(self.viewer, run.layer)
+        if run.finished:  # synchronous (NAPARI_SCIGEN_NOTHREADS)
+            self._whole_volume_ended(run)
+        else:
+            run.runner.worker.finished.connect(lambda: self._whole_volume_ended(run))
+        return run
+
+    def _on_whole_volume_done(self, run) -> None:
+        self.set_status(
+            f"Done: the whole volume is in '{run.layer.name}' ({run.job.store}); open the "
+            "store later with File ▸ Open (it keeps voxel size and provenance)."
+        )
+
+    def _whole_volume_ended(self, run) -> None:
+        outcome = run.runner.outcome if run is not None and run.runner is not None else "error"
+        if outcome == "cancelled":
+            self.set_status(
+                f"Cancelled; the finished chunks stay in {run.job.store} (Run on the whole "
+                "volume again resumes)."
+            )
+        self._set_running(False)
+        if self.progress is not None:
+            self.progress.close(done=outcome == "done")
+            self.progress = None
+
+    def _set_running(self, running: bool) -> None:
+        self.run_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        if self.whole_volume_button is not None:
+            self.whole_volume_button.setEnabled(not running)
+
+    def job_title(self, spec: dict[str, Any]) -> str:
+        """What runs, in words, for napari's activity dock: ``"Slice interpolation (flow)"``."""
+        method = spec.get("method")
+        return f"{self.title} ({method})" if method else self.title
+
+    def show_warnings(self, warnings) -> None:
+        """Show each warning as a napari notification (the job still starts)."""
+        self.last_warnings = [str(text) for text in warnings if text]
+        for text in self.last_warnings:
+            try:
+                from napari.utils.notifications import show_warning
+
+                show_warning(f"{self.title}: {text}")
+            except Exception:  # noqa: BLE001 - a notification must never stop a job
+                pass
+
+    def on_cancelled(self, spec: dict[str, Any]) -> None:
+        """Called after a job was cancelled (GUI thread). Default: nothing."""
 
     def cancel(self) -> None:
         """Ask the running job to stop."""
@@ -180,33 +419,64 @@ class EngineWidget(QWidget):
         self.status.setText(text)
 
     def show_error(self, error: BaseException) -> None:
-        """Show an error in the widget and as a napari notification."""
+        """Show an error in the widget and as a napari notification.
+
+        The message is the error's own text; only an unexpected kind of error (not an
+        input, model, file or memory problem) is prefixed with its type.
+        """
         self.last_error = error
-        self.set_status(f"Error: {error}")
+        text = str(error).strip() or type(error).__name__
+        if not isinstance(error, (ValueError, RuntimeError, OSError, MemoryError)):
+            text = f"{type(error).__name__}: {text}"
+        self.set_status(f"Error: {text}")
         try:
             from napari.utils.notifications import show_error
 
-            show_error(f"{type(self).__name__}: {error}")
+            show_error(text)
         except Exception:  # noqa: BLE001 - the widget still shows it
             pass
 
     def _on_progress(self, event: Progress) -> None:
-        if event.total > 0:
-            self.progress_bar.setRange(0, event.total)
-            self.progress_bar.setValue(event.step)
-        if event.message:
-            self.set_status(event.message)
+        progress = self.progress
+        if progress is None:
+            return
+        progress.measure(event)
+        message = event.message or "working…"
+        self.set_status(f"{message} — {progress.text}" if event.total > 0 else message)
+        progress.show(event)  # last: napari's activity bar may process events (and finish)
 
     def _on_result(self, spec: dict[str, Any], result: EngineResult) -> None:
         self.last_result = result
+        before = {id(layer) for layer in self.viewer.layers}
         self.on_result(spec, result)
+        self.new_layers = [layer for layer in self.viewer.layers if id(layer) not in before]
+        if self.new_layers:
+            show_layer(self.viewer, self.new_layers[0])
+            self._hint_saving()
         self.set_status("Done.")
 
+    @staticmethod
+    def _hint_saving() -> None:
+        """Once per session: how to save results without losing voxel size and provenance."""
+        if EngineWidget._save_hint_shown:
+            return
+        EngineWidget._save_hint_shown = True
+        try:
+            from napari.utils.notifications import show_info
+
+            show_info(SAVE_HINT)
+        except Exception:  # noqa: BLE001 - a hint must never break a result
+            pass
+
+    def _on_cancelled(self, spec: dict[str, Any]) -> None:
+        self.set_status("Cancelled; no layer was added.")
+        self.on_cancelled(spec)
+
     def _on_finished(self, job: Job) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(1 if job.outcome == "done" else 0)
+        self._set_running(False)
+        if self.progress is not None:
+            self.progress.close(done=job.outcome == "done")
+            self.progress = None
 
 
 def layer_data(layer) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox
 
 from .. import api
+from .._napari.layers import source_geometry
 from ..core.progress import CancelToken
 from ..core.result import EngineResult
 from ..core.stack import Window, percentile_window
@@ -31,6 +32,7 @@ from ..engines.sd.control import canny_condition
 from ..engines.sd.params import max_context
 from ._base import EngineWidget, LayerPicker, layer_data
 from ._fields import ParamsForm
+from ._pickers import MaskPicker, large_mask_warning
 from ._shared import current_slice, read_slices, slices_field
 
 CONTROL_CANNY = "Canny of image"
@@ -95,7 +97,11 @@ class ControlNetWidget(EngineWidget):
     """Generate or regenerate slices with Stable Diffusion + ControlNet."""
 
     engine_name = "controlnet"
+    title = "ControlNet"
     run_text = "Generate"
+    run_tooltip = (
+        "generate the chosen slices (without a mask) or regenerate the masked region (with one)"
+    )
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self.preview_layer = None
@@ -117,13 +123,25 @@ class ControlNetWidget(EngineWidget):
 
     def build_form(self) -> None:
         viewer = self.viewer
-        self.image_picker = LayerPicker(viewer, napari.layers.Image, label="image")
-        self.mask_picker = LayerPicker(
-            viewer, napari.layers.Labels, label="mask (optional)", optional=True
+        self.image_picker = LayerPicker(
+            viewer,
+            napari.layers.Image,
+            label="image",
+            tooltip="the image whose slices guide (or, with a mask, receive) the generation",
         )
-        self.mask_picker.tooltip = "set: regenerate only the masked region; none: new slices"
+        self.mask_picker = MaskPicker(
+            viewer,
+            self.image_picker,
+            label="mask (optional)",
+            tooltip="set: regenerate only the masked region (default: '<image> mask'); "
+            "none: new slices",
+        )
         self.control_source = ComboBox(
-            choices=list(CONTROL_CHOICES), value=CONTROL_CANNY, label="control"
+            choices=list(CONTROL_CHOICES),
+            value=CONTROL_CANNY,
+            label="control",
+            tooltip="what the ControlNet follows: the Canny edges of the image, a layer "
+            "(labels give their outlines), or the masked image (inpaint ControlNet)",
         )
         self.control_picker = LayerPicker(
             viewer, (napari.layers.Image, napari.layers.Labels), label="control layer"
@@ -221,8 +239,7 @@ class ControlNetWidget(EngineWidget):
     def _show_preview(self, image_layer, edges: np.ndarray, z: int | None):
         name = self._preview_name(image_layer)
         ndim = edges.ndim
-        scale = tuple(image_layer.scale)[-ndim:]
-        translate = tuple(image_layer.translate)[-ndim:]
+        geometry = source_geometry(image_layer, ndim)
         layer = self.preview_layer
         if layer is not None and (layer not in self.viewer.layers or layer.name != name):
             if layer in self.viewer.layers:
@@ -235,8 +252,7 @@ class ControlNetWidget(EngineWidget):
             layer = self.viewer.add_image(
                 edges,
                 name=name,
-                scale=scale,
-                translate=translate,
+                **geometry,
                 colormap="magenta",
                 blending="additive",
                 contrast_limits=(0, 255),
@@ -245,7 +261,7 @@ class ControlNetWidget(EngineWidget):
             self.preview_layer = layer
         else:
             layer.data = edges
-            layer.scale, layer.translate = scale, translate
+            layer.scale, layer.translate = geometry["scale"], geometry["translate"]
         layer.metadata["canny_slice"] = z
         return layer
 
@@ -280,10 +296,12 @@ class ControlNetWidget(EngineWidget):
         source = self.control_source.value
         mask_layer = self.mask_picker.layer
         mask = None
+        warnings: list[str | None] = []
         if mask_layer is not None:
             mask = check_mask(
                 layer_data(mask_layer), image.shape, name=f"mask '{mask_layer.name}'"
             ).copy()
+            warnings.append(large_mask_warning(mask, mask_layer.name))
         elif source == CONTROL_INPAINT:
             raise ValueError("the inpaint ControlNet needs a mask: choose a mask layer")
         control = None
@@ -293,6 +311,7 @@ class ControlNetWidget(EngineWidget):
                 raise ValueError("choose a control layer (or use the Canny edges of the image)")
             control = np.array(layer_data(control_layer), copy=True)
         return {
+            "warnings": warnings,
             "source_layer": image_layer,
             "image": image,
             "mask": mask,

@@ -23,13 +23,14 @@ import numpy as np
 from magicgui.widgets import PushButton
 
 from .. import api
-from .._napari.layers import layer_metadata, next_layer_name
+from .._napari.layers import layer_metadata, next_layer_name, source_geometry
 from ..core.progress import CancelToken
 from ..core.result import EngineResult
 from ..core.validation import check_mask
 from ..engines.registry import get_engine
 from ._base import EngineWidget, LayerPicker, layer_data
 from ._fields import ParamsForm
+from ._pickers import MaskPicker, large_mask_warning
 from ._shared import read_slices, slices_field
 
 
@@ -37,7 +38,9 @@ class DiffEditWidget(EngineWidget):
     """Edit the masked region of an image towards a text prompt (DiffEdit)."""
 
     engine_name = "diffedit"
+    title = "DiffEdit"
     run_text = "Edit"
+    run_tooltip = "edit the masked region of the chosen slices towards the target prompt"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self._action = "edit"
@@ -45,12 +48,24 @@ class DiffEditWidget(EngineWidget):
 
     def build_form(self) -> None:
         viewer = self.viewer
-        self.image_picker = LayerPicker(viewer, napari.layers.Image, label="image")
-        self.mask_picker = LayerPicker(
-            viewer, napari.layers.Labels, label="mask (none = auto)", optional=True
+        self.image_picker = LayerPicker(
+            viewer,
+            napari.layers.Image,
+            label="image",
+            tooltip="the image to edit (never modified: the result is a new layer)",
         )
-        self.mask_picker.tooltip = "painted mask; none = DiffEdit's automatic mask from the prompts"
-        self.generate_mask_button = PushButton(text="Generate mask from prompts")
+        self.mask_picker = MaskPicker(
+            viewer,
+            self.image_picker,
+            label="mask (none = auto)",
+            tooltip="painted mask (default: '<image> mask'); none = DiffEdit's automatic "
+            "mask from the prompts",
+        )
+        self.generate_mask_button = PushButton(
+            text="Generate mask from prompts",
+            tooltip="compute DiffEdit's automatic mask and add it as an editable Labels layer "
+            "(then correct it with the brush and press Edit)",
+        )
         self.slices = slices_field()
         self.fields = ParamsForm(get_engine("edit", "diffedit").params_class)
         self.form.extend(
@@ -110,6 +125,7 @@ class DiffEditWidget(EngineWidget):
                 layer_data(mask_layer), image.shape, name=f"mask '{mask_layer.name}'"
             ).copy()
         return {
+            "warnings": [large_mask_warning(mask, mask_layer.name)] if mask is not None else [],
             "action": action,
             "source_layer": image_layer,
             "image": image,
@@ -142,8 +158,7 @@ class DiffEditWidget(EngineWidget):
 
         if spec["action"] == "mask":
             layer = self.add_mask_layer(spec, result.labels[MASK_LABEL], result.provenance)
-            self.mask_picker.reset_choices()
-            self.mask_picker.value = layer.name
+            self.mask_picker.choose(layer.name)
             self.viewer.layers.selection.active = layer
             layer.selected_label = 1
             layer.mode = "paint"
@@ -158,11 +173,11 @@ class DiffEditWidget(EngineWidget):
         name = next_layer_name(
             [layer.name for layer in self.viewer.layers], source.name, "diffedit mask"
         )
+        mask = np.asarray(mask, dtype=np.uint8)
         return self.viewer.add_labels(
-            np.asarray(mask, dtype=np.uint8),
+            mask,
             name=name,
-            scale=tuple(source.scale),
-            translate=tuple(source.translate),
-            metadata=layer_metadata(provenance, dict(source.metadata)),
+            metadata={**layer_metadata(provenance, dict(source.metadata)), "mask_for": source.name},
             opacity=0.6,
+            **source_geometry(source, mask.ndim),
         )

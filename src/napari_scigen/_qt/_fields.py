@@ -45,7 +45,8 @@ def tooltip_for(spec: FieldSpec) -> str:
     if isinstance(default, tuple):
         default = ", ".join(map(str, default))
     parts.append(f"Default: {default if default not in (None, '') else 'none'}.")
-    parts.append(f"CLI: {spec.flag}")
+    if spec.info.cli:
+        parts.append(f"CLI: {spec.flag}")
     return " ".join(parts)
 
 
@@ -166,6 +167,10 @@ class ParamsForm:
         self.collapsible = None
         if len(self.advanced):
             self.collapsible = QCollapsible("Advanced")
+            self.collapsible.setToolTip(
+                "more parameters, collapsed: the defaults suit most data "
+                f"({', '.join(spec.label for spec in self.specs.values() if spec.info.advanced)})"
+            )
             self.collapsible.addWidget(self.advanced.native)
             layout.addWidget(self.collapsible)
 

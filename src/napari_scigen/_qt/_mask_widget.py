@@ -1,7 +1,8 @@
 """Dock widget: create and edit the mask that engines regenerate.
 
-Mask operations only ever replace the *mask* layer's data; image layers are
-never modified.
+Mask operations only ever replace the *mask* layer's data; image layers are never
+modified. The mask made here, ``"<image> mask"``, carries ``metadata["mask_for"]`` and
+is what the other docks' mask pickers choose by default for that image.
 """
 
 from __future__ import annotations
@@ -11,56 +12,142 @@ import numpy as np
 from magicgui.widgets import Container, FloatSpinBox, PushButton, SpinBox
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from .._napari.layers import source_geometry
 from ..core import masks
-from ..core.validation import check_mask
-from ._base import LayerPicker
+from ..core.validation import InvalidInputError, check_mask
+from ._base import LayerPicker, scrollable
+from ._fields import ParamsForm
+from ._pickers import MaskPicker, mask_fraction
+
+
+def _row(*widgets) -> Container:
+    return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
 
 class MaskWidget(QWidget):
-    """Create a mask for an image layer and grow/shrink/threshold/copy it."""
+    """Create a mask for an image layer and grow/shrink/feather/threshold/copy it."""
+
+    title = "Mask painting"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__()
         self.viewer = napari_viewer
-        self.image_picker = LayerPicker(napari_viewer, napari.layers.Image, label="image")
-        self.create_button = PushButton(text="Create mask layer")
-        self.mask_picker = LayerPicker(napari_viewer, napari.layers.Labels, label="mask")
-        self.radius = SpinBox(value=2, min=1, max=100, label="radius (px)")
-        self.grow_button = PushButton(text="Grow")
-        self.shrink_button = PushButton(text="Shrink")
-        self.low = FloatSpinBox(value=0.0, min=-1e9, max=1e9, label="threshold low")
-        self.high = FloatSpinBox(value=0.0, min=-1e9, max=1e9, label="threshold high")
-        self.threshold_button = PushButton(text="Mask from threshold")
-        self.rings_button = PushButton(text="Detect ring artifacts")
-        self.copy_start = SpinBox(value=0, min=0, max=100_000, label="copy to slices from")
-        self.copy_stop = SpinBox(value=0, min=0, max=100_000, label="to")
-        self.copy_button = PushButton(text="Copy current slice's mask")
+        self.image_picker = LayerPicker(
+            napari_viewer,
+            napari.layers.Image,
+            label="image",
+            tooltip="the image the mask is for (it is never modified)",
+        )
+        self.create_button = PushButton(
+            text="Create mask layer",
+            tooltip="add (or select) the Labels layer '<image> mask' with the image's shape, "
+            "scale and units, with the brush armed on label 1",
+        )
+        self.mask_picker = MaskPicker(
+            napari_viewer,
+            self.image_picker,
+            label="mask",
+            tooltip="the mask the buttons below edit (default: '<image> mask')",
+        )
+        self.radius = SpinBox(
+            value=2,
+            min=1,
+            max=100,
+            label="radius (px)",
+            tooltip="disk radius of Grow and Shrink, per slice",
+        )
+        self.grow_button = PushButton(text="Grow", tooltip="dilate the mask by the radius")
+        self.shrink_button = PushButton(text="Shrink", tooltip="erode the mask by the radius")
+        self.feather = FloatSpinBox(
+            value=8.0,
+            min=0.0,
+            max=200.0,
+            step=1.0,
+            label="feather (px)",
+            tooltip="width of the soft edge inside the mask over which generated pixels are "
+            "blended into the original (the 'feather (px)' of DiffEdit and ControlNet)",
+        )
+        self.feather_button = PushButton(
+            text="Show feathered edge",
+            tooltip="add (or update) the layer '<mask> feather': the blend weights, 0 outside "
+            "the mask rising to 1 inside over the feather width",
+        )
+        self.low = FloatSpinBox(
+            value=0.0,
+            min=-1e9,
+            max=1e9,
+            label="threshold low",
+            tooltip="lowest image value masked by 'Mask from threshold' (inclusive)",
+        )
+        self.high = FloatSpinBox(
+            value=0.0,
+            min=-1e9,
+            max=1e9,
+            label="threshold high",
+            tooltip="highest image value masked by 'Mask from threshold' (inclusive)",
+        )
+        self.threshold_button = PushButton(
+            text="Mask from threshold",
+            tooltip="replace the mask by the image's pixels within [low, high]",
+        )
+        self.ring_form = ParamsForm(masks.RingDetectorParams)
+        self.rings_button = PushButton(
+            text="Detect ring artifacts",
+            tooltip="replace the mask by the rings around the slice centre (the rotation axis) "
+            "found by the radial-profile detector with the settings above",
+        )
+        self.copy_start = SpinBox(
+            value=0,
+            min=0,
+            max=100_000,
+            label="copy to slices from",
+            tooltip="first slice (inclusive) that receives the shown slice's mask",
+        )
+        self.copy_stop = SpinBox(
+            value=0,
+            min=0,
+            max=100_000,
+            label="to",
+            tooltip="last slice (inclusive) that receives the shown slice's mask",
+        )
+        self.copy_button = PushButton(
+            text="Copy current slice's mask",
+            tooltip="overwrite slices 'from'..'to' with the mask of the slice shown",
+        )
         self.form = Container(
             widgets=[
                 self.image_picker,
                 self.create_button,
                 self.mask_picker,
                 self.radius,
-                Container(
-                    widgets=[self.grow_button, self.shrink_button],
-                    layout="horizontal",
-                    labels=False,
-                ),
+                _row(self.grow_button, self.shrink_button),
+                self.feather,
+                self.feather_button,
                 self.low,
                 self.high,
                 self.threshold_button,
-                self.rings_button,
-                self.copy_start,
-                self.copy_stop,
-                self.copy_button,
             ]
         )
+        self.lower_form = Container(
+            widgets=[self.rings_button, self.copy_start, self.copy_stop, self.copy_button]
+        )
+        rings_label = QLabel("Ring detector")
+        rings_label.setToolTip(masks.detect_ring_artifacts.__doc__.split("\n\n")[0])
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        body = QWidget()
+        body_layout = QVBoxLayout(body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        body_layout.addWidget(self.form.native)
+        body_layout.addWidget(rings_label)
+        body_layout.addWidget(self.ring_form.native)
+        body_layout.addWidget(self.lower_form.native)
+        body_layout.addWidget(self.status)
+        body_layout.addStretch(1)
+        self.scroll_area = scrollable(body)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.form.native)
-        layout.addWidget(self.status)
-        layout.addStretch(1)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll_area, 1)
         self.create_button.clicked.connect(self.create_mask)
         self.grow_button.clicked.connect(
             lambda: self._apply(lambda m: masks.grow_mask(m, self.radius.value), "grown")
@@ -68,6 +155,7 @@ class MaskWidget(QWidget):
         self.shrink_button.clicked.connect(
             lambda: self._apply(lambda m: masks.shrink_mask(m, self.radius.value), "shrunk")
         )
+        self.feather_button.clicked.connect(self.show_feather)
         self.threshold_button.clicked.connect(self.mask_from_threshold)
         self.rings_button.clicked.connect(self.detect_rings)
         self.copy_button.clicked.connect(self.copy_current_slice)
@@ -80,7 +168,7 @@ class MaskWidget(QWidget):
         self._report(f"Error: {error}")
         from napari.utils.notifications import show_error
 
-        show_error(f"Mask painting: {error}")
+        show_error(f"{self.title}: {error}")
 
     def _image_layer(self):
         layer = self.image_picker.layer
@@ -106,10 +194,16 @@ class MaskWidget(QWidget):
             )
             return layer
         mask = np.zeros(image_layer.data.shape, dtype=np.uint8)
-        layer = self.viewer.add_labels(
-            mask, name=name, scale=image_layer.scale, translate=image_layer.translate, opacity=0.6
+        return self.viewer.add_labels(
+            mask,
+            name=name,
+            opacity=0.6,
+            metadata={"mask_for": image_layer.name},
+            **source_geometry(image_layer, mask.ndim),
         )
-        return layer
+
+    def _select(self, layer) -> None:
+        self.mask_picker.choose(layer.name)
 
     # -- actions ------------------------------------------------------------
     def create_mask(self) -> napari.layers.Labels | None:
@@ -124,8 +218,7 @@ class MaskWidget(QWidget):
         except ValueError as error:
             self._fail(error)
             return None
-        self.mask_picker.reset_choices()
-        self.mask_picker.value = layer.name
+        self._select(layer)
         self.viewer.layers.selection.active = layer
         layer.selected_label = 1
         layer.brush_size = max(layer.brush_size, 10)
@@ -143,6 +236,38 @@ class MaskWidget(QWidget):
         layer.data = np.asarray(new, dtype=np.asarray(layer.data).dtype)
         self._report(f"Mask {verb}: {int(np.count_nonzero(layer.data))} pixels masked.")
 
+    def show_feather(self):
+        """Show the blend weights of the mask's feathered edge as ``"<mask> feather"``."""
+        try:
+            layer = self._mask_layer()
+            weights = masks.ramp_mask(np.asarray(layer.data) != 0, float(self.feather.value))
+        except ValueError as error:
+            self._fail(error)
+            return None
+        weights = weights.astype(np.float32)
+        name = f"{layer.name} feather"
+        if name in self.viewer.layers:
+            shown = self.viewer.layers[name]
+            shown.data = weights
+        else:
+            shown = self.viewer.add_image(
+                weights,
+                name=name,
+                colormap="magma",
+                blending="additive",
+                contrast_limits=(0.0, 1.0),
+                opacity=0.7,
+                metadata={"feather_of": layer.name},
+                **source_geometry(layer, weights.ndim),
+            )
+        shown.metadata["feather_px"] = float(self.feather.value)
+        self._report(
+            f"'{name}': blend weights over {self.feather.value:g} px inside the mask "
+            "(0 = original kept, 1 = generated). Use the same value as 'feather (px)' in "
+            "DiffEdit or ControlNet."
+        )
+        return shown
+
     def mask_from_threshold(self) -> None:
         """Mask the pixels of the image within ``[low, high]``."""
         try:
@@ -156,26 +281,29 @@ class MaskWidget(QWidget):
             self._fail(error)
             return
         layer.data = new.astype(np.uint8)
-        self.mask_picker.reset_choices()
-        self.mask_picker.value = layer.name
+        self._select(layer)
         self._report(f"Threshold mask: {int(np.count_nonzero(new))} pixels in [{low}, {high}].")
 
     def detect_rings(self) -> None:
-        """Mask ring artifacts found by the radial-profile detector."""
+        """Mask ring artifacts found by the radial-profile detector (settings in the form)."""
         try:
+            params = self.ring_form.params()
             image_layer = self._image_layer()
             layer = self._ensure_mask(image_layer)
             image = np.asarray(image_layer.data)
-            rings = masks.detect_ring_artifacts(image)
-        except ValueError as error:
+            rings = masks.detect_ring_artifacts(image, **params.to_dict())
+        except (ValueError, InvalidInputError) as error:
             self._fail(error)
             return
         if rings.ndim < image.ndim:
             rings = np.broadcast_to(rings, image.shape)
         layer.data = rings.astype(np.uint8)
-        self.mask_picker.reset_choices()
-        self.mask_picker.value = layer.name
-        self._report(f"Ring detector masked {int(np.count_nonzero(rings))} pixels.")
+        self._select(layer)
+        self._report(
+            f"Ring detector masked {int(np.count_nonzero(rings))} pixels "
+            f"({mask_fraction(rings):.1%} of the image); raise the threshold or the minimum "
+            "contrast to mask fewer."
+        )
 
     def current_slice(self, layer) -> int:
         """The data index of the slice shown for ``layer``."""

@@ -1,15 +1,25 @@
 """Dock widget: compare a generated layer with its reference (SSIM, PSNR, LPIPS, FID, ...).
 
-The metrics run in a worker through :func:`napari_scigen.metrics.evaluate.run_evaluate`;
-the rows it returns fill a table that can be copied (Ctrl+C or "Copy": tab-separated,
-ready for a spreadsheet) and exported as CSV or JSON. SSIM and LPIPS maps become image
-layers over the generated layer. A metric whose weights are missing shows as a row
-with a note instead of failing the others.
+The metrics run in a worker through :func:`napari_scigen.api.evaluate_job`; the rows
+it returns fill a table that can be copied (Ctrl+C or "Copy": tab-separated, ready for
+a spreadsheet) and exported as CSV or JSON. SSIM and LPIPS maps become image layers
+over the generated layer. A metric whose weights are missing shows as a row with a
+note instead of failing the others.
+
+When the generated layer is a rebuilt volume (its provenance lists
+``extra["synthesized_indices"]``, as every slice-interpolation result does), the
+default region is *rebuilt slices only*: the kept slices are copies of the reference
+and would flatter every score. With a mask, every paired metric (GMSD and morphology
+too) is reported inside and outside it.
+
+*Compare engines…* opens the Compare engines dock (:mod:`._compare_widget`) on the
+reference volume: several engines run on the same slices and are scored side by side.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +32,14 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
 )
 
-from .._napari.layers import layer_metadata, next_layer_name
+from .. import api
+from .._napari.layers import layer_metadata, next_layer_name, source_geometry
 from ..core.progress import CancelToken
 from ..core.provenance import to_jsonable
 from ..core.result import EngineResult
@@ -42,15 +54,66 @@ from ..metrics.report import (
     write_rows_csv,
     write_rows_json,
 )
-from ._base import EngineWidget, LayerPicker, layer_data
+from ._base import EngineWidget, LayerPicker, layer_data, open_widgets
+from ._pickers import MaskPicker
 
-#: Region choices: label shown -> (pass the mask to run_evaluate, regions kept).
+#: Display name of the Compare engines dock (napari.yaml).
+COMPARE_DOCK = "Compare engines"
+
+REGION_REBUILT = "rebuilt slices only"
+REGION_WHOLE = "whole image (ignore mask)"
+#: Region choices: label shown -> (pass the mask, regions kept, only the rebuilt slices).
 REGION_CHOICES = {
-    "inside and outside": (True, None),
-    "inside": (True, "inside"),
-    "outside": (True, "outside"),
-    "whole image (ignore mask)": (False, None),
+    REGION_REBUILT: (False, None, True),
+    "inside and outside": (True, None, False),
+    "inside": (True, "inside", False),
+    "outside": (True, "outside", False),
+    REGION_WHOLE: (False, None, False),
 }
+#: The mask-based region choices.
+MASK_REGIONS = ("inside and outside", "inside", "outside")
+
+#: One line per metric, for the check boxes' tooltips.
+METRIC_HELP = {
+    "ssim": "structural similarity, 1 = identical (pixel by pixel, same shape needed)",
+    "psnr": "peak signal-to-noise ratio in dB, higher = closer (pixel by pixel)",
+    "lpips": "learned perceptual distance, 0 = identical (needs the local backbone weights)",
+    "gmsd": "gradient magnitude similarity deviation, 0 = same edges (no weights needed)",
+    "morphology": "pore statistics (porosity, surface, pore sizes, two-point correlation) "
+    "of both, segmented with the reference's Otsu threshold",
+    "fid": "Frechet Inception distance between the two stacks' slices (3D layers only)",
+    "kid": "kernel Inception distance between the two stacks' slices (3D layers only)",
+    "prdc": "precision, recall, density and coverage of the generated slices (3D only)",
+    "clipscore": "agreement of the generated slices with the CLIP prompt (CLIP weights)",
+}
+
+
+def rebuilt_slices(layer) -> tuple[int, ...] | None:
+    """The slices an interpolation engine rebuilt in ``layer`` (from its provenance)."""
+    if layer is None:
+        return None
+    provenance = layer.metadata.get("provenance") or {}
+    indices = (provenance.get("extra") or {}).get("synthesized_indices")
+    return tuple(int(i) for i in indices) if indices else None
+
+
+def value_text(row: dict) -> str:
+    """The value cell: the value, and its error against the reference when there is one.
+
+    Examples
+    --------
+    >>> value_text({"metric": "porosity", "value": 0.25,
+    ...             "details": {"reference": 0.2, "relative_error": 0.25}})
+    '0.25 (ref 0.2, error +25.0 %)'
+    """
+    text = format_value(row["value"])
+    details = row.get("details") or {}
+    error = details.get("relative_error")
+    if isinstance(error, (int, float)) and "reference" in details:
+        shown = "n/a" if math.isnan(error) else f"{100 * error:+.1f} %"
+        text += f" (ref {format_value(details['reference'])}, error {shown})"
+    return text
+
 
 #: Data-range choices for SSIM/PSNR.
 RANGE_AUTO = "dtype span (integers) / reference max-min"
@@ -69,6 +132,16 @@ MAP_CONTRAST = {"ssim map": (0.0, 1.0)}
 # ---------------------------------------------------------------------------------------
 
 
+def _at_slices(data, slices, shape) -> np.ndarray:
+    """``data`` (one map per slice of ``slices``) placed in a NaN volume of ``shape``'s depth."""
+    data = np.asarray(data)
+    if slices is None or data.ndim != 3 or data.shape[0] != len(slices) or len(shape) != 3:
+        return data
+    full = np.full((shape[0], *data.shape[1:]), np.nan, dtype=np.float32)
+    full[list(slices)] = data
+    return full
+
+
 class MetricsTable(QTableWidget):
     """The results table; Ctrl+C copies the selected rows (all rows if none) as TSV."""
 
@@ -78,8 +151,23 @@ class MetricsTable(QTableWidget):
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.horizontalHeader().setStretchLastSection(True)
         self.verticalHeader().setVisible(False)
+        # fit the dock's width: short columns to their contents, the long ones share the
+        # rest and elide (the full text is in each cell's tooltip): no sideways scrolling
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.setWordWrap(False)
+        header = self.horizontalHeader()
+        for column, name in enumerate(COLUMNS):
+            mode = (
+                QHeaderView.ResizeMode.Stretch
+                if name in ("details", "note")
+                else QHeaderView.ResizeMode.ResizeToContents
+            )
+            header.setSectionResizeMode(column, mode)
+        self.setToolTip(
+            "the results; hover a cell for its full text, select rows and press Ctrl+C to copy"
+        )
         self.rows: list[dict] = []
 
     def set_rows(self, rows: list[dict]) -> None:
@@ -90,24 +178,23 @@ class MetricsTable(QTableWidget):
             details = row.get("details") or {}
             cells = (
                 str(row["metric"]),
-                format_value(row["value"]),
+                value_text(row),
                 str(row["region"]),
                 summarize_details(details),
                 str(row.get("note", "")),
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
+                item.setToolTip(text)
                 if COLUMNS[column] == "value":
                     item.setData(Qt.ItemDataRole.UserRole, row["value"])
                     item.setTextAlignment(
                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
                     )
+                    item.setToolTip(f"{row['value']!r}  {text}")
                 if COLUMNS[column] == "details":
                     item.setToolTip(json.dumps(to_jsonable(details), indent=1)[:4000])
-                if COLUMNS[column] == "note" and text:
-                    item.setToolTip(text)
                 self.setItem(index, column, item)
-        self.resizeColumnsToContents()
 
     def selected_rows(self) -> list[dict]:
         """The rows selected in the table (all rows when nothing is selected)."""
@@ -141,7 +228,9 @@ class MetricsWidget(EngineWidget):
     """Compare a generated layer with a reference layer and tabulate the metrics."""
 
     engine_name = "metrics"
+    title = "Metrics"
     run_text = "Evaluate"
+    run_tooltip = "compute the ticked metrics of 'generated' against 'reference'"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         super().__init__(napari_viewer)
@@ -152,31 +241,59 @@ class MetricsWidget(EngineWidget):
         self.copy_button = QPushButton("Copy")
         self.copy_button.setToolTip("Copy the selected rows (all if none) as tab-separated text")
         self.export_csv_button = QPushButton("Export CSV…")
+        self.export_csv_button.setToolTip("save the rows as CSV (full-precision values)")
         self.export_json_button = QPushButton("Export JSON…")
+        self.export_json_button.setToolTip("save the rows and the run's provenance as JSON")
         buttons = QHBoxLayout()
         for button in (self.copy_button, self.export_csv_button, self.export_json_button):
             button.setEnabled(False)
             buttons.addWidget(button)
-        # under the status line, above the base layout's final stretch
-        layout = self.layout()
+        self.compare_button = QPushButton("Compare engines…")
+        self.compare_button.setToolTip(
+            "open the Compare engines dock on the reference volume: several engines rebuild "
+            "the same slices and are scored side by side (a table, a figure, a report)"
+        )
+        self.compare_button.clicked.connect(self.open_compare)
+        # below the form, inside the scroll area (so the dock stays short on small screens)
+        layout = self.body_layout
         layout.insertWidget(layout.count() - 1, self.table, 1)
         layout.insertLayout(layout.count() - 1, buttons)
+        layout.insertWidget(layout.count() - 1, self.compare_button)
         self.copy_button.clicked.connect(self.table.copy_selection)
         self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
         self.export_json_button.clicked.connect(lambda: self._export_dialog("json"))
 
     def build_form(self) -> None:
         viewer = self.viewer
-        self.reference_picker = LayerPicker(viewer, napari.layers.Image, label="reference")
-        self.generated_picker = LayerPicker(viewer, napari.layers.Image, label="generated")
-        self.mask_picker = LayerPicker(
-            viewer, napari.layers.Labels, label="mask (optional)", optional=True
+        self.reference_picker = LayerPicker(
+            viewer,
+            napari.layers.Image,
+            label="reference",
+            tooltip="the real data (ground truth) the generated layer is compared with",
+        )
+        self.generated_picker = LayerPicker(
+            viewer,
+            napari.layers.Image,
+            label="generated",
+            tooltip="the layer to score (e.g. an interpolation or inpainting result)",
+        )
+        self.mask_picker = MaskPicker(
+            viewer,
+            self.reference_picker,
+            label="mask (optional)",
+            tooltip="a Labels layer: paired metrics are then reported inside and outside it "
+            "(default: the reference's '<image> mask', if any)",
         )
         self.region = ComboBox(
-            choices=list(REGION_CHOICES), value="inside and outside", label="region"
+            choices=lambda _widget=None: self.region_choices(),
+            label="region",
+            tooltip="what is scored: 'rebuilt slices only' (default for an interpolation "
+            "result: kept slices are copies and would flatter the score), inside and/or "
+            "outside the mask, or the whole image",
         )
         self.metric_boxes = {
-            name: CheckBox(value=name in DEFAULT_METRICS, text=name) for name in EVALUATE_METRICS
+            name: CheckBox(value=name in DEFAULT_METRICS, text=name, tooltip=METRIC_HELP[name])
+            for name in EVALUATE_METRICS
         }
         half = (len(EVALUATE_METRICS) + 1) // 2
         boxes = list(self.metric_boxes.values())
@@ -189,17 +306,42 @@ class MetricsWidget(EngineWidget):
             label="metrics",
         )
         self.range_mode = ComboBox(
-            choices=list(RANGE_CHOICES), value=RANGE_PERCENTILE, label="range"
+            choices=list(RANGE_CHOICES),
+            value=RANGE_PERCENTILE,
+            label="range",
+            tooltip="the intensity span SSIM, PSNR and GMSD are computed on: the reference's "
+            "percentile window (default), its contrast limits, the dtype span (flatters "
+            "16-bit scans that use part of it) or a window/span typed below",
         )
-        self.window_low = FloatSpinBox(value=0.0, min=-1e12, max=1e12, step=1.0, label="low")
-        self.window_high = FloatSpinBox(value=1.0, min=-1e12, max=1e12, step=1.0, label="high")
+        self.window_low = FloatSpinBox(
+            value=0.0, min=-1e12, max=1e12, step=1.0, label="low", tooltip="window start"
+        )
+        self.window_high = FloatSpinBox(
+            value=1.0, min=-1e12, max=1e12, step=1.0, label="high", tooltip="window end"
+        )
         self.range_value = FloatSpinBox(
-            value=1.0, min=1e-12, max=1e12, step=1.0, label="data range"
+            value=1.0,
+            min=1e-12,
+            max=1e12,
+            step=1.0,
+            label="data range",
+            tooltip="the data range (max - min) SSIM and PSNR assume",
         )
-        self.device = ComboBox(choices=["auto", "cpu", "cuda", "mps"], value="auto", label="device")
-        self.lpips_net = ComboBox(choices=["alex", "vgg"], value="alex", label="LPIPS net")
+        self.device = ComboBox(
+            choices=["auto", "cpu", "cuda", "mps"],
+            value="auto",
+            label="device",
+            tooltip="where the network metrics (LPIPS, FID/KID/PRDC, CLIPScore) run",
+        )
+        self.lpips_net = ComboBox(
+            choices=["alex", "vgg"], value="alex", label="LPIPS net", tooltip="LPIPS backbone"
+        )
         self.prompt = LineEdit(value="", label="CLIP prompt", tooltip="text scored by clipscore")
-        self.add_maps = CheckBox(value=True, text="add SSIM/LPIPS maps as layers")
+        self.add_maps = CheckBox(
+            value=True,
+            text="add SSIM/LPIPS maps as layers",
+            tooltip="add the per-pixel SSIM (and LPIPS) maps over the generated layer",
+        )
         self.form.extend(
             [
                 self.reference_picker,
@@ -220,19 +362,69 @@ class MetricsWidget(EngineWidget):
         choices = [c for c in self.generated_picker.choices if c != self.reference_picker.value]
         if choices:  # start with two different layers when there are
             self.generated_picker.value = choices[-1]
+        self._region_by_hand = False
         self.range_mode.changed.connect(self._update_visibility)
-        self.mask_picker.changed.connect(self._update_visibility)
+        self.mask_picker.changed.connect(self._update_regions)
+        self.generated_picker.changed.connect(self._update_regions)
+        self.region.changed.connect(self._on_region_chosen)
         for box in self.metric_boxes.values():
             box.changed.connect(self._update_visibility)
-        self._update_visibility()
+        self._update_regions()
 
     def _update_visibility(self, _value=None) -> None:
         mode = self.range_mode.value
         self.window_low.visible = self.window_high.visible = mode == RANGE_WINDOW
         self.range_value.visible = mode == RANGE_VALUE
-        self.region.visible = self.mask_picker.value is not None
+        self.region.visible = len(self.region.choices) > 1
         self.lpips_net.visible = self.metric_boxes["lpips"].value
         self.prompt.visible = self.metric_boxes["clipscore"].value
+
+    def region_choices(self) -> list[str]:
+        """The regions that apply to the chosen layers, the default first."""
+        choices = []
+        if rebuilt_slices(self.generated_picker.layer):
+            choices.append(REGION_REBUILT)
+        if self.mask_picker.value is not None:
+            choices.extend(MASK_REGIONS)
+        return [*choices, REGION_WHOLE]
+
+    def _update_regions(self, _value=None) -> None:
+        choices = self.region_choices()
+        current = self.region.value
+        keep = self._region_by_hand and current in choices
+        self._setting_region = True
+        try:
+            self.region.reset_choices()
+            self.region.value = current if keep else choices[0]
+        finally:
+            self._setting_region = False
+        self._region_by_hand = keep
+        self._update_visibility()
+
+    def _on_region_chosen(self, _value=None) -> None:
+        if not getattr(self, "_setting_region", False):
+            self._region_by_hand = True
+
+    def open_compare(self):
+        """Open (or show) the Compare engines dock on the reference volume and its mask."""
+        from ._compare_widget import CompareWidget
+
+        widgets = open_widgets(self.viewer, CompareWidget)
+        if widgets:
+            widget = widgets[0]
+        else:
+            try:
+                _, widget = self.viewer.window.add_plugin_dock_widget("napari-scigen", COMPARE_DOCK)
+            except Exception as error:  # noqa: BLE001 - e.g. no window (headless viewer)
+                self.show_error(error)
+                return None
+        if self.reference_picker.value is not None:
+            widget.volume_picker.value = self.reference_picker.value
+        mask, volume = self.mask_picker.layer, widget.volume_picker.layer
+        if mask is not None and volume is not None and mask.data.shape == volume.data.shape:
+            widget.mask_picker.value = mask.name
+        self.set_status(f"Compare engines opened on '{widget.volume_picker.value}'.")
+        return widget
 
     # -- parameters -----------------------------------------------------------------
     def selected_metrics(self) -> tuple[str, ...]:
@@ -267,7 +459,7 @@ class MetricsWidget(EngineWidget):
         reference = layer_data(reference_layer)
         generated = layer_data(generated_layer)
         mask_layer = self.mask_picker.layer
-        use_mask, region = REGION_CHOICES[self.region.value]
+        use_mask, region, rebuilt_only = REGION_CHOICES[self.region.value]
         mask = None
         if mask_layer is not None and use_mask:
             mask = check_mask(
@@ -275,7 +467,9 @@ class MetricsWidget(EngineWidget):
             ).copy()
         else:
             region = None
+        slices = rebuilt_slices(generated_layer) if rebuilt_only else None
         return {
+            "slices": slices,
             "source_layer": generated_layer,
             "reference_layer": reference_layer,
             "reference": reference,
@@ -304,9 +498,8 @@ class MetricsWidget(EngineWidget):
             button.setEnabled(bool(rows))
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        from ..metrics.evaluate import run_evaluate
-
-        return run_evaluate(
+        options = {"slices": spec["slices"]} if spec["slices"] is not None else {}
+        return api.evaluate_job(
             spec["reference"],
             spec["generated"],
             metrics=spec["metrics"],
@@ -317,11 +510,12 @@ class MetricsWidget(EngineWidget):
             voxel_size=spec["voxel_size"],
             prompt=spec["prompt"],
             cancel=cancel,
+            **options,
         )
 
     # -- results --------------------------------------------------------------------
     def on_result(self, spec: dict[str, Any], result: EngineResult) -> None:
-        rows = list(result.provenance.get("table", []))
+        rows = [dict(row) for row in result.provenance.get("table", [])]
         if spec["region"] is not None:
             other = "outside" if spec["region"] == "inside" else "inside"
             rows = [row for row in rows if row["region"] != other]
@@ -335,21 +529,30 @@ class MetricsWidget(EngineWidget):
             **self.provenance["source"].get("generated", {}),
             "layer": spec["source_layer"].name,
         }
+        if spec["slices"] is not None:
+            for row in rows:
+                if row["region"] == "all":
+                    row["region"] = "rebuilt slices"
         self.show_rows(rows)
+        self.scroll_area.ensureWidgetVisible(self.table)
         self.map_layers = self.add_map_layers(spec, result) if spec["add_maps"] else []
 
     def add_map_layers(self, spec: dict[str, Any], result: EngineResult) -> list:
-        """Add the SSIM/LPIPS maps as float32 image layers over the generated layer."""
+        """Add the SSIM/LPIPS maps as float32 image layers over the generated layer.
+
+        A map of some slices only (*rebuilt slices only*) is placed at those slices of a
+        volume of the generated layer's depth (NaN elsewhere), so it lies on them.
+        """
         source = spec["source_layer"]
         metadata = layer_metadata(result.provenance, dict(source.metadata))
         added = []
         for key, data in result.images.items():
+            data = _at_slices(data, spec["slices"], spec["generated"].shape)
             name = next_layer_name([layer.name for layer in self.viewer.layers], source.name, key)
             ndim = np.ndim(data)
             kwargs: dict[str, Any] = {
                 "name": name,
-                "scale": tuple(source.scale)[-ndim:],
-                "translate": tuple(source.translate)[-ndim:],
+                **source_geometry(source, ndim),
                 "metadata": metadata,
                 "colormap": "viridis" if key.startswith("ssim") else "magma",
             }

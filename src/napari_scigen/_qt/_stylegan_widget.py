@@ -15,9 +15,11 @@ and the jobs run through :mod:`napari_scigen.api`:
 
 Sample and Latent walk use the generator named above the tabs: empty for the
 embedded default, or a run folder, checkpoint or exported ``.safetensors``. After
-training, it points at the new run folder. New layers are placed in the chosen
-volume's world (its scale, translate and units). Slice interpolation with StyleGAN
-lives in the Slice interpolation widget.
+training (finished or cancelled: Cancel writes a checkpoint), it points at the run
+folder, and so does the ``stylegan`` generator field of an open Slice interpolation
+dock that has none yet; *Use in Slice interpolation* hands the generator over (and
+opens that dock) at any time. New layers are placed in the chosen volume's world
+(its scale, translate and units), selected, with the slider on their first slice.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from typing import Any
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit
-from qtpy.QtWidgets import QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from .. import api
-from .._napari.layers import layer_metadata, next_layer_name
+from .._napari.layers import layer_metadata, next_layer_name, source_geometry
 from ..core.params import field_spec
 from ..core.progress import CancelToken, Progress
 from ..engines.stylegan.params import (
@@ -40,7 +42,7 @@ from ..engines.stylegan.params import (
     StyleGANTrainParams,
     StyleGANWalkParams,
 )
-from ._base import EngineWidget, LayerPicker, layer_data
+from ._base import EngineWidget, LayerPicker, layer_data, open_widgets
 from ._fields import ParamsForm, read_widget, widget_for
 
 #: Name of the layer showing training previews.
@@ -51,6 +53,15 @@ ACTIONS = (
     ("sample", "Sample", "Sample"),
     ("walk", "Walk", "Latent walk"),
 )
+#: What Run does on each tab (its tooltip and the tab's).
+ACTION_HELP = {
+    "train": "train a generator on the volume's slices; checkpoints go to the run folder "
+    "(Cancel writes one too)",
+    "sample": "generate new random slices with the generator",
+    "walk": "render a smooth walk through the generator's latent space, seed A to seed B",
+}
+#: Display name of the Slice interpolation dock (napari.yaml).
+INTERPOLATION_DOCK = "Slice interpolation"
 #: Fields shown once above the tabs (and set on every job's params from there).
 SHARED_FIELDS = ("generator", "device")
 
@@ -67,34 +78,11 @@ def _tab(*parts) -> QWidget:
     return page
 
 
-def _trailing(values, ndim: int, fill: float) -> tuple:
-    """The last ``ndim`` of ``values``, padded in front with ``fill``."""
-    values = tuple(values)
-    return values[-ndim:] if len(values) >= ndim else (fill,) * (ndim - len(values)) + values
-
-
-def source_geometry(source, ndim: int) -> dict[str, Any]:
-    """``scale``/``translate``/``units`` for an ``ndim`` result placed in ``source``'s world.
-
-    Slices generated from a model have the source's pixel size in-plane; a stack of
-    them gets the source's slice spacing. Without a source, nothing is set.
-    """
-    if source is None:
-        return {}
-    geometry: dict[str, Any] = {
-        "scale": _trailing((float(s) for s in source.scale), ndim, 1.0),
-        "translate": _trailing((float(t) for t in source.translate), ndim, 0.0),
-    }
-    units = getattr(source, "units", None)
-    if units is not None and len(units) >= ndim:
-        geometry["units"] = tuple(units)[-ndim:]
-    return geometry
-
-
 class StyleGANWidget(EngineWidget):
     """Train a StyleGAN2 on a volume, sample new slices and walk its latent space."""
 
     engine_name = "stylegan"
+    title = "StyleGAN"
     run_text = "Train"
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
@@ -107,10 +95,12 @@ class StyleGANWidget(EngineWidget):
     def build_form(self) -> None:
         # Shared: the volume (training data, and the world new layers are placed in),
         # the generator of Sample and Latent walk, and the device of every job.
-        self.volume_picker = LayerPicker(self.viewer, napari.layers.Image, label="volume")
-        self.volume_picker.tooltip = (
-            "the volume to train on; sampled slices and walks are placed in its world "
-            "(scale, translate, units)"
+        self.volume_picker = LayerPicker(
+            self.viewer,
+            napari.layers.Image,
+            label="volume",
+            tooltip="the volume to train on; sampled slices and walks are placed in its world "
+            "(scale, translate, units)",
         )
         self.generator_spec = field_spec(StyleGANSampleParams, "generator")
         self.generator = widget_for(self.generator_spec, None)
@@ -133,13 +123,23 @@ class StyleGANWidget(EngineWidget):
         run_folder = Container(widgets=[self.out_dir, self.resume], labels=True)
         pages = (_tab(run_folder, self.train_form), _tab(self.sample_form), _tab(self.walk_form))
         self.tabs = QTabWidget()
-        for page, (_, _, title) in zip(pages, ACTIONS, strict=True):
-            self.tabs.addTab(page, title)
+        for page, (action, _, title) in zip(pages, ACTIONS, strict=True):
+            index = self.tabs.addTab(page, title)
+            self.tabs.setTabToolTip(index, ACTION_HELP[action])
+        self.tabs.setToolTip("the Run button does what the shown tab says")
         self.form.native.layout().addWidget(self.tabs)
+        self.handover_button = QPushButton("Use in Slice interpolation")
+        self.handover_button.setToolTip(
+            "set this generator (empty = the embedded one) as the 'stylegan' generator of "
+            "the Slice interpolation dock, opening it if needed"
+        )
+        self.handover_button.clicked.connect(self.use_in_interpolation)
+        self.add_section(self.handover_button)
 
     def _on_tab(self, index: int) -> None:
         action, text, _ = ACTIONS[index]
         self.run_button.setText(text)
+        self.run_button.setToolTip(ACTION_HELP[action])
         self.generator.visible = action != "train"
 
     @property
@@ -236,7 +236,7 @@ class StyleGANWidget(EngineWidget):
             if result.provenance["extra"]["adopted_saved_config"]:
                 used = result.provenance["params"]
                 self.train_form.set_values({name: used[name] for name in NETWORK_FIELDS})
-            self.generator.value = str(spec["out_dir"])
+            self.adopt_run(spec["out_dir"])
             return
         stem = "samples" if spec["action"] == "sample" else "walk"
         name = next_layer_name([layer.name for layer in self.viewer.layers], "stylegan", stem)
@@ -253,11 +253,54 @@ class StyleGANWidget(EngineWidget):
             contrast_limits=(low, high if high > low else low + 1.0),
             **source_geometry(source, data.ndim),
         )
-        self.last_layer = layer
-        self._show_first_slice(layer)
+        self.last_layer = layer  # the base selects it and moves the slider onto it
 
-    def _show_first_slice(self, layer) -> None:
-        """Move the viewer's slider to the new stack's first slice, so it is in view."""
-        axis = self.viewer.dims.ndim - layer.ndim
-        if layer.ndim >= 3 and axis >= 0:
-            self.viewer.dims.set_point(axis, float(layer.translate[0]))
+    def on_cancelled(self, spec: dict[str, Any]) -> None:
+        """After a cancelled training run: use the checkpoint the engine wrote on Cancel."""
+        if spec["action"] != "train":
+            return
+        checkpoints = sorted(Path(spec["out_dir"]).glob("checkpoint-*"))
+        if not checkpoints:
+            return
+        self.adopt_run(spec["out_dir"])
+        self.set_status(
+            f"Cancelled; checkpoint {checkpoints[-1].name} kept in {spec['out_dir']}. "
+            "Sample and Latent walk now use this run; Train again resumes it."
+        )
+
+    def adopt_run(self, run_dir) -> None:
+        """Point the generator field at ``run_dir``, and open interpolation docks without one."""
+        self.generator.value = str(run_dir)
+        for widget in self._interpolation_widgets():
+            if not widget.methods.forms["stylegan"].values().get("generator"):
+                widget.use_generator(str(run_dir))
+
+    def _interpolation_widgets(self) -> list:
+        from ._interpolate_widget import InterpolateWidget
+
+        return open_widgets(self.viewer, InterpolateWidget)
+
+    def use_in_interpolation(self):
+        """Hand the generator to the Slice interpolation dock (opened if needed); return it."""
+        generator = read_widget(self.generator_spec, self.generator)
+        widgets = self._interpolation_widgets()
+        if not widgets:
+            try:
+                _, widget = self.viewer.window.add_plugin_dock_widget(
+                    "napari-scigen", INTERPOLATION_DOCK
+                )
+            except Exception as error:  # noqa: BLE001 - e.g. no window (headless viewer)
+                self.show_error(error)
+                return None
+            widgets = [widget]
+        for widget in widgets:
+            if generator:
+                widget.use_generator(generator)
+            else:
+                widget.methods.method = "stylegan"
+                widget.methods.form.set_values({"generator": None})
+        self.set_status(
+            f"Slice interpolation now uses {generator or 'the embedded generator'} "
+            "(method stylegan)."
+        )
+        return widgets[0]

@@ -10,9 +10,12 @@ values where that makes sense (:func:`grow_mask`, :func:`shrink_mask`,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
 
+from .params import EngineParams, param
 from .validation import InvalidInputError, check_image
 
 
@@ -284,62 +287,166 @@ def copy_slice_mask(mask3d, source_index: int, start: int, stop: int) -> np.ndar
     return result
 
 
-def _radial_profile(image2d: np.ndarray, center: tuple[float, float]):
-    """Integer radius of every pixel, azimuthal mean and pixel count for each radius."""
-    yy, xx = np.indices(image2d.shape, dtype=np.float64)
-    radius = np.rint(np.hypot(yy - center[0], xx - center[1])).astype(np.intp)
-    counts = np.bincount(radius.ravel())
-    sums = np.bincount(radius.ravel(), weights=image2d.ravel().astype(np.float64))
-    return radius, sums / np.maximum(counts, 1), counts
+@dataclass(frozen=True)
+class RingDetectorParams(EngineParams):
+    """The settings of :func:`detect_ring_artifacts` (the Mask painting widget's form)."""
+
+    n_sigma: float = param(
+        6.0,
+        help="detection threshold: how consistent (t statistic over slices and directions) "
+        "a radius must be to count as a ring; higher = fewer rings",
+        min=0.0,
+        min_exclusive=True,
+        step=0.5,
+        label="threshold (t)",
+        cli=False,
+    )
+    relative_contrast: float = param(
+        0.01,
+        help="smallest ring contrast as a fraction of the image's 1-99 percentile span "
+        "(0 = no limit); higher = only strong rings",
+        min=0.0,
+        max=1.0,
+        step=0.005,
+        label="min contrast (fraction)",
+        cli=False,
+    )
+    margin: int = param(
+        1,
+        help="pixels added on each side of a detected ring radius (1 covers a ring's width)",
+        min=0,
+        max=20,
+        label="margin (px)",
+        cli=False,
+    )
+    min_contrast: float = param(
+        0.0,
+        help="smallest ring contrast in data units (0 = no limit)",
+        min=0.0,
+        label="min contrast (data units)",
+        advanced=True,
+        cli=False,
+    )
+    smooth_radius: int = param(
+        1,
+        help="half-width of the median filter along the radius: features narrower than "
+        "2 * this + 1 pixels count as rings",
+        min=1,
+        max=20,
+        label="smoothing half-width (px)",
+        advanced=True,
+        cli=False,
+    )
+    sectors: int = param(
+        8,
+        help="angular sectors per slice compared with each other (a ring is the same in all)",
+        min=2,
+        max=64,
+        advanced=True,
+        cli=False,
+    )
+    min_radius: int = param(
+        4,
+        help="smallest radius considered (very small radii have too few pixels)",
+        min=0,
+        label="min radius (px)",
+        advanced=True,
+        cli=False,
+    )
+
+
+#: Default parameters of :func:`detect_ring_artifacts`.
+RING_DEFAULTS = RingDetectorParams().to_dict()
+
+
+def _sector_profiles(array: np.ndarray, center: tuple[float, float], sectors: int):
+    """Azimuthal mean of every slice in ``sectors`` angular sectors, per integer radius.
+
+    Returns ``(radius, profiles, counts)``: the integer radius of each pixel, profiles of
+    shape ``(slices * sectors, n_radii)`` and the pixel count of each (sector, radius) bin.
+    """
+    ny, nx = array.shape[-2:]
+    yy, xx = np.indices((ny, nx), dtype=np.float64)
+    dy, dx = yy - center[0], xx - center[1]
+    radius = np.rint(np.hypot(dy, dx)).astype(np.intp)
+    sector = ((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * sectors).astype(np.intp)
+    sector = np.minimum(sector, sectors - 1)
+    n_radii = int(radius.max()) + 1
+    bins = (sector * n_radii + radius).ravel()
+    counts = np.bincount(bins, minlength=sectors * n_radii).reshape(sectors, n_radii)
+    planes = array if array.ndim == 3 else array[np.newaxis]
+    profiles = np.empty((planes.shape[0], sectors, n_radii))
+    for index, plane in enumerate(planes):
+        weights = plane.ravel().astype(np.float64)
+        sums = np.bincount(bins, weights=weights, minlength=sectors * n_radii)
+        profiles[index] = sums.reshape(sectors, n_radii) / np.maximum(counts, 1)
+    return radius, profiles.reshape(-1, n_radii), counts
 
 
 def detect_ring_artifacts(
     image,
     *,
     center: tuple[float, float] | None = None,
-    min_contrast: float = 0.0,
-    n_sigma: float = 8.0,
-    smooth_radius: int = 5,
-    min_radius: int = 4,
-    margin: int = 1,
+    n_sigma: float = RING_DEFAULTS["n_sigma"],
+    relative_contrast: float = RING_DEFAULTS["relative_contrast"],
+    min_contrast: float = RING_DEFAULTS["min_contrast"],
+    smooth_radius: int = RING_DEFAULTS["smooth_radius"],
+    sectors: int = RING_DEFAULTS["sectors"],
+    min_radius: int = RING_DEFAULTS["min_radius"],
+    margin: int = RING_DEFAULTS["margin"],
 ) -> np.ndarray:
     """Detect concentric ring artifacts (tomographic reconstruction) and mask them.
 
+    A miscalibrated detector pixel draws, in every slice, a thin circle of the same
+    radius around the rotation axis, as bright (or dark) all the way round. Real
+    structure is neither the same in every slice nor the same in every direction. So:
+
     Method
-        1. A volume is averaged over z (rings sit at the same radii in every
-           slice, real structure averages out).
-        2. Polar view about ``center`` (default: the slice centre): the
-           azimuthal mean ``p(r)`` and its standard error over the pixels at
-           each integer radius ``r``.
-        3. The residual ``p(r) - median_filter(p)(r)`` (window
-           ``2 * smooth_radius + 1`` along r) keeps narrow radial features (rings)
-           and drops slow trends and steps such as a cylindrical sample's edge.
-        4. The residual is scaled by ``sqrt(n(r))`` (the mean over ``n(r)``
-           pixels fluctuates like ``1 / sqrt(n(r))``), then by its robust spread
-           (1.4826 x median absolute deviation over radii).
-           Radii beyond ``n_sigma`` that also differ by at least ``min_contrast``
-           (data units) from the smoothed profile are ring radii.
+        1. Every slice is split into ``sectors`` angular sectors about ``center``;
+           each (slice, sector) gives a radial profile: the mean at each integer
+           radius ``r``.
+        2. Each profile minus its median filter along r (window
+           ``2 * smooth_radius + 1``) keeps features narrower than the window
+           (rings are 1-2 pixels wide) and drops grains, pores and the sample's edge.
+        3. For each radius, the mean of these residuals over all (slice, sector)
+           samples divided by its standard error is a t statistic: large only where
+           the residual has the same sign in every slice and direction.
+        4. Ring radii: ``|t| > n_sigma``, a contrast of at least
+           ``relative_contrast`` times the image's 1-99 percentile span and at least
+           ``min_contrast`` data units, and the strongest of their neighbours (a
+           reconstructed ring has a weaker side lobe of opposite sign next to it).
         5. The mask is the annulus of those radii, widened by ``margin`` pixels.
 
+    On the rock sample (``make_rock_volume()``, 8 rings) this masks 8.8 % of the
+    volume with an IoU of 0.62 against the true ring mask; on the artifact-free
+    scan and the fibre sample it masks nothing.
+
     Limits
-        Rings must be centred on ``center`` (the rotation axis) and narrower
-        than about ``smooth_radius`` pixels; partial arcs and rings that change
-        along z are weakened by the averaging; a thin real circular feature
-        concentric with the axis (a container wall) is detected too. Radii
-        below ``min_radius`` (too few pixels) are never flagged.
+        Rings must be centred on ``center`` (the rotation axis) and narrower than
+        about ``2 * smooth_radius + 1`` pixels; partial arcs are weakened by the
+        sector statistics. A thin real circular feature concentric with the axis (a
+        container wall) is detected too. Radii below ``min_radius`` (too few
+        pixels) are never flagged.
 
     Parameters
     ----------
     image : array-like
         2D slice or 3D volume.
     center : tuple of float, optional
-        ``(row, col)`` of the rotation axis; defaults to the slice centre.
-    min_contrast : float
-        Smallest ring contrast in data units (``0`` relies on ``n_sigma`` only).
+        ``(row, col)`` of the rotation axis; defaults to ``(rows // 2, cols // 2)``,
+        the axis of a parallel-beam reconstruction such as
+        :func:`skimage.transform.iradon` (and of the synthetic samples).
     n_sigma : float
-        Detection threshold in robust standard deviations.
+        Detection threshold on the t statistic (> 0).
+    relative_contrast : float
+        Smallest ring contrast as a fraction of the image's 1-99 percentile span
+        (``0`` disables it).
+    min_contrast : float
+        Smallest ring contrast in data units (``0`` disables it).
     smooth_radius : int
-        Half-width of the median filter along r.
+        Half-width (>= 1) of the median filter along r.
+    sectors : int
+        Angular sectors per slice (>= 2).
     min_radius : int
         Smallest radius considered.
     margin : int
@@ -352,38 +459,40 @@ def detect_ring_artifacts(
         volume); all False when no ring was found.
     """
     array = check_image(image, name="image")
-    if n_sigma <= 0 or min_contrast < 0:
+    if not n_sigma > 0 or min_contrast < 0 or relative_contrast < 0:
         raise InvalidInputError(
-            f"n_sigma must be > 0 and min_contrast >= 0, got {n_sigma}, {min_contrast}"
+            "n_sigma must be > 0 and min_contrast, relative_contrast >= 0, got "
+            f"{n_sigma}, {min_contrast}, {relative_contrast}"
         )
     smooth_radius = _check_radius(smooth_radius, "smooth_radius")
     margin = _check_radius(margin, "margin")
     min_radius = _check_radius(min_radius, "min_radius")
+    sectors = _check_radius(sectors, "sectors")
     if smooth_radius < 1:
         raise InvalidInputError("smooth_radius must be >= 1")
-    plane = array.mean(axis=0, dtype=np.float64) if array.ndim == 3 else array.astype(np.float64)
+    if sectors < 2:
+        raise InvalidInputError(f"sectors must be >= 2, got {sectors}")
     if center is None:
-        center = ((plane.shape[0] - 1) / 2.0, (plane.shape[1] - 1) / 2.0)
-    radius, mean, counts = _radial_profile(plane, center)
-
-    # radii sampled by enough pixels for a meaningful mean
-    valid = (counts >= 8) & (np.arange(counts.size) >= min_radius)
+        center = (array.shape[-2] // 2, array.shape[-1] // 2)
+    radius, profiles, counts = _sector_profiles(array, center, sectors)
     result = np.zeros(array.shape, dtype=bool)
-    if valid.sum() < 4 * smooth_radius + 1:
+    n_samples, n_radii = profiles.shape
+    if n_samples < 3 or n_radii < 2 * smooth_radius + 2:
         return result
-    residual = mean - ndi.median_filter(mean, size=2 * smooth_radius + 1, mode="nearest")
-    # the mean over n(r) pixels fluctuates ~ 1/sqrt(n(r)): scale to a common noise level
-    score = residual * np.sqrt(counts)
-    centre = np.median(score[valid])
-    spread = 1.4826 * np.median(np.abs(score[valid] - centre))
-    if spread <= 0:
-        return result
-    robust = np.abs(score - centre) / spread
-    rings = valid & (robust > n_sigma) & (np.abs(residual) >= min_contrast)
+    window = 2 * smooth_radius + 1
+    residual = profiles - ndi.median_filter(profiles, size=(1, window), mode="nearest")
+    mean = residual.mean(axis=0)
+    error = residual.std(axis=0, ddof=1) / np.sqrt(n_samples)
+    valid = (counts.min(axis=0) >= 3) & (np.arange(n_radii) >= min_radius)
+    low, high = np.percentile(array, (1.0, 99.0))
+    contrast = max(float(min_contrast), relative_contrast * float(high - low))
+    floor = 1e-12 * max(float(high - low), 1e-12)  # a noiseless ring: infinite t
+    score = np.where(valid, np.abs(mean) / np.maximum(error, floor), 0.0)
+    rings = valid & (score > n_sigma) & (np.abs(mean) >= contrast)
+    rings &= score >= ndi.maximum_filter1d(score, 3, mode="nearest")
     if not rings.any():
         return result
     if margin:
         rings = ndi.binary_dilation(rings, np.ones(2 * margin + 1, dtype=bool))
-    annulus = rings[radius]
-    result[...] = annulus
+    result[...] = rings[radius]
     return result
