@@ -32,6 +32,8 @@ DIFFEDIT_VALUES = {
     "mask_encode_strength": 0.3,
     "mask_threshold": 2.5,
     "mask_maps": 4,
+    "adapter": "/models/rock-lora",
+    "adapter_scale": 0.5,
 }
 CONTROLNET_VALUES = {
     **{k: v for k, v in DIFFEDIT_VALUES.items() if k in StableDiffusionParams.__dataclass_fields__},

@@ -1,4 +1,5 @@
-"""``diffedit`` and ``controlnet`` subcommands (Stable Diffusion engines).
+"""``diffedit``, ``controlnet``, ``instructpix2pix``, ``ledits`` and ``unclip`` subcommands
+(Stable Diffusion engines).
 
 The parameter flags are built from the engines' params declarations (one flag per
 field, see :mod:`napari_scigen.core.params`), the slice selection uses the grammar of
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
     """Add the ``diffedit`` and ``controlnet`` subcommands."""
     _register_diffedit(subparsers)
     _register_controlnet(subparsers)
+    for command in SD_COMMANDS:
+        _register_sd_command(subparsers, command)
 
 
 def _params_class(task: str, method: str) -> type:
@@ -100,23 +103,25 @@ def _slices(text: str | None, data) -> tuple[int, ...] | None:
         raise CliError(f"--slices {text!r}: {error}") from None
 
 
-def _variant_paths(target: Path, count: int, overwrite: bool) -> list[Path]:
+def _variant_paths(target: Path, count: int, overwrite: bool, inputs=()) -> list[Path]:
     if count == 1:
         return [target]
     paths = [target.with_name(f"{target.stem}_v{v}{target.suffix}") for v in range(count)]
     for path in paths:
-        output_path(str(path), overwrite=overwrite)
+        output_path(str(path), overwrite=overwrite, inputs=inputs)
     return paths
 
 
-def _read(path: str):
+def _read(path: str, what: str = "input", *, labels: bool = False):
     """Read a TIFF volume/slice fully into memory (the engines need NumPy arrays)."""
-    import numpy as np
+    from ..core.io import check_unit
+    from .common import read_input, require_volume
 
-    from ..core.io import read_volume
-
-    volume = read_volume(path)
-    return volume, np.asarray(volume.data)
+    volume, data = read_input(path, what=what, labels=labels)
+    if what == "input":
+        require_volume(path, volume, purpose="Stable Diffusion", allow_2d=True)
+        check_unit(volume.unit)  # the output is written with it: fail now, not after the run
+    return volume, data
 
 
 def run_diffedit_command(args: argparse.Namespace) -> int:
@@ -127,13 +132,20 @@ def run_diffedit_command(args: argparse.Namespace) -> int:
     from ..core.params import params_from_cli
     from ..engines.sd.diffedit import MASK_LABEL
 
-    target = output_path(args.output, overwrite=args.overwrite)
-    mask_target = output_path(args.save_mask, overwrite=args.overwrite) if args.save_mask else None
+    inputs = [args.input, args.mask]
+    target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
+    mask_target = None
+    if args.save_mask:
+        mask_target = output_path(
+            args.save_mask, overwrite=args.overwrite, inputs=inputs, flag="--save-mask"
+        )
+        if mask_target.resolve() == target.resolve():
+            raise CliError("--save-mask and -o name the same file; give two file names")
     params = params_from_cli(_params_class("edit", "diffedit"), args)
     if not params.target_prompt.strip():
         raise CliError("--prompt is required: describe what the masked region should become")
     volume, data = _read(args.input)
-    mask = _read(args.mask)[1] if args.mask else None
+    mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
     slices = _slices(args.slices, data)
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.edit(data, mask, params=params, slices=slices, on_progress=printer)
@@ -159,12 +171,13 @@ def run_controlnet_command(args: argparse.Namespace) -> int:
     from .. import api
     from ..core.params import params_from_cli
 
-    target = output_path(args.output, overwrite=args.overwrite)
+    inputs = [args.input, args.mask, args.control]
+    target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
     params = params_from_cli(_params_class("generate", "controlnet"), args)
-    targets = _variant_paths(target, params.n_variants, args.overwrite)
+    targets = _variant_paths(target, params.n_variants, args.overwrite, inputs)
     volume, data = _read(args.input)
-    mask = _read(args.mask)[1] if args.mask else None
-    control = _read(args.control)[1] if args.control else None
+    mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
+    control = _read(args.control, "control", labels=True)[1] if args.control else None
     slices = _slices(args.slices, data)
     printer = ProgressPrinter(quiet=args.quiet)
     if mask is None:
@@ -184,6 +197,100 @@ def run_controlnet_command(args: argparse.Namespace) -> int:
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
     outputs = result.data if (mask is None or params.n_variants > 1) else result.data[None]
+    voxel_size = result.output_voxel_size(volume.voxel_size)
+    for variant, (path, array) in enumerate(zip(targets, outputs, strict=True)):
+        provenance = dict(result.provenance, variant=variant)
+        write_output(path, array, provenance, voxel_size=voxel_size, unit=volume.unit)
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# InstructPix2Pix, LEDITS++ and Stable unCLIP: one generic command each
+# --------------------------------------------------------------------------------------
+
+
+#: ``(command, task without --mask, task with --mask, method, help)``.
+SD_COMMANDS = (
+    (
+        "instructpix2pix",
+        "edit",
+        "edit",
+        "instructpix2pix",
+        "edit slices (or the masked region) by an instruction (InstructPix2Pix)",
+    ),
+    (
+        "ledits",
+        "edit",
+        "edit",
+        "ledits",
+        "edit slices (or the masked region) towards or away from a concept (LEDITS++)",
+    ),
+    (
+        "unclip",
+        "generate",
+        "inpaint",
+        "unclip",
+        "image variations of slices, or of the masked region (Stable unCLIP)",
+    ),
+)
+
+
+def _register_sd_command(subparsers, command) -> None:
+    from ..core.params import fields_of
+
+    name, task, masked_task, method, summary = command
+    cls = _params_class(task, method)
+    variants = any(spec.name == "n_variants" for spec in fields_of(cls))
+    parser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=f"{summary[0].upper()}{summary[1:]}. With --mask only the masked region "
+        "changes (outside pixels copied bit for bit); the output keeps the input dtype. "
+        "--adapter FOLDER applies a LoRA adapter written by finetune-sd."
+        + (
+            " With --variants N > 1, one file per variant is written: OUT_v0.tif, OUT_v1.tif, ..."
+            if variants
+            else ""
+        ),
+    )
+    _add_common_arguments(parser)
+    parser.add_argument("--mask", help="mask TIFF (non-zero = change), volume- or slice-shaped")
+    _add_params_arguments(parser, cls, f"{name} options")
+    add_output_arguments(parser)
+    parser.set_defaults(func=run_sd_command, sd_command=command)
+
+
+def run_sd_command(args: argparse.Namespace) -> int:
+    """Run one of :data:`SD_COMMANDS` through :mod:`napari_scigen.api`."""
+    from .. import api
+    from ..core.params import params_from_cli
+
+    _, task, masked_task, method, _ = args.sd_command
+    inputs = [args.input, args.mask]
+    target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
+    chosen = masked_task if args.mask else task
+    params = params_from_cli(_params_class(chosen, method), args)
+    variants = int(getattr(params, "n_variants", 1))
+    targets = _variant_paths(target, variants, args.overwrite, inputs)
+    volume, data = _read(args.input)
+    mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
+    slices = _slices(args.slices, data)
+    printer = ProgressPrinter(quiet=args.quiet)
+    if chosen == "edit":
+        result = api.edit(
+            data, mask, method=method, params=params, slices=slices, on_progress=printer
+        )
+    elif chosen == "inpaint":
+        result = api.inpaint(
+            data, mask, method=method, params=params, slices=slices, on_progress=printer
+        )
+    else:
+        result = api.generate(
+            data, method=method, params=params, slices=slices, on_progress=printer
+        )
+    printer.close()
+    result.provenance["source"]["file"] = str(args.input)
+    outputs = result.data if (chosen == "generate" or variants > 1) else result.data[None]
     voxel_size = result.output_voxel_size(volume.voxel_size)
     for variant, (path, array) in enumerate(zip(targets, outputs, strict=True)):
         provenance = dict(result.provenance, variant=variant)

@@ -37,6 +37,7 @@ from ...core.progress import CancelToken, Progress, check_cancelled
 from ...core.provenance import make_provenance
 from ...core.result import EngineResult
 from ...core.validation import InvalidInputError, check_image, check_mask
+from .adapters import adapted_pipeline, adapter_provenance
 from .canvas import (
     VARIANT_SEED_STRIDE,
     SliceCanvas,
@@ -55,7 +56,6 @@ from .canvas import (
 )
 from .control import canny_maps, control_maps, inpaint_condition
 from .controlnet_pipeline import load_controlnet_pipeline, run_pipeline, scheduler_for
-from .hub import fresh_pipeline
 from .numerics import gray_to_rgb
 from .params import ControlNetParams, check_prompt
 from .relay import StepCounter
@@ -175,7 +175,12 @@ def run_controlnet(
         dtype=dtype,
         local_files_only=params.local_files_only,
     )
-    pipe = fresh_pipeline(cached, scheduler=scheduler_for(cached, params.scheduler))
+    pipe, adapter = adapted_pipeline(
+        cached,
+        params.adapter,
+        params.adapter_scale,
+        scheduler=scheduler_for(cached, params.scheduler),
+    )
     slice_shape = image.shape[-2:]
     pads = pad_widths(slice_shape, params.resolution)
     items = [(z, v) for z in zs for v in range(int(params.n_variants))]
@@ -214,6 +219,7 @@ def run_controlnet(
         device,
         dtype,
         {
+            "adapter": adapter_provenance(adapter),
             "control_source": control_source,
             "output_layout": "(variant, slice, Y, X)" if image.ndim == 3 else "(variant, Y, X)",
             "generated_size": [slice_shape[0] + sum(pads[0]), slice_shape[1] + sum(pads[1])],
@@ -330,7 +336,12 @@ def run_controlnet_inpaint(
         dtype=dtype,
         local_files_only=params.local_files_only,
     )
-    pipe = fresh_pipeline(cached, scheduler=scheduler_for(cached, params.scheduler))
+    pipe, adapter = adapted_pipeline(
+        cached,
+        params.adapter,
+        params.adapter_scale,
+        scheduler=scheduler_for(cached, params.scheduler),
+    )
     canvases = [
         SliceCanvas.create(
             z,
@@ -392,6 +403,7 @@ def run_controlnet_inpaint(
         device,
         dtype,
         {
+            "adapter": adapter_provenance(adapter),
             "control_source": control_source,
             "output_layout": "image shape" if n_variants == 1 else "(variant, *image shape)",
             "tiles": {f"{c.z}:{c.variant}": c.crops_in_slice_coordinates() for c in canvases},

@@ -40,6 +40,7 @@ from ...core.progress import CancelToken, Progress, check_cancelled
 from ...core.provenance import make_provenance
 from ...core.result import EngineResult
 from ...core.validation import InvalidInputError, check_image, check_mask
+from .adapters import adapted_pipeline, adapter_provenance
 from .canvas import (
     SliceCanvas,
     batch_rounds,
@@ -57,7 +58,6 @@ from .hub import (
     SD_WHAT,
     ModelSource,
     cached_model,
-    fresh_pipeline,
     load_pipeline,
     locate_model,
     scheduler_from,
@@ -140,18 +140,22 @@ def _prepare(image, params: DiffEditParams, slices, cancel):
     )
     from diffusers import DDIMInverseScheduler, DDIMScheduler
 
-    pipe = fresh_pipeline(
+    pipe, adapter = adapted_pipeline(
         cached,
+        params.adapter,
+        params.adapter_scale,
         scheduler=scheduler_from(DDIMScheduler, cached.scheduler.config),
         inverse_scheduler=scheduler_from(DDIMInverseScheduler, cached.inverse_scheduler.config),
     )
-    return image, zs, device, dtype, pipe, source
+    return image, zs, device, dtype, pipe, (source, adapter)
 
 
-def _provenance(engine, params, image, zs, canvases, window, source, device, dtype, extra):
+def _provenance(engine, params, image, zs, canvases, window, sources, device, dtype, extra):
+    source, adapter = sources
     seeds = {str(c.z): c.seed for c in canvases}
     record_extra = {
         "model_location": source.location,
+        "adapter": adapter_provenance(adapter),
         "pipeline": "StableDiffusionDiffEditPipeline (diffusers, deprecated module)",
         "device": device,
         "dtype": str(dtype).replace("torch.", ""),

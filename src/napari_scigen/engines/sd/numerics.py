@@ -2,7 +2,7 @@
 
 A slice's result must not depend on the batch it runs in (the widget's current slice
 and a batched volume run give the same pixels). On CPU, :func:`batch_invariant_numerics`
-switches off the two batch-dependent code paths found in PyTorch/MKL, and
+switches off the batch-dependent code paths found in PyTorch/MKL, and
 :func:`decode_latents_one_by_one` decodes latents item by item, since the VAE decoder
 is batch-dependent too. torch is imported lazily inside functions.
 """
@@ -29,26 +29,39 @@ def rgb_to_gray(rgb: np.ndarray) -> np.ndarray:
 SMALL_LINEAR_ROWS = 256
 
 
-def _rowwise_small_linear_mode():
-    """A torch function mode computing small 2D ``F.linear`` calls one row at a time."""
+def _split_call(func, args, kwargs):
+    """``func`` applied to each item of its first argument's batch, concatenated."""
+    import torch
+
+    items = args[0].split(1)
+    return torch.cat([func(item, *args[1:], **kwargs) for item in items])
+
+
+def _batch_invariant_mode():
+    """A torch function mode computing convolutions and ``F.linear`` item by item.
+
+    2D ``linear`` inputs of at most :data:`SMALL_LINEAR_ROWS` rows go one row at a time,
+    inputs of 3 or more dimensions and ``conv2d`` one batch item at a time, so each
+    item's numbers come from the same kernel calls whatever the batch.
+    """
     import torch
     import torch.nn.functional as functional
     from torch.overrides import TorchFunctionMode
 
-    class RowwiseSmallLinear(TorchFunctionMode):
+    class BatchInvariant(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if func is functional.linear and args and isinstance(args[0], torch.Tensor):
-                rows = args[0]
-                if rows.dim() == 2 and 1 < rows.shape[0] <= SMALL_LINEAR_ROWS:
-                    weight = args[1] if len(args) > 1 else kwargs["weight"]
-                    bias = args[2] if len(args) > 2 else kwargs.get("bias")
-                    return torch.cat(
-                        [functional.linear(row, weight, bias) for row in rows.split(1)]
-                    )
+            first = args[0] if args else None
+            if isinstance(first, torch.Tensor) and first.dim() >= 2 and first.shape[0] > 1:
+                if func is functional.linear and (
+                    first.dim() > 2 or first.shape[0] <= SMALL_LINEAR_ROWS
+                ):
+                    return _split_call(func, args, kwargs)
+                if func is functional.conv2d and first.dim() == 4:
+                    return _split_call(func, args, kwargs)
             return func(*args, **kwargs)
 
-    return RowwiseSmallLinear()
+    return BatchInvariant()
 
 
 @contextmanager
@@ -57,7 +70,7 @@ def batch_invariant_numerics(device: str):
 
     Measured here (torch 2.14 CPU, MKL + oneDNN), a slice's UNet output changed by
     1e-7..1e-6 with the batch it ran in, enough to flip the last bit of some
-    uint16 results. Two causes, both fixed inside this block:
+    uint16 results. Three causes, all fixed inside this block:
 
     - oneDNN (mkldnn) chooses convolution algorithms by input shape, batch included:
       it is disabled, so PyTorch's native, batch-invariant convolutions run
@@ -65,7 +78,11 @@ def batch_invariant_numerics(device: str):
     - MKL's sgemm gives different last bits for a row depending on how many rows
       the matrix has when it is small (the timestep-embedding ``Linear`` layers see
       ``2 x batch`` rows): 2D ``F.linear`` calls with at most
-      :data:`SMALL_LINEAR_ROWS` rows are computed one row at a time (negligible cost).
+      :data:`SMALL_LINEAR_ROWS` rows are computed one row at a time (negligible cost);
+    - PyTorch's native convolution changes path with the batch size too (measured: the
+      tiny test UNet's ``conv_in`` differs from batch 16 on, with oneDNN off): ``conv2d``
+      and ``F.linear`` on 3D+ inputs (attention projections) run one batch item at a
+      time. Batching then saves the per-call overhead only, on CPU.
 
     The VAE decoder is also batch-dependent; the engines decode one item at a time
     (:func:`decode_latents_one_by_one`). On CUDA nothing is changed: cuDNN/cuBLAS
@@ -82,7 +99,7 @@ def batch_invariant_numerics(device: str):
     # set only the "enabled" flag: flags() also rewrites the TF32 setting and warns each time
     previous = mkldnn.set_flags(False, None, None, None)[0]
     try:
-        with _rowwise_small_linear_mode():
+        with _batch_invariant_mode():
             yield
     finally:
         mkldnn.set_flags(previous, None, None, None)

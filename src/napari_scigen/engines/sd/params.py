@@ -46,6 +46,25 @@ def strength_param(default: float, help: str) -> Any:  # noqa: A002 - the argpar
     return param(default, help=help, min=0.0, min_exclusive=True, max=1.0, step=0.05)
 
 
+def model_param(default: str, help: str, label: str = "SD model") -> Any:  # noqa: A002 - argparse
+    """A model declaration: a hub id or local folder (each engine has its own default)."""
+    return param(default, help=help, label=label, kind="text")
+
+
+def local_files_only_param() -> Any:
+    """The ``local_files_only`` declaration every engine that loads hub models shares."""
+    return param(
+        False,
+        help="never download model weights; fail with instructions when they are not cached",
+        label="local files only (never download)",
+    )
+
+
+def window_percentiles_param(help: str) -> Any:  # noqa: A002 - the argparse word
+    """A ``window_percentiles`` declaration: the intensity window as two percentiles."""
+    return param((0.5, 99.5), help=help, min=0.0, max=100.0, increasing=True, advanced=True)
+
+
 def steps_run(steps: int, strength: float) -> int:
     """Denoising steps actually run when a call covers ``strength`` of a ``steps`` schedule."""
     return min(int(steps * strength), int(steps))
@@ -69,11 +88,9 @@ def check_prompt(prompt: str, name: str, hint: str) -> None:
 class StableDiffusionParams(EngineParams):
     """What every Stable Diffusion engine run is configured by (frozen, recorded in provenance)."""
 
-    model: str = param(
+    model: str = model_param(
         DEFAULT_SD_MODEL,
-        help="Hugging Face id or local folder of a Stable Diffusion 1.x/2.x(-base) pipeline",
-        label="SD model",
-        kind="text",
+        "Hugging Face id or local folder of a Stable Diffusion 1.x/2.x(-base) pipeline",
     )
     steps: int = steps_param(50)
     guidance_scale: float = param(
@@ -117,17 +134,24 @@ class StableDiffusionParams(EngineParams):
         help="auto, cpu, cuda, cuda:N or mps; fp16 on CUDA, fp32 elsewhere",
         kind="device",
     )
-    local_files_only: bool = param(
-        False,
-        help="never download model weights; fail with instructions when they are not cached",
-        label="local files only (never download)",
+    local_files_only: bool = local_files_only_param()
+    window_percentiles: tuple[float, float] = window_percentiles_param(
+        "percentiles of the whole image mapped to the model's [0, 1] intensity range"
     )
-    window_percentiles: tuple[float, float] = param(
-        (0.5, 99.5),
-        help="percentiles of the whole image mapped to the model's [0, 1] intensity range",
+    adapter: str | None = param(
+        None,
+        help="LoRA adapter folder written by finetune-sd (or any diffusers LoRA folder); "
+        "none = the base model",
+        kind="dir",
+        advanced=True,
+    )
+    adapter_scale: float = param(
+        1.0,
+        help="strength of the adapter's LoRA: 0 = the base weights (a learned token still "
+        "applies), 1 = as trained",
         min=0.0,
-        max=100.0,
-        increasing=True,
+        max=4.0,
+        step=0.1,
         advanced=True,
     )
 

@@ -1,0 +1,257 @@
+"""Train a DCGAN on the slices of one microCT volume (task ``train``, method ``dcgan``).
+
+The classical recipe (Radford et al. 2016): binary cross-entropy (non-saturating
+generator loss), Adam with ``lr = 2e-4`` and ``beta1 = 0.5``, BatchNorm in both networks.
+Everything around it is the StyleGAN training infrastructure: random crops of the
+windowed slices (:class:`~napari_scigen.engines.stylegan.train.SliceDataset`), flips and
+90-degree rotations of real slices plus differentiable augmentation before the
+discriminator (:mod:`~napari_scigen.engines.stylegan.augment`), atomic safetensors + JSON
+checkpoints with the optimizer and RNG states (read with ``weights_only=True``), resume
+from the newest one, previews and progress per step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Generator as PyGenerator
+from pathlib import Path
+from typing import Any
+
+from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
+from ...core.provenance import make_provenance, software_versions, to_jsonable
+from ...core.validation import check_image
+from .params import DCGAN_NETWORK_FIELDS, DCGANTrainParams
+
+#: Format tag of DCGAN checkpoints.
+DCGAN_FORMAT = "napari-scigen-dcgan/1"
+
+
+def load_dcgan(path: str | os.PathLike, device: str = "cpu"):
+    """Load ``(G, D, record)`` from a DCGAN run or checkpoint folder (newest checkpoint).
+
+    ``record`` is the loader's dict: ``metadata`` (config, window, step...), ``train_state``
+    and ``path``. Both networks are on ``device`` in train mode.
+    """
+    from ..stylegan.checkpoint import load_tensors_checkpoint
+    from .networks import DCGANConfig, build_dcgan
+
+    record = load_tensors_checkpoint(path, format=DCGAN_FORMAT, what="DCGAN")
+    config = DCGANConfig.from_dict(record["metadata"]["config"])
+    G, D = build_dcgan(config)
+    tensors = record["tensors"]
+    for prefix, module in (("G", G), ("D", D)):
+        start = prefix + "."
+        module.load_state_dict(
+            {k[len(start) :]: v for k, v in tensors.items() if k.startswith(start)}, strict=True
+        )
+    return G.to(device), D.to(device), record
+
+
+def run_train_dcgan(
+    volume,
+    params: DCGANTrainParams,
+    *,
+    out_dir: str | os.PathLike,
+    resume: bool = True,
+    cancel: CancelToken | None = None,
+) -> PyGenerator[Progress, None, Any]:
+    """Train (or continue training) a DCGAN on the slices of ``volume``.
+
+    Parameters
+    ----------
+    volume : array-like
+        ``(Z, Y, X)`` grayscale volume.
+    params : DCGANTrainParams
+    out_dir : path
+        Run folder for checkpoints (created).
+    resume : bool
+        Continue from the newest checkpoint in ``out_dir`` (weights, optimizers, RNG
+        states, step, window, seed and its saved architecture).
+    cancel : CancelToken, optional
+        Checked every step; on cancel a checkpoint is written and ``Cancelled`` raised.
+
+    Returns
+    -------
+    TrainResult
+        ``data``: the final preview grid in ``[0, 1]``; ``checkpoint``, ``step``,
+        ``history`` (``loss_G``, ``loss_D``); provenance engine ``"train-dcgan"``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from ...core.device import resolve_device
+    from ...core.stack import Window, percentile_window
+    from ..stylegan.augment import diff_augment, random_dihedral
+    from ..stylegan.checkpoint import latest_checkpoint, save_tensors_checkpoint
+    from ..stylegan.train import (
+        SliceDataset,
+        TrainingDivergedError,
+        TrainResult,
+        hardware_description,
+        preview_grid,
+    )
+    from .networks import build_dcgan
+
+    array = check_image(volume, name="training volume", ndim=(3,))
+    device = resolve_device(params.device)
+    out_dir = Path(out_dir)
+    checkpoint_path = latest_checkpoint(out_dir) if resume else None
+    if checkpoint_path is not None:
+        G, D, loaded = load_dcgan(checkpoint_path, device)
+        meta = loaded["metadata"]
+        config = G.config
+        params = params.replace(
+            seed=int(meta["seed"]), **{name: getattr(config, name) for name in DCGAN_NETWORK_FIELDS}
+        )
+        window = Window(**meta["window"])
+        state = loaded["train_state"] or {}
+        start_step = int(meta["step"])
+        wall_before = float(meta.get("training", {}).get("wall_seconds", 0.0))
+    else:
+        config = params.network_config()
+        window = percentile_window(array, *params.window_percentiles)
+        G, D = build_dcgan(config, seed=params.seed)
+        G, D = G.to(device), D.to(device)
+        state, start_step, wall_before = {}, 0, 0.0
+    seed = params.seed
+    dataset = SliceDataset(array, window, config.resolution, params.axes, params.crop)
+    betas = (params.beta1, 0.999)
+    opt_G = torch.optim.Adam(G.parameters(), lr=params.lr, betas=betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=params.lr, betas=betas)
+    data_gen = torch.Generator().manual_seed(seed)
+    noise_gen = torch.Generator().manual_seed(seed + 1)
+    if state:
+        opt_G.load_state_dict(state["opt_G"])
+        opt_D.load_state_dict(state["opt_D"])
+        data_gen.set_state(state["rng_data"])
+        noise_gen.set_state(state["rng_noise"])
+    preview_z = torch.randn(
+        params.preview_count, config.z_dim, generator=torch.Generator().manual_seed(seed + 2)
+    ).to(device)
+    started = time.perf_counter()
+    history: dict[str, list[float]] = {"step": [], "loss_G": [], "loss_D": []}
+
+    def make_preview():
+        G.eval()
+        with torch.no_grad():
+            grid = preview_grid(G(preview_z))
+        G.train()
+        return grid
+
+    def metadata(step: int) -> dict[str, Any]:
+        return {
+            "config": config.to_dict(),
+            "window": window.as_dict(),
+            "train_params": to_jsonable(params.to_dict()),
+            "seed": seed,
+            "step": step,
+            "source": {"shape": list(array.shape), "dtype": array.dtype.name},
+            "training": {
+                "wall_seconds": wall_before + (time.perf_counter() - started),
+                "hardware": hardware_description(device),
+            },
+            "software": software_versions(),
+        }
+
+    def checkpoint(step: int) -> Path:
+        tensors = {f"G.{k}": v for k, v in G.state_dict().items()}
+        tensors.update({f"D.{k}": v for k, v in D.state_dict().items()})
+        train_state = {
+            "opt_G": opt_G.state_dict(),
+            "opt_D": opt_D.state_dict(),
+            "rng_data": data_gen.get_state(),
+            "rng_noise": noise_gen.get_state(),
+        }
+        return save_tensors_checkpoint(
+            out_dir,
+            step=step,
+            tensors=tensors,
+            metadata=metadata(step),
+            train_state=train_state,
+            keep=params.keep_checkpoints,
+            format=DCGAN_FORMAT,
+        )
+
+    def result(path: Path, step: int, preview) -> TrainResult:
+        record = metadata(step)
+        provenance = make_provenance(
+            "train-dcgan",
+            {**params.to_dict(), "device": device},
+            model=str(path),
+            seed=seed,
+            source=record["source"],
+            extra={
+                "run_dir": str(out_dir),
+                "checkpoint": str(path),
+                "step": step,
+                "resumed_from": checkpoint_path.name if checkpoint_path is not None else None,
+                "config": config.to_dict(),
+                "window": record["window"],
+                "training": record["training"],
+            },
+        )
+        return TrainResult(
+            data=preview,
+            provenance=provenance,
+            checkpoint=path,
+            step=step,
+            history=history,
+            metadata=record,
+        )
+
+    total, step = params.steps, start_step
+    if step >= total:
+        preview = make_preview()
+        yield Progress(total, total, f"already trained for {step} steps", preview)
+        return result(Path(checkpoint_path), step, preview)
+
+    def disc(images):
+        if params.augment:
+            images = diff_augment(images, generator=noise_gen)
+        return D(images)
+
+    G.train()
+    D.train()
+    try:
+        while step < total:
+            check_cancelled(cancel)
+            batch = params.batch_size
+            real = dataset.sample(batch, data_gen)
+            if params.augment:
+                real = random_dihedral(real, generator=data_gen)
+            real = real.to(device)
+            z = torch.randn(batch, config.z_dim, generator=noise_gen).to(device)
+            fake = G(z)
+            # discriminator: real -> 1, fake -> 0
+            loss_D = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
+            opt_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            opt_D.step()
+            # generator: non-saturating loss
+            loss_G = F.softplus(-disc(fake)).mean()
+            opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            opt_G.step()
+            value_G, value_D = float(loss_G.detach()), float(loss_D.detach())
+            if not (math.isfinite(value_G) and math.isfinite(value_D)):
+                raise TrainingDivergedError(
+                    f"DCGAN training diverged at step {step + 1}: loss_G={value_G}, "
+                    f"loss_D={value_D}; lower lr (now {params.lr})"
+                )
+            step += 1
+            history["step"].append(step)
+            history["loss_G"].append(value_G)
+            history["loss_D"].append(value_D)
+            preview = make_preview() if (step % params.sample_every == 0 or step == total) else None
+            if step % params.checkpoint_every == 0 and step < total:
+                checkpoint(step)
+            yield Progress(
+                step, total, f"step {step}/{total}  G {value_G:.3f}  D {value_D:.3f}", preview
+            )
+    except (Cancelled, GeneratorExit, KeyboardInterrupt):
+        if step > start_step:
+            checkpoint(step)
+        raise
+    return result(checkpoint(step), step, make_preview())
