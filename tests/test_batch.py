@@ -124,7 +124,7 @@ def test_a_learned_engine_is_one_task_equal_to_single_process(client, rock, tmp_
     volume, path = rock
     params = {
         "train_steps": 2, "batch_size": 2, "crop_size": 32, "seed": 3, "threads": 1,
-        "uncertainty": False,
+        "uncertainty": False, "force_learned": True,
     }  # fmt: skip
     out = tmp_path / "learned.ome.zarr"
     request = BatchRequest(

@@ -8,13 +8,18 @@ registered engine appears here without touching this module.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import (
     ProgressPrinter,
     add_engine_arguments,
     add_output_arguments,
+    add_series_argument,
+    check_output_fits,
     engine_params_from_args,
     output_path,
+    read_input,
+    require_volume,
     write_output,
 )
 
@@ -34,7 +39,9 @@ def register(subparsers) -> None:
     group.add_argument("--missing", help="slice indices to synthesize, e.g. 10,11,12 or 10-12")
     group.add_argument("--factor", type=int, help="z upsampling factor (>= 2)")
     add_engine_arguments(interpolate, "interpolate")
+    add_series_argument(interpolate)
     add_output_arguments(interpolate)
+    _add_uncertainty_argument(interpolate)
     interpolate.set_defaults(func=run_interpolate_command)
 
     inpaint = subparsers.add_parser(
@@ -49,7 +56,9 @@ def register(subparsers) -> None:
         "--slices", help="slices to fill: 'START:STOP' or '3, 5, 10-12' (default all)"
     )
     add_engine_arguments(inpaint, "inpaint")
+    add_series_argument(inpaint)
     add_output_arguments(inpaint)
+    _add_uncertainty_argument(inpaint)
     inpaint.set_defaults(func=run_inpaint_command)
 
     listing = subparsers.add_parser(
@@ -67,24 +76,83 @@ def register(subparsers) -> None:
     listing.set_defaults(func=run_engines_command)
 
 
+def _add_uncertainty_argument(parser) -> None:
+    parser.add_argument(
+        "--uncertainty-out",
+        metavar="PATH",
+        help="also write the engine's per-voxel uncertainty map to this TIFF (engines that "
+        "return one, e.g. learned; float32, same grid as the output, with provenance)",
+    )
+
+
+def _uncertainty_target(args, inputs):
+    """The checked ``--uncertainty-out`` path (or None), before any work is done."""
+    if getattr(args, "uncertainty_out", None) is None:
+        return None
+    from ..cli import CliError
+
+    target = output_path(
+        args.uncertainty_out, overwrite=args.overwrite, inputs=inputs, flag="--uncertainty-out"
+    )
+    if target.resolve() == Path(args.output).expanduser().resolve():
+        raise CliError("--uncertainty-out must differ from -o")
+    return target
+
+
+def _with_file_voxel_size(params, volume):
+    """Give an engine that declares ``voxel_size`` the file's calibrated voxel size."""
+    from ..core.params import fields_of
+
+    declared = {spec.name for spec in fields_of(type(params))}
+    unit = (volume.unit or "").strip().lower()
+    calibrated = unit not in ("", "pixel", "pixels", "px") and len(volume.voxel_size) == 3
+    if "voxel_size" in declared and params.voxel_size is None and calibrated:
+        return params.replace(voxel_size=tuple(float(v) for v in volume.voxel_size))
+    return params
+
+
+def _write_uncertainty(target, result, method: str, voxel_size, unit) -> None:
+    """Write ``result.images["uncertainty"]`` (with provenance), or say why there is none."""
+    from ..cli import CliError
+
+    if target is None:
+        return
+    uncertainty = result.images.get("uncertainty")
+    if uncertainty is None:
+        raise CliError(
+            f"--uncertainty-out: the {method} engine returned no uncertainty map here "
+            f"(filled with {result.provenance.get('extra', {}).get('filled_with', method)}); "
+            "the main output was written"
+        )
+    provenance = dict(result.provenance, output="uncertainty (per-voxel spread, data units)")
+    write_output(target, uncertainty, provenance, voxel_size=voxel_size, unit=unit)
+
+
 def run_interpolate_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen interpolate``."""
     from .. import api
     from ..cli import CliError
     from ..core.indices import parse_indices
-    from ..core.io import read_volume
+    from ..core.io import check_unit
 
-    target = output_path(args.output, overwrite=args.overwrite)
+    target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
+    uncertainty_target = _uncertainty_target(args, [args.input])
     params = engine_params_from_args("interpolate", args)
-    volume = read_volume(args.input)
-    if volume.data.ndim != 3:
-        raise CliError(f"{args.input} is {volume.data.ndim}D; interpolation needs a 3D volume")
+    if args.factor is not None and args.factor < 2:
+        raise CliError(f"--factor must be an integer >= 2, got {args.factor}")
+    volume, data = read_input(args.input, series=args.series)
+    require_volume(args.input, volume, purpose="interpolation", min_slices=2)
+    check_unit(volume.unit)
     missing = parse_indices(args.missing, volume.data.shape[0]) if args.missing else None
     if args.missing is not None and not missing:
         raise CliError(f"--missing {args.missing!r} names no slice; give e.g. 10,11,12 or 10-12")
+    if args.factor is not None:
+        depth = (volume.shape[0] - 1) * args.factor + 1
+        check_output_fits((depth, *volume.shape[1:]), volume.dtype, f"--factor {args.factor}")
+    params = _with_file_voxel_size(params, volume)
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.interpolate(
-        volume.data,
+        data,
         method=args.method,
         missing=missing,
         factor=args.factor,
@@ -100,6 +168,13 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
         voxel_size=result.output_voxel_size(volume.voxel_size),
         unit=volume.unit,
     )
+    _write_uncertainty(
+        uncertainty_target,
+        result,
+        args.method,
+        result.output_voxel_size(volume.voxel_size),
+        volume.unit,
+    )
     return 0
 
 
@@ -107,18 +182,21 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen inpaint``."""
     from .. import api
     from ..core.indices import parse_slice_selection
-    from ..core.io import read_volume
+    from ..core.io import check_unit
 
-    target = output_path(args.output, overwrite=args.overwrite)
+    target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input, args.mask])
+    uncertainty_target = _uncertainty_target(args, [args.input, args.mask])
     params = engine_params_from_args("inpaint", args)
-    volume = read_volume(args.input)
-    mask = read_volume(args.mask)
+    volume, data = read_input(args.input, series=args.series)
+    _, mask = read_input(args.mask, what="mask", labels=True)
+    require_volume(args.input, volume, purpose="inpainting", allow_2d=True)
+    check_unit(volume.unit)
     depth = volume.data.shape[0] if volume.data.ndim == 3 else 1
     slices = parse_slice_selection(args.slices, depth)
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.inpaint(
-        volume.data,
-        mask.data,
+        data,
+        mask,
         method=args.method,
         params=params,
         slices=slices,
@@ -134,6 +212,7 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
         voxel_size=result.output_voxel_size(volume.voxel_size),
         unit=volume.unit,
     )
+    _write_uncertainty(uncertainty_target, result, args.method, volume.voxel_size, volume.unit)
     return 0
 
 

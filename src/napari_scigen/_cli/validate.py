@@ -6,7 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import ProgressPrinter, add_engine_arguments
+from .common import (
+    ProgressPrinter,
+    add_engine_arguments,
+    add_series_argument,
+    read_input,
+    require_volume,
+)
 
 
 def register(subparsers) -> None:
@@ -56,6 +62,7 @@ def register(subparsers) -> None:
     validate.add_argument("-o", "--output", required=True, help="output folder (created)")
     validate.add_argument("--overwrite", action="store_true", help="replace existing report files")
     validate.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_series_argument(validate)
     add_engine_arguments(validate, "interpolate", exclude=("device",), method_flag=False)
     validate.set_defaults(func=run_validate_command)
 
@@ -95,15 +102,14 @@ def method_params_from_args(
 
 def run_validate_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen validate``."""
-    import numpy as np
-
     from ..cli import CliError
-    from ..core.io import read_volume
     from ..core.progress import drain
     from ..metrics.report import format_value
     from ..workflows.validate import parse_names, run_validation, validation_methods
     from ..workflows.validation_report import write_validation_report
 
+    if not args.output.strip():
+        raise CliError("-o is empty: give an output folder, e.g. -o validation")
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder")
@@ -112,10 +118,13 @@ def run_validate_command(args: argparse.Namespace) -> int:
         raise CliError(f"{out} already holds {', '.join(sorted(existing))}; pass --overwrite")
     methods = parse_names(args.methods, validation_methods(), "methods")
     method_params = method_params_from_args(methods, args)
-    volume = read_volume(args.input)
-    data = np.asarray(volume.data)
-    if data.ndim != 3:
-        raise CliError(f"{args.input} is {data.ndim}D; validation needs a 3D volume")
+    for flag, value in (("--drop-every", args.drop_every), ("--keep-every", args.keep_every)):
+        if value is not None and value < 2:
+            raise CliError(f"{flag} must be an integer >= 2, got {value}")
+    if args.offset is not None and args.offset < (0 if args.keep_every else 1):
+        raise CliError(f"--offset must be >= {0 if args.keep_every else 1} here, got {args.offset}")
+    volume, data = read_input(args.input, series=args.series)
+    require_volume(args.input, volume, purpose="validation", min_slices=3)
     printer = ProgressPrinter(quiet=args.quiet)
     job = run_validation(
         data,

@@ -221,6 +221,34 @@ def _score(method, truth, rebuilt, chosen, pixel_range, threshold, lpips_net, de
     return rows
 
 
+#: What a self-validating engine (``learned``, ``auto``) reports about itself.
+ENGINE_NOTE_KEYS = (
+    "filled_with",
+    "choice_reason",
+    "learned_lost_self_validation",
+    "expected_error",
+    "self_validation",
+)
+
+
+def _engine_notes(result: EngineResult, truth, rebuilt, missing) -> dict[str, Any]:
+    """The engine's own expected error and choice, and how its uncertainty tracks the error."""
+    extra = result.provenance.get("extra", {})
+    notes = {key: extra[key] for key in ENGINE_NOTE_KEYS if key in extra}
+    uncertainty = result.images.get("uncertainty")
+    if uncertainty is not None:
+        from scipy.stats import spearmanr
+
+        spread = np.asarray(uncertainty)[list(missing)].ravel()
+        error = np.abs(rebuilt.astype(np.float64) - truth.astype(np.float64)).ravel()
+        pick = np.linspace(0, error.size - 1, min(error.size, 200_000)).astype(int)
+        if np.ptp(spread[pick]) > 0 and np.ptp(error[pick]) > 0:
+            notes["held_out_uncertainty_error_spearman"] = round(
+                float(spearmanr(error[pick], spread[pick]).statistic), 4
+            )
+    return notes
+
+
 def run_validation(
     volume,
     *,
@@ -277,7 +305,11 @@ def run_validation(
         of the rebuilt held-out slices; ``provenance["table"]``: rows ``{"method",
         "metric", "value", "details", "note"}`` (``details["per_slice"]`` per held-out
         slice); ``provenance["extra"]`` has ``held_out``, ``geometry``,
-        ``noise_ceiling``, ``skipped_metrics``, ``failed_methods`` and ``seconds``.
+        ``noise_ceiling``, ``skipped_metrics``, ``failed_methods``, ``seconds`` and
+        ``engine_notes`` (per self-validating method: what it filled with and why, its
+        own expected error, and the rank correlation of its uncertainty with the real
+        error on the held-out slices); ``images`` also holds ``"<method> uncertainty"``
+        for engines that return one.
     """
     import time
 
@@ -327,6 +359,7 @@ def run_validation(
     images: dict[str, np.ndarray] = {}
     failed: dict[str, str] = {}
     seconds: dict[str, float] = {}
+    engine_notes: dict[str, dict] = {}
     span = 100
     total = span * len(chosen_methods)
     for index, method in enumerate(chosen_methods):
@@ -352,6 +385,13 @@ def run_validation(
         seconds[method] = round(time.perf_counter() - start, 3)
         rebuilt = np.asarray(result.data)[list(missing)]
         images[f"{method} rebuilt"] = rebuilt.copy()
+        notes = _engine_notes(result, truth, rebuilt, missing)
+        if notes:
+            engine_notes[method] = notes
+        if "uncertainty" in result.images:
+            images[f"{method} uncertainty"] = np.asarray(result.images["uncertainty"])[
+                list(missing)
+            ]
         yield Progress(base + 85, total, f"{method}: scoring")
         rows += _score(
             method, truth, rebuilt, scored, pixel_range, threshold, lpips_net, device, cancel
@@ -382,6 +422,7 @@ def run_validation(
             "skipped_metrics": skipped,
             "failed_methods": failed,
             "seconds": seconds,
+            "engine_notes": engine_notes,
         },
     )
     provenance["table"] = to_jsonable(rows)

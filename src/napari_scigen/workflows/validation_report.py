@@ -98,6 +98,7 @@ def _markdown(result: EngineResult, figure_name: str) -> str:
         if method in extra.get("seconds", {}):
             lines.append(f"Run time: {_format(extra['seconds'][method])} s.")
             lines.append("")
+        lines += _engine_note_lines(extra.get("engine_notes", {}).get(method))
         lines.append("| metric | value | truth | rebuilt |")
         lines.append("| --- | --- | --- | --- |")
         for row in rows:
@@ -137,6 +138,28 @@ def _markdown(result: EngineResult, figure_name: str) -> str:
     lines.append(f"![held-out slices and scores]({figure_name})")
     lines.append("")
     return "\n".join(lines)
+
+
+def _engine_note_lines(notes: dict | None) -> list[str]:
+    """What a self-validating engine said about itself, next to what was measured."""
+    if not notes:
+        return []
+    lines = []
+    if "filled_with" in notes:
+        lines.append(f"Filled with **{notes['filled_with']}**: {notes.get('choice_reason', '')}.")
+    expected = notes.get("expected_error")
+    if expected:
+        lines.append(
+            f"Its own self-validation expected PSNR {_format(expected['psnr'])} dB / SSIM "
+            f"{_format(expected['ssim'])} (on kept slices it held out, in the engine's "
+            "intensity window; the table above is the real held-out score)."
+        )
+    if "held_out_uncertainty_error_spearman" in notes:
+        lines.append(
+            "Rank correlation of its uncertainty map with the real error on the held-out "
+            f"slices: {_format(notes['held_out_uncertainty_error_spearman'])}."
+        )
+    return [*lines, ""] if lines else []
 
 
 def _geometry_text(params: dict) -> str:

@@ -1,0 +1,199 @@
+"""Which rows are known, how gaps are filled linearly, and which kept slices can be held out.
+
+Everything the learned interpolation does happens on the *output grid*: ``n_out`` slices
+of which those in ``known`` are real (kept) and the others are synthesized (see
+:class:`~napari_scigen.engines.interpolation.plan.SlicePlan`). A 2D plane through the
+volume containing the z axis (an xz or yz plane) then has known and unknown *rows*; so
+has an xy slice whose rows are dropped to mimic the z spacing. This module is NumPy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..interpolation.plan import SlicePlan
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The output grid of an interpolation job, in the network's intensity units.
+
+    Attributes
+    ----------
+    volume : numpy.ndarray
+        ``(n_out, Y, X)`` float32; kept slices scaled by ``(value - low) / (high - low)``,
+        synthesized slices 0.
+    known : numpy.ndarray
+        ``(n_out,)`` bool, True on kept slices.
+    low, high : float
+        The intensity window mapped to 0 and 1 (0.5 and 99.5 percentiles of the kept
+        slices).
+    """
+
+    volume: np.ndarray
+    known: np.ndarray
+    low: float
+    high: float
+
+    def to_data(self, values: np.ndarray) -> np.ndarray:
+        """Network units back to the data's scale (float64)."""
+        return np.asarray(values, dtype=np.float64) * (self.high - self.low) + self.low
+
+
+def make_grid(array: np.ndarray, plan: SlicePlan) -> Grid:
+    """The output grid of ``plan`` with the kept slices of ``array`` in network units."""
+    sources = [source for source, _ in plan.kept]
+    sample = array[sources[:: max(1, len(sources) // 16)]]
+    low, high = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+    if high <= low:
+        low, high = float(array.min()), float(array.max())
+    if high <= low:
+        high = low + 1.0
+    volume = np.zeros((plan.n_out, *array.shape[1:]), dtype=np.float32)
+    known = np.zeros(plan.n_out, dtype=bool)
+    scale = 1.0 / (high - low)
+    for source, target in plan.kept:
+        volume[target] = (array[source].astype(np.float32) - np.float32(low)) * np.float32(scale)
+        known[target] = True
+    return Grid(volume, known, low, high)
+
+
+def neighbours(known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every row: the nearest known row at or below, at or above, and the fraction t.
+
+    Rows outside the first/last known row take the nearest known row on both sides.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(below, above, t)``; ``t`` is 0 on known rows.
+    """
+    known = np.asarray(known, dtype=bool)
+    index = np.flatnonzero(known)
+    if index.size == 0:
+        raise ValueError("no known row")
+    rows = np.arange(known.size)
+    position = np.searchsorted(index, rows, side="right") - 1
+    below = index[np.clip(position, 0, index.size - 1)]
+    above_position = np.where(known, position, position + 1)
+    above = index[np.clip(above_position, 0, index.size - 1)]
+    span = above - below
+    t = np.where(span > 0, (rows - below) / np.maximum(span, 1), 0.0)
+    return below, above, t.astype(np.float32)
+
+
+def linear_fill(rows: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Fill the unknown rows (axis 0) of ``rows`` by blending their known neighbours."""
+    below, above, t = neighbours(known)
+    shape = (-1,) + (1,) * (rows.ndim - 1)
+    weight = t.reshape(shape)
+    return ((1.0 - weight) * rows[below] + weight * rows[above]).astype(np.float32)
+
+
+def bounded(known: np.ndarray) -> np.ndarray:
+    """Unknown rows with a known row on both sides (the rows a gap fill synthesizes)."""
+    known = np.asarray(known, dtype=bool)
+    index = np.flatnonzero(known)
+    rows = np.arange(known.size)
+    if index.size < 2:
+        return np.zeros(known.size, dtype=bool)
+    return ~known & (rows > index[0]) & (rows < index[-1])
+
+
+def gap_lengths(known: np.ndarray) -> set[int]:
+    """Distances between consecutive known rows that enclose at least one unknown row."""
+    index = np.flatnonzero(np.asarray(known, dtype=bool))
+    steps = np.diff(index)
+    return {int(s) for s in steps if s > 1}
+
+
+def blank_gap(known: np.ndarray, row: int) -> int:
+    """The gap length that blanking the known ``row`` would create."""
+    index = np.flatnonzero(known)
+    position = int(np.searchsorted(index, row))
+    if position == 0 or position >= index.size - 1 or index[position] != row:
+        return 0
+    return int(index[position + 1] - index[position - 1])
+
+
+def blankable_rows(known: np.ndarray, allowed: set[int]) -> np.ndarray:
+    """Known rows whose blanking alone creates a gap of an ``allowed`` length."""
+    return np.array(
+        [r for r in np.flatnonzero(known) if blank_gap(known, int(r)) in allowed], dtype=int
+    )
+
+
+@dataclass(frozen=True)
+class TrainingGeometry:
+    """The gaps to learn and which kept slices are held out to check the result.
+
+    Attributes
+    ----------
+    target_gaps : set of int
+        Gap lengths of the job (distance between the kept neighbours of a synthesized slice).
+    blank_gaps : set of int
+        Gap lengths that blanking kept slices creates in training: ``target_gaps``
+        when some kept slice can be blanked to give one (``exact``), else the longer gap
+        that blanking one kept slice gives most often (twice the gap when every G-th is
+        kept).
+    exact : bool
+        Whether blanked kept slices reproduce the job's own gaps.
+    validation_rows : tuple of int
+        Kept output rows held out of training and scored before filling.
+    """
+
+    target_gaps: set[int]
+    blank_gaps: set[int]
+    exact: bool
+    validation_rows: tuple[int, ...]
+
+    def describe(self) -> str:
+        """One sentence for progress messages and provenance."""
+        gaps = ", ".join(map(str, sorted(self.target_gaps)))
+        if self.exact:
+            return f"gap {gaps} (held-out kept slices rebuilt at the same gap)"
+        longer = ", ".join(map(str, sorted(self.blank_gaps))) or "none"
+        return (
+            f"gap {gaps}; no kept slice can be rebuilt at that gap, so held-out kept slices "
+            f"are rebuilt at gap {longer} (a harder proxy)"
+        )
+
+
+def training_geometry(known: np.ndarray, n_validation: int) -> TrainingGeometry:
+    """Pick the blanking gaps and spread ``n_validation`` held-out kept rows evenly.
+
+    At most a sixth of the blankable kept rows is held out, so training keeps most
+    of the exact supervision.
+    """
+    targets = gap_lengths(known)
+    exact_rows = blankable_rows(known, targets)
+    exact = exact_rows.size > 0
+    if exact:
+        blank = targets
+    else:
+        counts: dict[int, int] = {}
+        for row in np.flatnonzero(known):
+            gap = blank_gap(known, int(row))
+            if gap:
+                counts[gap] = counts.get(gap, 0) + 1
+        longer = [g for g in counts if g > max(targets, default=0)] or list(counts)
+        blank = {max(longer, key=lambda g: (counts[g], -g))} if longer else set()
+    candidates = exact_rows if exact else blankable_rows(known, blank)
+    count = min(int(n_validation), candidates.size // 6 if exact else candidates.size // 3)
+    if n_validation > 0 and count == 0 and candidates.size >= 2:
+        count = 1
+    chosen: list[int] = []
+    if count > 0:
+        positions = np.linspace(0, candidates.size - 1, count + 2)[1:-1]
+        current = np.asarray(known, dtype=bool).copy()
+        for position in positions:
+            order = np.argsort(np.abs(np.arange(candidates.size) - position), kind="stable")
+            for i in order:
+                row = int(candidates[i])
+                if row not in chosen and blank_gap(current, row) in blank:
+                    chosen.append(row)
+                    current[row] = False
+                    break
+    return TrainingGeometry(targets, blank, exact, tuple(sorted(chosen)))
