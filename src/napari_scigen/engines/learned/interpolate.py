@@ -161,12 +161,30 @@ UNVERIFIABLE = (
 )
 
 
-def _classical(chosen, array, missing, factor, cancel):
+def _classical_fill(chosen, array, missing, factor, cancel, label):
+    """Fill with ``linear`` or ``flow`` (their default parameters), relaying progress."""
     from ..interpolation.classical import FlowParams, LinearParams, run_flow, run_linear
 
     if chosen == "linear":
-        return run_linear(array, LinearParams(), missing=missing, factor=factor, cancel=cancel)
-    return run_flow(array, FlowParams(), missing=missing, factor=factor, cancel=cancel)
+        engine = run_linear(array, LinearParams(), missing=missing, factor=factor, cancel=cancel)
+    else:
+        engine = run_flow(array, FlowParams(), missing=missing, factor=factor, cancel=cancel)
+    filled = yield from relay_progress(
+        engine, lambda e: stage("fill")(e.fraction, f"{label}: {e.message}")
+    )
+    return filled.data
+
+
+def _result(mode, params, array, data, extra, images=None) -> EngineResult:
+    """The engine's result with its provenance."""
+    provenance = make_provenance(
+        f"interpolate-{mode}",
+        params,
+        seed=params.seed,
+        source={"shape": array.shape, "dtype": array.dtype.name},
+        extra=extra,
+    )
+    return EngineResult(data=data, provenance=provenance, images=images or {})
 
 
 def _fill_unverifiable(
@@ -175,25 +193,25 @@ def _fill_unverifiable(
     """Fill with a classical method where the network's result could not be checked.
 
     ``learned`` fills with linear (``force_learned`` uses the network anyway); ``auto``
-    fills with whichever of linear and flow scores better on the proxy gap.
+    fills with whichever of linear and flow scores better on the proxy gap (only ``auto``
+    scores them: for ``learned`` the proxy would decide nothing).
     """
-    validation = _self_validation(array, plan, grid, known_train, geometry, None)
+    validation = None
     chosen = "linear"
-    if mode == "auto" and validation is not None:
-        chosen = validation.best(params.auto_metric)
+    if mode == "auto":
+        validation = _self_validation(array, plan, grid, known_train, geometry, None)
+        if validation is not None:
+            chosen = validation.best(params.auto_metric)
     gaps = ", ".join(map(str, sorted(geometry.target_gaps)))
     proxy = ", ".join(map(str, sorted(geometry.blank_gaps))) or "none"
     reason = UNVERIFIABLE.format(gaps=gaps, proxy=proxy, chosen=chosen)
-    if mode == "auto" and validation is not None:
+    if validation is not None:
         reason += f" (best {params.auto_metric} of linear and flow on the proxy gap: "
         reason += f"{validation.summary(params.auto_metric)})"
     elif mode == "learned":
         reason += "; force_learned=True (--force-learned) uses the network anyway"
     yield stage("fill")(0.0, f"{mode}: {reason}")
-    filled = yield from relay_progress(
-        _classical(chosen, array, missing, factor, cancel),
-        lambda e: stage("fill")(e.fraction, f"{mode}: {e.message}"),
-    )
+    data = yield from _classical_fill(chosen, array, missing, factor, cancel, mode)
     extra = {
         **plan.provenance(),
         "filled_with": chosen,
@@ -208,14 +226,7 @@ def _fill_unverifiable(
         "training": None,
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
-    provenance = make_provenance(
-        f"interpolate-{mode}",
-        params,
-        seed=params.seed,
-        source={"shape": array.shape, "dtype": array.dtype.name},
-        extra=extra,
-    )
-    return EngineResult(data=filled.data, provenance=provenance)
+    return _result(mode, params, array, data, extra)
 
 
 def run_learned_interpolation(
@@ -270,6 +281,14 @@ def run_learned_interpolation(
     if max(zoom_y, zoom_x) > 1.25:
         fraction = 0.0
         notes.append("the output z spacing is finer than the pixel size: no in-plane training")
+    if not (geometry.exact or getattr(params, "force_learned", False)):
+        # nothing is trained: skip the training set-up below
+        return (
+            yield from _fill_unverifiable(
+                array, plan, grid, known_train, geometry, params, missing, factor, cancel,
+                mode, started, notes,
+            )
+        )  # fmt: skip
     orientations = ("xz", "yz") if params.planes == "both" else (params.planes,)
     depth, height, width = grid.volume.shape
     crop = (min(params.crop_size, depth), min(params.crop_size, height, width))
@@ -295,15 +314,6 @@ def run_learned_interpolation(
 
         raise InvalidInputError(f"{label}: {error}") from None
     device = resolve_device(params.device)
-    forced = bool(getattr(params, "force_learned", False))
-    use_network = geometry.exact or forced
-    if not use_network:
-        return (
-            yield from _fill_unverifiable(
-                array, plan, grid, known_train, geometry, params, missing, factor, cancel,
-                mode, started, notes,
-            )
-        )  # fmt: skip
     network, init_record = store.initial_network(params, "interpolate", in_channels=2)
     yield stage("train")(
         0.0, f"{label}: learning {geometry.describe()} from this volume on {device}"
@@ -381,11 +391,7 @@ def run_learned_interpolation(
             uncertainty[synthesized] = spread * np.float32(grid.high - grid.low)
             images["uncertainty"] = uncertainty
     else:
-        filled = yield from relay_progress(
-            _classical(chosen, array, missing, factor, cancel),
-            lambda e: stage("fill")(e.fraction, f"{label}: {e.message}"),
-        )
-        out = filled.data
+        out = yield from _classical_fill(chosen, array, missing, factor, cancel, label)
     timings["total"] = round(time.perf_counter() - started, 2)
     extra = {
         **plan.provenance(),
@@ -413,11 +419,4 @@ def run_learned_interpolation(
         "uncertainty": "std over planes x flips (data units)" if "uncertainty" in images else None,
         "seconds": timings,
     }
-    provenance = make_provenance(
-        f"interpolate-{mode}",
-        params,
-        seed=params.seed,
-        source={"shape": array.shape, "dtype": array.dtype.name},
-        extra=extra,
-    )
-    return EngineResult(data=out, provenance=provenance, images=images)
+    return _result(mode, params, array, out, extra, images)
