@@ -141,7 +141,9 @@ def _learned_picture(viewer, image, z, docks, written) -> None:
     learned.image_picker.value = image.name
     learned.method.value = "learned"
     learned.methods.form["train_steps"].value = 60  # the default is 600; a picture needs few
-    learned.missing.value = f"{z - 1}-{z + 1}"
+    # isolated missing slices: kept slices can be held out at the same gap (a run of
+    # missing slices cannot be self-checked, so learned would fill it with linear)
+    learned.missing.value = f"{z - 8}, {z - 4}, {z}, {z + 4}, {z + 8}"
     learned.run()
     result, uncertainty = learned.new_layers
     _show_only(viewer, result, uncertainty)
