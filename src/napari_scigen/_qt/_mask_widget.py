@@ -1,7 +1,9 @@
 """Dock widget: create and edit the mask that engines regenerate.
 
-Mask operations only ever replace the *mask* layer's data; image layers are never
-modified. The mask made here, ``"<image> mask"``, carries ``metadata["mask_for"]`` and
+Mask operations only ever change the *mask* layer's data; image layers are never
+modified. Every button's edit goes through napari's undo-aware Labels API
+(:func:`set_mask_data`), as one undo step: Ctrl+Z restores the mask exactly as it was
+before the button was pressed, and a brush stroke before it stays undoable too. The mask made here, ``"<image> mask"``, carries ``metadata["mask_for"]`` and
 is what the other docks' mask pickers choose by default for that image.
 """
 
@@ -18,6 +20,38 @@ from ..core.validation import InvalidInputError, check_mask
 from ._base import LayerPicker, scrollable
 from ._fields import ParamsForm
 from ._pickers import MaskPicker, mask_fraction
+
+
+def set_mask_data(layer, new) -> int:
+    """Change ``layer``'s data to ``new`` as one undoable step; return the pixels changed.
+
+    Only the pixels that differ are written, through
+    :meth:`napari.layers.Labels.data_setitem` inside one ``block_history`` group, so
+    Ctrl+Z (:meth:`~napari.layers.Labels.undo`) brings back exactly the previous mask,
+    and earlier brush strokes stay in the history below it. Assigning ``layer.data``
+    instead would bypass that history (undo would then replay old strokes onto the new
+    mask).
+    """
+    old = np.asarray(layer.data)
+    new = np.asarray(new)
+    if new.shape != old.shape:
+        raise ValueError(f"the new mask has shape {new.shape}, the layer {old.shape}")
+    changed = np.nonzero(old != new)
+    if changed[0].size == 0:
+        return 0
+    with layer.block_history():
+        layer.data_setitem(changed, new[changed].astype(old.dtype, copy=False))
+    return int(changed[0].size)
+
+
+def _edited(old_mask: np.ndarray, masked: np.ndarray) -> np.ndarray:
+    """``old_mask`` where only the pixels whose masked state changed are set (label 1) or
+    cleared (0): labels of pixels that stay masked are kept."""
+    out = np.array(old_mask, copy=True)
+    was = old_mask != 0
+    out[masked & ~was] = 1
+    out[~masked & was] = 0
+    return out
 
 
 def _row(*widgets) -> Container:
@@ -229,12 +263,14 @@ class MaskWidget(QWidget):
     def _apply(self, operation, verb: str) -> None:
         try:
             layer = self._mask_layer()
-            new = operation(np.asarray(layer.data) != 0)
+            old = np.asarray(layer.data)
+            set_mask_data(layer, _edited(old, np.asarray(operation(old != 0), dtype=bool)))
         except ValueError as error:
             self._fail(error)
             return
-        layer.data = np.asarray(new, dtype=np.asarray(layer.data).dtype)
-        self._report(f"Mask {verb}: {int(np.count_nonzero(layer.data))} pixels masked.")
+        self._report(
+            f"Mask {verb}: {int(np.count_nonzero(layer.data))} pixels masked (Ctrl+Z undoes)."
+        )
 
     def show_feather(self):
         """Show the blend weights of the mask's feathered edge as ``"<mask> feather"``."""
@@ -280,7 +316,7 @@ class MaskWidget(QWidget):
         except ValueError as error:
             self._fail(error)
             return
-        layer.data = new.astype(np.uint8)
+        set_mask_data(layer, new.astype(np.asarray(layer.data).dtype))
         self._select(layer)
         self._report(f"Threshold mask: {int(np.count_nonzero(new))} pixels in [{low}, {high}].")
 
@@ -297,7 +333,7 @@ class MaskWidget(QWidget):
             return
         if rings.ndim < image.ndim:
             rings = np.broadcast_to(rings, image.shape)
-        layer.data = rings.astype(np.uint8)
+        set_mask_data(layer, rings.astype(np.asarray(layer.data).dtype))
         self._select(layer)
         self._report(
             f"Ring detector masked {int(np.count_nonzero(rings))} pixels "
@@ -320,10 +356,10 @@ class MaskWidget(QWidget):
             new = masks.copy_slice_mask(
                 data, source, int(self.copy_start.value), int(self.copy_stop.value)
             )
+            set_mask_data(layer, new)
         except ValueError as error:
             self._fail(error)
             return
-        layer.data = new
         self._report(
             f"Copied slice {source}'s mask to slices {self.copy_start.value}..{self.copy_stop.value}."
         )
