@@ -109,41 +109,25 @@ def write_output(path, data, provenance: dict, *, voxel_size=None, unit=None) ->
     print(f"wrote {path} ({data.shape}, {data.dtype})")
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return a.resolve() == b.resolve()
-
-
 def check_not_an_input(target: Path, inputs: Iterable, *, flag: str = "-o") -> None:
-    """Refuse an output that is one of the command's inputs or lies in an input slice folder.
+    """Refuse an output that is, contains or lies inside one of the command's inputs.
 
-    Compared by resolved path and :func:`os.path.samefile` (links, ``..``, symlinks),
-    whether or not ``--overwrite`` was given: writing there would destroy the input.
+    The one shared check (:func:`napari_scigen.core.io.outputs.check_output_location`):
+    resolved paths and :func:`os.path.samefile` (links, ``..``, symlinks), whether or
+    not ``--overwrite`` was given: writing there would destroy or change an input.
 
     Raises
     ------
     CliError
     """
     from ..cli import CliError
+    from ..core.io.outputs import check_output_location
+    from ..core.validation import InvalidInputError
 
-    for given in inputs:
-        if given is None or str(given) == "":
-            continue
-        source = Path(given).expanduser()
-        if _same_file(target, source):
-            raise CliError(
-                f"{flag} {target} is the input {given}: writing there would destroy it; "
-                "choose another output file"
-            )
-        if source.is_dir() and _same_file(target.parent, source):
-            raise CliError(
-                f"{flag} {target} is inside the input slice folder {given}: the folder would "
-                "gain or lose a slice; write outside it"
-            )
+    try:
+        check_output_location(target, inputs, flag=flag)
+    except InvalidInputError as error:
+        raise CliError(str(error)) from None
 
 
 def output_path(

@@ -59,17 +59,15 @@ def _levels(text: str) -> int | None:
 
 
 def zarr_output_path(path: str, source: str, *, overwrite: bool) -> Path:
-    """Check an output store before any work: not the input, not there unless overwriting."""
+    """Check an output store before any work (``core.io.outputs.check_store_output``)."""
     from ..cli import CliError
+    from ..core.io.outputs import check_store_output
+    from ..core.validation import InvalidInputError
 
-    target = Path(path).expanduser()
-    if target.resolve() == Path(source).expanduser().resolve():
-        raise CliError(f"{target} is the input; write to another store")
-    if target.exists() and not overwrite:
-        raise CliError(f"{target} exists; pass --overwrite to replace it")
-    if not target.parent.is_dir():
-        raise CliError(f"output folder {target.parent} does not exist; create it first")
-    return target
+    try:
+        return check_store_output(path, [source], overwrite=overwrite)
+    except InvalidInputError as error:
+        raise CliError(str(error)) from None
 
 
 def run_convert_command(args: argparse.Namespace) -> int:

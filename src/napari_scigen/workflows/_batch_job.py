@@ -10,6 +10,7 @@ travels to the workers stays small.
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,20 @@ def _check_companion(path: str | None, name: str, shape: tuple[int, ...], allow_
         )
 
 
+def job_inputs(request: BatchRequest, params: Any = None) -> list[str]:
+    """Every file or folder a job reads: its volumes and the paths among its parameters.
+
+    Weights files, adapters and checkpoints named by a parameter count as inputs too, so
+    that no output store is ever made around or inside one.
+    """
+    found = [p for p in (request.input, request.mask, request.control) if p]
+    for name in getattr(type(params), "__dataclass_fields__", {}):
+        value = getattr(params, name, None)
+        if isinstance(value, (str, os.PathLike)) and str(value) and os.path.exists(value):
+            found.append(str(value))
+    return found
+
+
 def plan_batch(request: BatchRequest) -> BatchJob:
     """Check a request and plan its chunks (reads only the inputs' metadata).
 
@@ -195,11 +210,13 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     ------
     InvalidInputError
         Unknown task or method, a task without volume output, missing extras, a
-        non-zarr output, a 2D input, mismatched shapes, bad indices or params.
+        non-zarr output, an output that is, contains or lies inside an input (or is a
+        symbolic link), a 2D input, mismatched shapes, bad indices or params.
     """
     from .. import api
     from ..core.indices import check_indices
     from ..core.io import is_zarr_path, read_volume
+    from ..core.io.outputs import check_output_location
     from ..core.io.zarr_store import slice_chunks
     from ..engines.registry import get_engine
 
@@ -218,6 +235,7 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         raise InvalidInputError(
             f"{request.output}: a batch job writes an OME-Zarr store; name it *.ome.zarr"
         )
+    check_output_location(request.output, job_inputs(request, params), store=True)
     volume = read_volume(request.input, lazy=True)
     shape = volume.shape
     if len(shape) != 3 or volume.channel_axis is not None:

@@ -1,0 +1,198 @@
+"""Bad inputs on the newer surfaces: batch, convert, OME-Zarr, learned weights (issue 20).
+
+Every row of :data:`CASES` runs one command on a folder of inputs (TIFF volumes, OME-Zarr
+stores, crafted stores made by :func:`crafted_zarr`) and asserts the exit status, one
+clear line on stderr with no traceback, and that every file under the folder is
+unchanged afterwards (sha256) with nothing left behind. Refusals happen before a Dask
+cluster starts, so the rows are fast. A small hypothesis test at the end fuzzes zarr
+metadata: whatever it declares, reading gives a volume or an ``InvalidInputError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+pytest.importorskip("zarr", minversion="3")
+pytest.importorskip("distributed")
+
+from napari_scigen.cli import main  # noqa: E402
+from napari_scigen.core.io import read_volume, write_volume, write_zarr  # noqa: E402
+
+# ---------------------------------------------------------------------------------------
+# the inputs
+# ---------------------------------------------------------------------------------------
+
+
+def crafted_zarr(
+    path: Path,
+    shape=(4, 8, 8),
+    chunks=None,
+    dtype="uint16",
+    *,
+    data: np.ndarray | None = None,
+    scale=None,
+    ngff: bool = True,
+    zarr_format: int = 3,
+    drop_chunks: tuple = (),
+    raw_edits: Callable[[Path], None] | None = None,
+) -> Path:
+    """A zarr store that declares whatever a test wants (shape, chunks, dtype, scale).
+
+    Chunks are written only when ``data`` is given (a declared size needs no data on
+    disk); ``drop_chunks`` deletes chunk files afterwards (by zarr key, e.g. ``"c/0/0/0"``)
+    and ``raw_edits`` may then change the metadata files by hand.
+    """
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+    array = group.create_array(
+        "0", shape=tuple(shape), chunks=tuple(chunks or shape), dtype=dtype, fill_value=0
+    )
+    if data is not None:
+        array[...] = data
+    if ngff:
+        axes = [{"name": n, "type": "space", "unit": "micrometer"} for n in "zyx"[-len(shape) :]]
+        scale = list(scale) if scale is not None else [1.0] * len(shape)
+        multiscales = [
+            {
+                "axes": axes,
+                "datasets": [
+                    {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
+                ],
+                "name": path.name,
+            }
+        ]
+        if zarr_format == 3:
+            group.attrs["ome"] = {"version": "0.5", "multiscales": multiscales}
+        else:
+            group.attrs["multiscales"] = [{**multiscales[0], "version": "0.4"}]
+    for key in drop_chunks:
+        (path / "0" / key).unlink()
+    if raw_edits is not None:
+        raw_edits(path)
+    return path
+
+
+def _edit_json(relative: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(path: Path) -> None:
+        target = path / relative
+        record = json.loads(target.read_text())
+        change(record)
+        target.write_text(json.dumps(record))
+
+    return edit
+
+
+def make_inputs(d: Path) -> None:
+    """Every input a row may use."""
+    rng = np.random.default_rng(0)
+    volume = rng.integers(0, 4000, (16, 32, 32)).astype(np.uint16)
+    write_volume(d / "v.tif", volume)
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[:, 10:20, 10:20] = 1
+    tifffile.imwrite(d / "m.tif", mask)
+    write_zarr(d / "s.ome.zarr", volume, levels=1)
+    write_zarr(d / "ms.ome.zarr", mask, kind="labels", levels=1)
+    (d / "p.zarr").mkdir()
+    write_volume(d / "p.zarr" / "scan.tif", volume)
+    (d / "out").mkdir()
+    (d / "out" / "link.ome.zarr").symlink_to(d / "s.ome.zarr")
+    (d / "out" / "notes.ome.zarr").mkdir()
+    (d / "out" / "notes.ome.zarr" / "mine.txt").write_text("the user's own notes")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("reliability_template") / "in"
+    d.mkdir()
+    make_inputs(d)
+    return d
+
+
+@pytest.fixture
+def inputs(template, tmp_path) -> Path:
+    d = tmp_path / "in"
+    shutil.copytree(template, d, symlinks=True)
+    (d / "out" / "link.ome.zarr").unlink()
+    (d / "out" / "link.ome.zarr").symlink_to(d / "s.ome.zarr")
+    return d
+
+
+def tree_state(d: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under ``d`` (hidden files included)."""
+    state = {}
+    for path in sorted(d.rglob("*")):
+        if path.is_symlink():
+            state[str(path.relative_to(d))] = "-> " + os.readlink(path)
+        elif path.is_file():
+            state[str(path.relative_to(d))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+# ---------------------------------------------------------------------------------------
+# the table
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the command (``{d}`` is the inputs folder) and its one-line answer."""
+
+    id: str
+    argv: tuple[str, ...]
+    fragment: str
+    code: int = 2
+    setup: Callable[[Path], None] | None = None
+
+
+_BATCH = ("batch", "--workers", "1", "--dashboard", "off", "-q")
+
+
+def _batch(task: str, method: str, source: str, *args: str) -> tuple[str, ...]:
+    return ("batch", task, method, f"{{d}}/{source}", *args, *_BATCH[1:])
+
+
+CASES = [
+    # 1. batch and convert never write over an input
+    Case("batch-output-is-the-input-store", _batch("interpolate", "linear", "s.ome.zarr", "--missing", "3", "-o", "{d}/s.ome.zarr", "--overwrite"), "is the input"),
+    Case("batch-output-is-the-mask-store", _batch("inpaint", "biharmonic", "v.tif", "--mask", "{d}/ms.ome.zarr", "-o", "{d}/ms.ome.zarr", "--overwrite"), "is the input"),
+    Case("batch-output-is-a-symlink", _batch("interpolate", "linear", "v.tif", "--missing", "3", "-o", "{d}/out/link.ome.zarr", "--overwrite"), "is a symbolic link"),
+    Case("convert-output-is-a-symlink", ("convert", "{d}/v.tif", "{d}/out/link.ome.zarr", "--overwrite"), "is a symbolic link"),
+    Case("convert-over-a-foreign-folder", ("convert", "{d}/v.tif", "{d}/out/notes.ome.zarr", "--overwrite"), "is not a zarr store"),
+    Case("convert-into-the-input-store", ("convert", "{d}/s.ome.zarr", "{d}/s.ome.zarr/x.tif"), "inside the input store"),
+    # 2. --overwrite never deletes an input inside the output store
+    Case("batch-input-inside-the-output", _batch("interpolate", "linear", "p.zarr/scan.tif", "--missing", "3", "-o", "{d}/p.zarr", "--overwrite"), "contains the input"),
+    Case("convert-input-inside-the-output", ("convert", "{d}/p.zarr/scan.tif", "{d}/p.zarr", "--overwrite"), "contains the input"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing(case, inputs, capsys):
+    if case.setup is not None:
+        case.setup(inputs)
+    before = tree_state(inputs)
+    assert main([a.format(d=inputs) for a in case.argv]) == case.code
+    err = capsys.readouterr().err
+    assert case.fragment in err, err
+    assert "Traceback" not in err and "Compute Failed" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("napari-scigen "), err
+    assert tree_state(inputs) == before  # inputs unchanged (sha256), nothing left behind
+
+
+def test_convert_replaces_its_own_earlier_store_with_overwrite(inputs, capsys):
+    out = inputs / "out" / "copy.ome.zarr"
+    assert main(["convert", str(inputs / "v.tif"), str(out)]) == 0
+    assert main(["convert", str(inputs / "v.tif"), str(out)]) == 2  # exists: not replaced
+    assert main(["convert", str(inputs / "v.tif"), str(out), "--overwrite"]) == 0
+    np.testing.assert_array_equal(read_volume(out).data, read_volume(inputs / "v.tif").data)
