@@ -162,6 +162,16 @@ def _batch(task: str, method: str, source: str, *args: str) -> tuple[str, ...]:
     return ("batch", task, method, f"{{d}}/{source}", *args, *_BATCH[1:])
 
 
+def _interrupted_job_then_changed_input(d: Path) -> None:
+    """A batch store of ``v.tif`` whose job never ran, then ``v.tif`` rewritten (same shape)."""
+    from napari_scigen.workflows.batch import BatchRequest, plan_batch, prepare_store
+
+    request = BatchRequest("interpolate", "linear", str(d / "v.tif"), str(d / "out" / "r.ome.zarr"), missing=(3,))  # fmt: skip
+    prepare_store(plan_batch(request))
+    changed = read_volume(d / "v.tif").data[::-1].copy()
+    write_volume(d / "v.tif", changed)
+
+
 CASES = [
     # 1. batch and convert never write over an input
     Case("batch-output-is-the-input-store", _batch("interpolate", "linear", "s.ome.zarr", "--missing", "3", "-o", "{d}/s.ome.zarr", "--overwrite"), "is the input"),
@@ -172,6 +182,8 @@ CASES = [
     Case("convert-into-the-input-store", ("convert", "{d}/s.ome.zarr", "{d}/s.ome.zarr/x.tif"), "inside the input store"),
     # 2. --overwrite never deletes an input inside the output store
     Case("batch-input-inside-the-output", _batch("interpolate", "linear", "p.zarr/scan.tif", "--missing", "3", "-o", "{d}/p.zarr", "--overwrite"), "contains the input"),
+    # 3. a resumed job notices a changed input
+    Case("batch-resume-after-the-input-changed", _batch("interpolate", "linear", "v.tif", "--missing", "3", "-o", "{d}/out/r.ome.zarr"), "was started from other content of", setup=_interrupted_job_then_changed_input),
     Case("convert-input-inside-the-output", ("convert", "{d}/p.zarr/scan.tif", "{d}/p.zarr", "--overwrite"), "contains the input"),
 ]  # fmt: skip
 

@@ -87,7 +87,10 @@ class BatchJob:
     ``learns_from_input``: the engine trains a network on the volume it is given (the
     learned engines); such a job is one task over the whole volume unless the request
     sets ``chunk_slices``. ``note``: what the chunking changes, for the log and the
-    provenance (None when the result does not depend on it).
+    provenance (None when the result does not depend on it). ``inputs_content``: per
+    input file or store (volume, mask, control, weights named by a parameter), its
+    :func:`~napari_scigen.core.io.identity.content_identity`, so that a changed input is
+    never resumed into an output made from the old one.
     """
 
     request: BatchRequest
@@ -107,6 +110,7 @@ class BatchJob:
     value_range: tuple[float, float] | None = None
     learns_from_input: bool = False
     note: str | None = None
+    inputs_content: tuple[tuple[str, str], ...] = ()
 
     @property
     def store(self) -> Path:
@@ -153,6 +157,7 @@ class BatchJob:
                 "chunk_slices": self.chunk_slices,
                 "output_shape": self.output_shape,
                 "output_dtype": self.output_dtype,
+                "inputs_content": [list(pair) for pair in self.inputs_content],
             }
         )
 
@@ -216,6 +221,7 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     from .. import api
     from ..core.indices import check_indices
     from ..core.io import is_zarr_path, read_volume
+    from ..core.io.identity import content_identity
     from ..core.io.outputs import check_output_location
     from ..core.io.zarr_store import slice_chunks
     from ..engines.registry import get_engine
@@ -235,7 +241,8 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         raise InvalidInputError(
             f"{request.output}: a batch job writes an OME-Zarr store; name it *.ome.zarr"
         )
-    check_output_location(request.output, job_inputs(request, params), store=True)
+    inputs = job_inputs(request, params)
+    check_output_location(request.output, inputs, store=True)
     volume = read_volume(request.input, lazy=True)
     shape = volume.shape
     if len(shape) != 3 or volume.channel_axis is not None:
@@ -277,6 +284,9 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         or (task in PER_SLICE_TASKS and engine.halo == 0)
     )
     draft = BatchJob(
+        inputs_content=tuple(
+            (str(Path(p).expanduser().resolve()), content_identity(p)) for p in inputs
+        ),
         request=replace(request, params=None),
         params=params,
         input_shape=shape,

@@ -99,6 +99,22 @@ def _initial_provenance(job: BatchJob) -> dict:
     )
 
 
+def _refuse_changed_inputs(store: Path, stored: dict, job: BatchJob) -> None:
+    """Refuse to resume when only the content of an input changed since the store began."""
+    fingerprint = job.fingerprint()
+    others = [k for k, v in fingerprint.items() if k != "inputs_content" and stored.get(k) != v]
+    if others or "inputs_content" not in stored:
+        return
+    before = {path: identity for path, identity in stored.get("inputs_content") or []}
+    changed = [path for path, identity in job.inputs_content if before.get(path) != identity]
+    if changed:
+        raise InvalidInputError(
+            f"{store} was started from other content of {', '.join(changed)} (the files "
+            "changed since: sizes or modification times differ), so resuming would mix old "
+            "and new results; pass --overwrite to start over, or write to another store"
+        )
+
+
 def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
     """Create the output store, or check that an existing one holds this very job.
 
@@ -110,8 +126,9 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
     Raises
     ------
     InvalidInputError
-        The store exists and holds another job or is no batch output (unless
-        ``overwrite``), or is not a zarr store at all.
+        The store exists and holds another job, a job started from other input content
+        (a changed input file or store) or is no batch output (unless ``overwrite``), or
+        is not a zarr store at all.
     """
     from ..core.io.zarr_write import create_zarr
 
@@ -132,6 +149,7 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
                 f"{store} exists and is not a batch output; pass --overwrite to replace it"
             )
         elif record.get("job") != job.fingerprint():
+            _refuse_changed_inputs(store, record.get("job") or {}, job)
             changed = sorted(
                 key
                 for key, value in job.fingerprint().items()
