@@ -48,13 +48,14 @@ def test_learned_interpolation_adds_its_uncertainty_in_the_volumes_world(shifted
     basic = set(form.basic.asdict())
     assert {"train_steps", "uncertainty", "init", "train_seconds"} <= basic  # budget, toggle
     assert {"train_steps", "uncertainty"} <= set(widget.methods.forms["auto"].basic.asdict())
-    form.set_values({**TINY, "validation_slices": 0})
+    # three training steps may lose the self-check: keep the network's result regardless
+    form.set_values({**TINY, "validation_slices": 0, "force_learned": True})
     widget.missing.value = "3, 6"
     statuses = []
     original = widget.set_status
     widget.set_status = lambda text: (statuses.append(text), original(text))
     widget.run()
-    assert widget.status.text() == "Done.", widget.status.text()
+    assert widget.status.text().startswith("Done."), widget.status.text()
     assert any("left" in text for text in statuses)  # progress with the time left
     result, uncertainty = viewer.layers["rock learned 1"], viewer.layers["rock learned uncertainty"]
     assert widget.new_layers == [result, uncertainty]
@@ -83,9 +84,11 @@ def test_learned_inpainting_adds_its_uncertainty_and_keeps_unmasked_pixels(shift
     widget = InpaintWidget(viewer)
     assert "learned" in widget.method.choices
     widget.method.value = "learned"
-    widget.methods.form.set_values({**TINY, "validation_masks": 0, "context_slices": 1})
+    widget.methods.form.set_values(
+        {**TINY, "validation_masks": 0, "context_slices": 1, "force_learned": True}
+    )
     widget.run()
-    assert widget.status.text() == "Done.", widget.status.text()
+    assert widget.status.text().startswith("Done."), widget.status.text()
     result = viewer.layers["rock learned 1"]
     uncertainty = viewer.layers["rock learned uncertainty"]
     for layer in (result, uncertainty):

@@ -41,6 +41,7 @@ from .._napari.layers import layer_units, next_layer_name, result_to_layer_tuple
 from ..core.progress import CancelToken, Progress
 from ..core.result import EngineResult
 from ..engines.registry import get_engine
+from ._outcome import FillOutcome, fill_outcome, plain_message
 from ._pickers import LayerPicker, MaskPicker  # noqa: F401 - the pickers' public home
 from ._progress import JobProgress
 from ._runner import Job, start_job
@@ -184,6 +185,8 @@ class EngineWidget(QWidget):
         )
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        # messages can be selected and copied (a model id, a command to run, scores)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -219,6 +222,8 @@ class EngineWidget(QWidget):
         self.job: Job | None = None
         self.progress: JobProgress | None = None
         self.last_result: EngineResult | None = None
+        #: Which method filled the last result, when its provenance says (``filled_with``).
+        self.last_outcome: FillOutcome | None = None
         self.last_error: BaseException | None = None
         self.last_warnings: list[str] = []
         self.new_layers: list = []
@@ -254,6 +259,8 @@ class EngineWidget(QWidget):
         """
         source = spec["source_layer"]
         label = spec.get("method") or self.engine_name
+        if self.last_outcome is not None:  # what actually filled (a fallback, auto's pick)
+            label = self.last_outcome.label
         name = next_layer_name([layer.name for layer in self.viewer.layers], source.name, label)
         scale = tuple(source.scale)
         if result.voxel_scale is not None:
@@ -398,12 +405,7 @@ class EngineWidget(QWidget):
         """Show each warning as a napari notification (the job still starts)."""
         self.last_warnings = [str(text) for text in warnings if text]
         for text in self.last_warnings:
-            try:
-                from napari.utils.notifications import show_warning
-
-                show_warning(f"{self.title}: {text}")
-            except Exception:  # noqa: BLE001 - a notification must never stop a job
-                pass
+            self.notify(text, warning=True)
 
     def on_cancelled(self, spec: dict[str, Any]) -> None:
         """Called after a job was cancelled (GUI thread). Default: nothing."""
@@ -440,6 +442,8 @@ class EngineWidget(QWidget):
         progress = self.progress
         if progress is None:
             return
+        if event.message:
+            event = Progress(event.step, event.total, plain_message(event.message), event.preview)
         progress.measure(event)
         message = event.message or "working…"
         self.set_status(f"{message} — {progress.text}" if event.total > 0 else message)
@@ -447,13 +451,31 @@ class EngineWidget(QWidget):
 
     def _on_result(self, spec: dict[str, Any], result: EngineResult) -> None:
         self.last_result = result
+        method = spec.get("method")
+        self.last_outcome = (
+            fill_outcome(method, result.provenance, self.engine_name) if method else None
+        )
         before = {id(layer) for layer in self.viewer.layers}
         self.on_result(spec, result)
         self.new_layers = [layer for layer in self.viewer.layers if id(layer) not in before]
         if self.new_layers:
             show_layer(self.viewer, self.new_layers[0])
             self._hint_saving()
-        self.set_status("Done.")
+        if self.last_outcome is None:
+            self.set_status("Done.")
+            return
+        where = f" Layer: '{self.new_layers[0].name}'." if self.new_layers else ""
+        self.set_status(f"Done. {self.last_outcome.message}{where}")
+        self.notify(self.last_outcome.message, warning=self.last_outcome.warning)
+
+    def notify(self, text: str, *, warning: bool = False) -> None:
+        """A napari notification prefixed with the dock's title (never raises)."""
+        try:
+            from napari.utils.notifications import show_info, show_warning
+
+            (show_warning if warning else show_info)(f"{self.title}: {text}")
+        except Exception:  # noqa: BLE001 - a notification must never break a result
+            pass
 
     @staticmethod
     def _hint_saving() -> None:

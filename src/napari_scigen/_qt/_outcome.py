@@ -1,0 +1,150 @@
+"""What actually filled a result, said to a scientist (layer name, notification, status).
+
+Engines that may fill with another method than the one chosen (``learned`` falls back to
+linear or biharmonic when it cannot be checked or loses its self-validation; ``auto``
+picks a method) record it in their provenance: ``extra["filled_with"]``,
+``extra["choice_reason"]``, ``extra["learned_lost_self_validation"]``,
+``extra["learned_not_verifiable"]`` and ``extra["self_validation"]`` (the held-out
+scores). :func:`fill_outcome` reads those keys, never the engine's developer-facing
+reason text, and builds the layer label and one message that agree with them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+#: Name of the advanced field that keeps the network's result (its widget label).
+FORCE_FIELD = "'force learned' (under Advanced)"
+
+
+@dataclass(frozen=True)
+class FillOutcome:
+    """The method chosen, the one that filled, and how to say so.
+
+    Attributes
+    ----------
+    chosen : str
+        The method picked in the dock (``"learned"``).
+    filled : str
+        The method whose pixels are in the result (``"linear"``).
+    label : str
+        The method part of the result layer's name: ``"linear (learned fallback)"``,
+        ``"flow (auto)"`` or the method itself.
+    message : str
+        One or two sentences for the notification and the status line.
+    warning : bool
+        Whether the user should look twice (a fallback, or a network kept although it lost).
+    """
+
+    chosen: str
+    filled: str
+    label: str
+    message: str
+    warning: bool
+
+
+def _scores(extra: dict[str, Any]) -> tuple[dict[str, dict], int, str]:
+    validation = extra.get("self_validation") or {}
+    return (
+        dict(validation.get("scores") or {}),
+        int(validation.get("count") or 0),
+        str(validation.get("what") or ""),
+    )
+
+
+def _ranking(scores: dict[str, dict]) -> str:
+    """``"learned 29.41 dB, linear 27.79 dB"`` (best first, PSNR)."""
+    ordered = sorted(scores, key=lambda m: -float(scores[m].get("psnr", float("-inf"))))
+    return ", ".join(f"{m} {float(scores[m]['psnr']):.2f} dB" for m in ordered)
+
+
+def _held_out(count: int, noun: str) -> str:
+    return f"{count} held-out {noun}" if count else f"held-out {noun}"
+
+
+def fill_outcome(chosen: str, provenance: dict[str, Any] | None, task: str) -> FillOutcome | None:
+    """How to present a result whose provenance says which method filled it.
+
+    Parameters
+    ----------
+    chosen : str
+        The method chosen in the dock.
+    provenance : dict
+        The result's provenance (``None`` or without ``extra["filled_with"]``: nothing to say).
+    task : str
+        ``"interpolate"`` or ``"inpaint"`` (words for what was held out).
+
+    Returns
+    -------
+    FillOutcome or None
+    """
+    extra = (provenance or {}).get("extra") or {}
+    filled = extra.get("filled_with")
+    if not filled:
+        return None
+    filled = str(filled)
+    scores, count, _ = _scores(extra)
+    noun = "kept slices of this volume" if task == "interpolate" else "known regions of this image"
+    held_out = _held_out(count, noun)
+    if chosen == "auto":
+        if extra.get("learned_not_verifiable"):
+            why = (
+                "gaps this wide cannot be checked on the volume's own slices, so the network "
+                "was not used"
+            )
+            if scores:
+                why += (
+                    f"; of linear and flow, {filled} did better on narrower gaps "
+                    f"(PSNR {_ranking(scores)})"
+                )
+        elif scores:
+            why = f"the best score on {held_out} (PSNR {_ranking(scores)})"
+        else:
+            why = "no kept slice could be held out to compare methods, so the safe default"
+        return FillOutcome(
+            chosen, filled, f"{filled} (auto)", f"auto filled with {filled}: {why}.", False
+        )
+    if filled != chosen:
+        if extra.get("learned_not_verifiable"):
+            why = (
+                "The network's result cannot be checked here: no kept slice of this volume "
+                "can be rebuilt across a gap as wide as the missing one, so its error is unknown"
+            )
+        elif extra.get("learned_lost_self_validation"):
+            scored = f" (PSNR {_ranking(scores)})" if scores else ""
+            why = f"On {held_out} it did worse than {filled}{scored}"
+        else:
+            why = "It could not be used on this input"
+        message = (
+            f"{chosen} was not used: the result is {filled}. {why}. No uncertainty map was "
+            f"made. Tick {FORCE_FIELD} to use the network anyway."
+        )
+        return FillOutcome(chosen, filled, f"{filled} ({chosen} fallback)", message, True)
+    if extra.get("learned_lost_self_validation"):
+        message = (
+            f"{chosen} filled the result as asked ({FORCE_FIELD}), although it did worse on "
+            f"{held_out}" + (f" (PSNR {_ranking(scores)})." if scores else ".")
+        )
+        return FillOutcome(chosen, filled, chosen, message, True)
+    if len(scores) > 1:
+        message = (
+            f"{chosen} did better on {held_out} (PSNR {_ranking(scores)}), so it filled the result."
+        )
+    else:
+        message = f"{chosen} filled the result; it could not be checked on held-out data."
+    return FillOutcome(chosen, filled, chosen, message, False)
+
+
+#: Developer-facing bits of engine messages: repository paths and CLI flags in brackets.
+_DEVELOPER_ASIDE = re.compile(r"\s*\((?:[^()]*\.md|--[\w-]+)\)")
+
+
+def plain_message(text: str) -> str:
+    """An engine's progress message without repository paths or CLI flags in brackets, and
+    with parameter spellings (``force_learned=True``) as the dock labels them."""
+    text = _DEVELOPER_ASIDE.sub("", text)
+    return re.sub(
+        r"\b([a-z]+(?:_[a-z]+)+)=True\b", lambda m: f"'{m.group(1).replace('_', ' ')}'", text
+    )
