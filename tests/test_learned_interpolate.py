@@ -266,25 +266,30 @@ def test_the_cli_writes_the_uncertainty_map_beside_the_output(volume, tmp_path):
     assert not (tmp_path / "b.tif").exists()
 
 
-def test_a_gap_no_kept_slice_can_check_is_filled_classically_unless_forced(volume):
-    # keep every 3rd slice: blanking a kept slice gives gap 6, never the job's gap 3, so the
-    # network's error at gap 3 cannot be measured; measured on real scans, the gap-6 proxy
-    # did not predict it (docs/validation.md), so learned says so and fills with linear
+def test_a_gap_neither_check_can_measure_is_filled_classically_unless_forced(volume):
+    # keep every 3rd slice: blanking a kept slice gives gap 6, never the job's gap 3, and
+    # with no kept xy slice held out for the in-plane check nothing measures the network's
+    # error at gap 3, so learned says so in words (no option names) and fills with linear
     missing = tuple(z for z in range(10) if z % 3)  # kept 0, 3, 6, 9
     messages = []
+    unchecked = {**TINY, "in_plane_check_slices": 0}
     result = api.interpolate(
         volume, method="learned", missing=missing, on_progress=lambda e: messages.append(e.message),
-        **TINY,
+        **unchecked,
     )  # fmt: skip
     extra = result.provenance["extra"]
     assert extra["filled_with"] == "linear" and extra["learned_not_verifiable"]
+    assert extra["decided_by"] == "not verifiable"
     assert extra["training"] is None and "uncertainty" not in result.images
-    assert any("NOT VERIFIABLE" in m and "--force-learned" in m for m in messages)
+    assert any("NOT VERIFIABLE" in m for m in messages)
+    assert not any("--" in m or "force_learned" in m for m in messages)
     linear = api.interpolate(volume, method="linear", missing=missing)
     np.testing.assert_array_equal(result.data, linear.data)
-    auto = api.interpolate(volume, method="auto", missing=missing, **TINY)
+    auto = api.interpolate(volume, method="auto", missing=missing, **unchecked)
     scores = auto.provenance["extra"]["self_validation"]["scores"]
     assert set(scores) == {"linear", "flow"}
     assert auto.provenance["extra"]["filled_with"] == max(scores, key=lambda m: scores[m]["psnr"])
-    forced = api.interpolate(volume, method="learned", missing=missing, force_learned=True, **TINY)
+    forced = api.interpolate(
+        volume, method="learned", missing=missing, force_learned=True, **unchecked
+    )
     assert forced.provenance["extra"]["filled_with"] == "learned"

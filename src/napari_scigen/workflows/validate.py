@@ -225,9 +225,13 @@ def _score(method, truth, rebuilt, chosen, pixel_range, threshold, lpips_net, de
 ENGINE_NOTE_KEYS = (
     "filled_with",
     "choice_reason",
+    "decided_by",
     "learned_lost_self_validation",
     "expected_error",
     "self_validation",
+    "z_check_exact",
+    "in_plane_check",
+    "seconds",
 )
 
 

@@ -125,6 +125,48 @@ def blankable_rows(known: np.ndarray, allowed: set[int]) -> np.ndarray:
     )
 
 
+def gap_if_blanked(known: np.ndarray, rows) -> int:
+    """The gap that blanking the known ``rows`` together creates (0 when it makes none).
+
+    ``rows`` must be every known row between two known rows (a run of the known index):
+    the gap is the distance between the known rows just outside it. 0 when a row is not
+    known, the run leaves known rows inside it, or a side has no known row.
+    """
+    known = np.asarray(known, dtype=bool)
+    rows = np.asarray(sorted(int(r) for r in rows), dtype=int)
+    if rows.size == 0 or not known[rows].all():
+        return 0
+    index = np.flatnonzero(known)
+    first = int(np.searchsorted(index, rows[0]))
+    last = first + rows.size - 1
+    if first == 0 or last >= index.size - 1 or not np.array_equal(index[first : last + 1], rows):
+        return 0
+    return int(index[last + 1] - index[first - 1])
+
+
+def blank_groups(known: np.ndarray, allowed: set[int]) -> list[tuple[int, ...]]:
+    """Runs of known rows whose blanking together creates a gap of an ``allowed`` length.
+
+    A run is every known row strictly between two known rows ``i < j`` with ``j - i`` in
+    ``allowed``: blanking it leaves the gap ``(i, j)``. Single rows (drop-every-G) and runs
+    of ``k`` consecutive rows (a run of ``k`` missing slices in a dense volume: gap
+    ``k + 1``) are both covered.
+    """
+    if not allowed:
+        return []
+    index = np.flatnonzero(np.asarray(known, dtype=bool))
+    longest = max(allowed)
+    groups = []
+    for a in range(index.size):
+        for b in range(a + 2, index.size):
+            gap = int(index[b] - index[a])
+            if gap > longest:
+                break
+            if gap in allowed:
+                groups.append(tuple(int(r) for r in index[a + 1 : b]))
+    return groups
+
+
 @dataclass(frozen=True)
 class TrainingGeometry:
     """The gaps to learn and which kept slices are held out to check the result.
@@ -135,19 +177,25 @@ class TrainingGeometry:
         Gap lengths of the job (distance between the kept neighbours of a synthesized slice).
     blank_gaps : set of int
         Gap lengths that blanking kept slices creates in training: ``target_gaps``
-        when some kept slice can be blanked to give one (``exact``), else the longer gap
-        that blanking one kept slice gives most often (twice the gap when every G-th is
-        kept).
+        when some run of kept slices can be blanked to give one (``exact``), else the
+        longer gap that blanking one kept slice gives most often (twice the gap when
+        every G-th is kept).
     exact : bool
-        Whether blanked kept slices reproduce the job's own gaps.
-    validation_rows : tuple of int
-        Kept output rows held out of training and scored before filling.
+        Whether blanked kept slices reproduce the job's own gaps along z.
+    validation_groups : tuple of tuple of int
+        Runs of kept output rows held out of training together and scored before filling
+        (each leaves one gap of a ``blank_gaps`` length).
     """
 
     target_gaps: set[int]
     blank_gaps: set[int]
     exact: bool
-    validation_rows: tuple[int, ...]
+    validation_groups: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def validation_rows(self) -> tuple[int, ...]:
+        """Every held-out kept output row, ascending."""
+        return tuple(sorted(r for group in self.validation_groups for r in group))
 
     def describe(self) -> str:
         """One sentence for progress messages and provenance."""
@@ -156,22 +204,24 @@ class TrainingGeometry:
             return f"gap {gaps} (held-out kept slices rebuilt at the same gap)"
         longer = ", ".join(map(str, sorted(self.blank_gaps))) or "none"
         return (
-            f"gap {gaps}; no kept slice can be rebuilt at that gap, so held-out kept slices "
-            f"are rebuilt at gap {longer} (a harder proxy)"
+            f"gap {gaps}; no kept slice can be rebuilt at that gap along z, so held-out kept "
+            f"slices are rebuilt at gap {longer} (a harder proxy)"
         )
 
 
 def training_geometry(known: np.ndarray, n_validation: int) -> TrainingGeometry:
-    """Pick the blanking gaps and spread ``n_validation`` held-out kept rows evenly.
+    """Pick the blanking gaps and spread ``n_validation`` held-out kept runs evenly.
 
-    At most a sixth of the blankable kept rows is held out, so training keeps most
-    of the exact supervision.
+    At most a sixth of the blankable runs is held out when the gaps are exact (a third
+    for the proxy), so training keeps most of the supervision.
     """
+    known = np.asarray(known, dtype=bool)
     targets = gap_lengths(known)
-    exact_rows = blankable_rows(known, targets)
-    exact = exact_rows.size > 0
+    exact_groups = blank_groups(known, targets)
+    exact = bool(exact_groups)
     if exact:
-        blank = targets
+        blank = set(targets)
+        candidates = exact_groups
     else:
         counts: dict[int, int] = {}
         for row in np.flatnonzero(known):
@@ -180,20 +230,20 @@ def training_geometry(known: np.ndarray, n_validation: int) -> TrainingGeometry:
                 counts[gap] = counts.get(gap, 0) + 1
         longer = [g for g in counts if g > max(targets, default=0)] or list(counts)
         blank = {max(longer, key=lambda g: (counts[g], -g))} if longer else set()
-    candidates = exact_rows if exact else blankable_rows(known, blank)
-    count = min(int(n_validation), candidates.size // 6 if exact else candidates.size // 3)
-    if n_validation > 0 and count == 0 and candidates.size >= 2:
+        candidates = [(int(r),) for r in blankable_rows(known, blank)]
+    count = min(int(n_validation), len(candidates) // 6 if exact else len(candidates) // 3)
+    if n_validation > 0 and count == 0 and len(candidates) >= 2:
         count = 1
-    chosen: list[int] = []
+    chosen: list[tuple[int, ...]] = []
     if count > 0:
-        positions = np.linspace(0, candidates.size - 1, count + 2)[1:-1]
-        current = np.asarray(known, dtype=bool).copy()
+        positions = np.linspace(0, len(candidates) - 1, count + 2)[1:-1]
+        current = known.copy()
         for position in positions:
-            order = np.argsort(np.abs(np.arange(candidates.size) - position), kind="stable")
+            order = np.argsort(np.abs(np.arange(len(candidates)) - position), kind="stable")
             for i in order:
-                row = int(candidates[i])
-                if row not in chosen and blank_gap(current, row) in blank:
-                    chosen.append(row)
-                    current[row] = False
+                group = candidates[int(i)]
+                if group not in chosen and gap_if_blanked(current, group) in blank:
+                    chosen.append(group)
+                    current[list(group)] = False
                     break
     return TrainingGeometry(targets, blank, exact, tuple(sorted(chosen)))

@@ -4,15 +4,22 @@
 interpolation engines:
 
 1. plan the job on the output grid (kept slices copied bit for bit);
-2. hold out a few kept slices (:func:`~.geometry.training_geometry`): rebuilt at the
-   job's own gap when blanking kept slices allows it, else at the next longer gap;
-3. train the residual U-Net on crops of this volume at that geometry (:mod:`.sampling`),
-   starting from the shipped default weights (or a file, or random weights);
-4. predict the synthesized and the held-out rows on the xz and yz planes, fused over
-   planes and flips (:mod:`.inference`); the spread is the uncertainty;
-5. score learned, linear and flow on the held-out slices (:mod:`.selfcheck`): the
-   expected error of the fill. ``learned`` falls back to linear when it loses (unless
-   forced), ``auto`` fills with the best method;
+2. hold out a few runs of kept slices (:func:`~.geometry.training_geometry`): rebuilt
+   at the job's own gap when blanking kept slices allows it (drop-every-G, a run of k
+   missing slices: gap k + 1), else at the next longer gap (keep-every-G: 2G, a proxy);
+   and hold a few kept xy slices out of in-plane training: their rows are rebuilt at the
+   job's *exact* gap (:mod:`.inplane`);
+3. train the residual U-Net on crops of this volume at that geometry (:mod:`.sampling`):
+   in-plane rows dropped with the job's pattern, plus blanked kept z-slices; starting
+   from the shipped default weights (or a file, or random weights);
+4. predict the synthesized rows on the xz and yz planes from every kept slice, fused
+   over planes and flips (:mod:`.inference`); the spread is the uncertainty; predict the
+   held-out z rows again without them, as the check needs;
+5. score learned against linear (and flow) on the held-out data
+   (:func:`~.selfcheck.decide_z`: an exact z-check decides alone; otherwise the in-plane
+   exact-gap check, vetoed by the z-proxy): the expected error of the fill. ``learned``
+   falls back to linear when it loses (unless forced), ``auto`` fills with the best
+   method it could measure at the job's gap;
 6. return the filled volume, the uncertainty image and the full record.
 """
 
@@ -33,10 +40,15 @@ from ..interpolation.classical import prepare
 from .geometry import Grid, make_grid, training_geometry
 from .params import AutoInterpolateParams, LearnedInterpolateParams
 from .sampling import InterpolationSampler, in_plane_sources
-from .selfcheck import SelfValidation, decide, error_correlation, flow_rebuild, score
+from .selfcheck import SelfValidation, decide_z, error_correlation, flow_rebuild, score
 
 #: Share of the progress scale each stage takes.
 STAGES = {"train": (0.0, 0.7), "predict": (0.7, 0.93), "check": (0.93, 0.97), "fill": (0.97, 1.0)}
+#: Fields that do not change what the network learns (left out of the checkpoint key).
+RUN_ONLY_FIELDS = {
+    "train_steps", "train_seconds", "checkpoint_dir", "resume", "checkpoint_every",
+    "uncertainty", "tta", "device", "threads", "force_learned", "auto_metric",
+}  # fmt: skip
 #: Progress scale.
 SCALE = 1000
 
@@ -76,24 +88,7 @@ def in_plane_zoom(voxel_size, factor: int | None) -> tuple[float, float, str]:
 
 
 def _task_key(grid: Grid, known: np.ndarray, rows, params, mode: str) -> str:
-    model_fields = {
-        k: v
-        for k, v in params.to_dict().items()
-        if k
-        not in {
-            "train_steps",
-            "train_seconds",
-            "checkpoint_dir",
-            "resume",
-            "checkpoint_every",
-            "uncertainty",
-            "tta",
-            "device",
-            "threads",
-            "force_learned",
-            "auto_metric",
-        }
-    }
+    model_fields = {k: v for k, v in params.to_dict().items() if k not in RUN_ONLY_FIELDS}
     digest = hashlib.sha256()
     digest.update(
         json.dumps(
@@ -153,11 +148,11 @@ def _self_validation(array, plan, grid, known_train, geometry, prediction):
     return validation
 
 
-#: Why the network is not used where no kept slice can be rebuilt at the job's own gap.
+#: Why the network is not used where neither check exists.
 UNVERIFIABLE = (
-    "NOT VERIFIABLE: no kept slice can be rebuilt at gap {gaps} (only at the harder proxy gap "
-    "{proxy}), and on real scans the proxy did not predict the network's error at the job's "
-    "gap (docs/validation.md); filling with {chosen} instead"
+    "NOT VERIFIABLE: no kept slice can be rebuilt at gap {gaps} along z (only at the longer "
+    "gap {proxy}) and no kept slice's rows could be held out to check the gap in-plane, so "
+    "the network's error here cannot be measured; filling with {chosen} instead"
 )
 
 
@@ -206,19 +201,19 @@ def _fill_unverifiable(
     proxy = ", ".join(map(str, sorted(geometry.blank_gaps))) or "none"
     reason = UNVERIFIABLE.format(gaps=gaps, proxy=proxy, chosen=chosen)
     if validation is not None:
-        reason += f" (best {params.auto_metric} of linear and flow on the proxy gap: "
+        reason += f" (best {params.auto_metric} of linear and flow on the longer gap: "
         reason += f"{validation.summary(params.auto_metric)})"
-    elif mode == "learned":
-        reason += "; force_learned=True (--force-learned) uses the network anyway"
     yield stage("fill")(0.0, f"{mode}: {reason}")
     data = yield from _classical_fill(chosen, array, missing, factor, cancel, mode)
     extra = {
         **plan.provenance(),
         "filled_with": chosen,
         "choice_reason": reason,
+        "decided_by": "not verifiable",
         "learned_lost_self_validation": False,
         "learned_not_verifiable": True,
         "self_validation": validation.as_dict() if validation is not None else None,
+        "in_plane_check": None,
         "expected_error": validation.scores[chosen] if validation is not None else None,
         "geometry": geometry.describe(),
         "exact_supervision": False,
@@ -227,6 +222,31 @@ def _fill_unverifiable(
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
     return _result(mode, params, array, data, extra)
+
+
+def _auto_choice(params, z_check, z_exact, in_plane) -> tuple[str, bool, str, str]:
+    """``auto``: the best method among those whose error at the job's gap was measured.
+
+    With an exact z-check every method (learned, linear, flow) is scored there and the
+    best fills. Without one only learned and linear have an exact-gap score (in-plane):
+    the rule of :func:`~.selfcheck.decide_z` picks between them and flow is left out
+    (its error at this gap cannot be measured, and on real scans its longer-gap proxy
+    did not predict it).
+    """
+    metric = params.auto_metric
+    if z_exact and z_check is not None:
+        chosen = z_check.best(metric)
+        lost = z_check.scores["learned"][metric] < z_check.scores["linear"][metric]
+        reason = (
+            f"best {metric} on self-validation, kept slices held out at the same gap "
+            f"({z_check.summary(metric)})"
+        )
+        return chosen, lost, reason, "z exact"
+    decision = decide_z(z_check, z_exact, in_plane, metric=metric)
+    reason = decision.reason
+    if in_plane is not None:
+        reason += "; flow not considered (its error at this gap cannot be measured)"
+    return decision.chosen, decision.lost, reason, decision.decided_by
 
 
 def run_learned_interpolation(
@@ -264,6 +284,7 @@ def run_learned_interpolation(
     from ...core.device import resolve_device
     from . import store
     from .inference import predict_rows
+    from .inplane import held_out_slices, in_plane_check
     from .training import torch_threads, train_network
 
     started = time.perf_counter()
@@ -278,11 +299,19 @@ def run_learned_interpolation(
     if fraction is None:
         fraction = 0.25 if geometry.exact else 0.75
     notes = [assumption]
+    if params.slice_thickness:
+        notes.append(
+            f"slice thickness {params.slice_thickness:g} output z spacings (Gaussian profile "
+            "FWHM): in-plane rows blurred with it before dropping"
+        )
     if max(zoom_y, zoom_x) > 1.25:
         fraction = 0.0
         notes.append("the output z spacing is finer than the pixel size: no in-plane training")
-    if not (geometry.exact or getattr(params, "force_learned", False)):
-        # nothing is trained: skip the training set-up below
+    kept_rows = np.flatnonzero(known_train)
+    check_slices = held_out_slices(kept_rows, params.in_plane_check_slices) if fraction > 0 else ()
+    forced = getattr(params, "force_learned", False)
+    if not (geometry.exact or check_slices or forced):
+        # nothing can be checked, so nothing is trained: skip the training set-up below
         return (
             yield from _fill_unverifiable(
                 array, plan, grid, known_train, geometry, params, missing, factor, cancel,
@@ -293,8 +322,9 @@ def run_learned_interpolation(
     depth, height, width = grid.volume.shape
     crop = (min(params.crop_size, depth), min(params.crop_size, height, width))
     rng = np.random.default_rng(params.seed)
+    training_slices = np.setdiff1d(kept_rows, np.array(check_slices, dtype=int))
     sources = (
-        in_plane_sources(grid.volume, np.flatnonzero(known_train), zoom_y, zoom_x)
+        in_plane_sources(grid.volume, training_slices, zoom_y, zoom_x, params.slice_thickness)
         if fraction > 0
         else []
     )
@@ -308,6 +338,7 @@ def run_learned_interpolation(
             crop,
             orientations,
             rng,
+            protected=check_slices,
         )
     except ValueError as error:
         from ...core.validation import InvalidInputError
@@ -319,13 +350,14 @@ def run_learned_interpolation(
         0.0, f"{label}: learning {geometry.describe()} from this volume on {device}"
     )
     synthesized = np.array(plan.synthesized, dtype=int)
-    predicted_rows = np.union1d(synthesized, np.array(geometry.validation_rows, dtype=int))
+    held_out = np.array(geometry.validation_rows, dtype=int)
     timings = {}
     kept_sources = [source for source, _ in plan.kept]
     sample = array[kept_sources[:: max(1, len(kept_sources) // 8)]]
     training = params.replace(
         loss=params.resolved_loss(sample.ravel()[:: max(1, sample.size // 1_000_000)])
     )
+    predict = dict(orientations=orientations, tta=params.tta, device=device, label=label)
     with torch_threads(device, params.threads):
         report = yield from train_network(
             network,
@@ -343,42 +375,53 @@ def run_learned_interpolation(
         prediction = yield from predict_rows(
             network,
             grid.volume,
-            known_train,
-            predicted_rows,
-            orientations=orientations,
+            grid.known,
+            synthesized,
+            progress=_sub_stage("predict", 0.0, 0.8 if held_out.size else 1.0),
+            cancel=cancel,
+            **predict,
+        )
+        check_prediction = None
+        if held_out.size:
+            check_prediction = yield from predict_rows(
+                network,
+                grid.volume,
+                known_train,
+                held_out,
+                progress=_sub_stage("predict", 0.8, 1.0),
+                cancel=cancel,
+                **predict,
+            )
+        timings["predict"] = round(time.perf_counter() - mark, 2)
+        check_cancelled(cancel)
+        mark = time.perf_counter()
+        in_plane = in_plane_check(
+            network,
+            grid.volume,
+            check_slices,
+            grid.known,
+            zoom_y=zoom_y,
+            zoom_x=zoom_x,
+            thickness=params.slice_thickness,
             tta=params.tta,
             device=device,
-            progress=stage("predict"),
-            label=label,
-            cancel=cancel,
         )
-        timings["predict"] = round(time.perf_counter() - mark, 2)
-    check_cancelled(cancel)
-    mark = time.perf_counter()
-    validation = _self_validation(array, plan, grid, known_train, geometry, prediction)
+    z_check = _self_validation(array, plan, grid, known_train, geometry, check_prediction)
     timings["self_validation"] = round(time.perf_counter() - mark, 2)
     if mode == "auto":
-        if validation is None:
-            chosen, lost, reason = (
-                "linear",
-                False,
-                "no kept slice could be held out: linear, the safe default",
-            )
-        else:
-            chosen = validation.best(params.auto_metric)
-            lost = (
-                validation.scores["learned"][params.auto_metric]
-                < validation.scores["linear"][params.auto_metric]
-            )
-            reason = f"best {params.auto_metric} on self-validation ({validation.summary(params.auto_metric)})"
+        chosen, lost, reason, decided_by = _auto_choice(params, z_check, geometry.exact, in_plane)
     else:
-        chosen, lost, reason = decide(validation, baseline="linear", force=params.force_learned)
-    if validation is not None:
-        yield stage("check")(
-            1.0,
-            f"{label}: self-validation on {validation.count} held-out {validation.what}: "
-            f"{validation.summary()}",
-        )
+        decision = decide_z(z_check, geometry.exact, in_plane, force=forced)
+        chosen, lost, reason, decided_by = (
+            decision.chosen, decision.lost, decision.reason, decision.decided_by,
+        )  # fmt: skip
+    for check in (z_check, in_plane):
+        if check is not None:
+            yield stage("check")(
+                1.0,
+                f"{label}: self-validation on {check.count} held-out {check.what}: "
+                f"{check.summary()}",
+            )
     yield stage("fill")(0.0, f"{label}: filling with {chosen}: {reason}")
     images = {}
     if chosen == "learned":
@@ -393,19 +436,29 @@ def run_learned_interpolation(
     else:
         out = yield from _classical_fill(chosen, array, missing, factor, cancel, label)
     timings["total"] = round(time.perf_counter() - started, 2)
+    expected = None
+    if z_check is not None and geometry.exact:
+        expected = z_check.scores.get(chosen)
+    elif in_plane is not None:
+        expected = in_plane.scores.get(chosen)
     extra = {
         **plan.provenance(),
         "output_range": [low, high],
         "network_window": [grid.low, grid.high],
         "filled_with": chosen,
         "choice_reason": reason,
+        "decided_by": decided_by,
         "learned_lost_self_validation": bool(lost),
-        "self_validation": validation.as_dict() if validation is not None else None,
-        "expected_error": validation.scores[chosen] if validation is not None else None,
+        "learned_not_verifiable": decided_by == "forced" and z_check is None and in_plane is None,
+        "self_validation": z_check.as_dict() if z_check is not None else None,
+        "z_check_exact": geometry.exact,
+        "in_plane_check": in_plane.as_dict() if in_plane is not None else None,
+        "expected_error": expected,
         "geometry": geometry.describe(),
-        "exact_supervision": geometry.exact,
+        "exact_supervision": geometry.exact or fraction > 0,
         "training_gaps": sorted(geometry.blank_gaps),
         "in_plane_fraction": fraction,
+        "slice_thickness": params.slice_thickness,
         "assumptions": notes,
         "training": {**report.as_dict(), "loss": training.loss},
         "init": init_record,
@@ -420,3 +473,9 @@ def run_learned_interpolation(
         "seconds": timings,
     }
     return _result(mode, params, array, out, extra, images)
+
+
+def _sub_stage(name: str, start: float, end: float):
+    """A part ``start..end`` of stage ``name``."""
+    progress = stage(name)
+    return lambda fraction, message: progress(start + (end - start) * fraction, message)

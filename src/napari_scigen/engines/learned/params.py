@@ -206,11 +206,31 @@ class _InterpolationFields(LearnedTrainingParams):
 
     validation_slices: int = param(
         6,
-        help="kept slices held out of training to score learned vs linear vs flow at the "
-        "gap being filled, before filling (0: no self-validation)",
+        help="runs of kept slices held out of training to score learned vs linear vs flow "
+        "along z, at the gap being filled where the kept slices allow it (else at a longer "
+        "gap, as a proxy), before filling (0: no z self-validation)",
         min=0,
         max=64,
         label="self-validation slices",
+    )
+    in_plane_check_slices: int = param(
+        3,
+        help="kept xy slices held out of in-plane training whose rows are dropped with the "
+        "job's own gap pattern and rebuilt, to score learned vs linear at exactly the gap "
+        "being filled (0: no in-plane check)",
+        min=0,
+        max=4,
+        label="in-plane check slices",
+    )
+    slice_thickness: float | None = param(
+        None,
+        help="thickness of the acquired slices in output z spacings (full width at half "
+        "maximum of a Gaussian slice profile): in-plane training rows are blurred with it "
+        "before rows are dropped; none: thin slices (point samples)",
+        min=0.0,
+        max=64.0,
+        advanced=True,
+        label="slice thickness",
     )
     in_plane_fraction: float | None = param(
         None,

@@ -12,8 +12,9 @@ Two sources, both at the job's own gap geometry:
   targets. This is exact for isotropic voxels (SMORE, Zhao et al. 2021): the structure
   across rows of an xy slice is then statistically the structure along z. With a voxel
   size given, the slices are resampled so that their row spacing is the output's z
-  spacing. The through-plane blur of thick slices is not modelled: each kept slice is
-  taken as a point sample of the structure at its z.
+  spacing. Thin slices (a point sample of the structure at each z) are the default;
+  with a slice thickness the in-plane rows are first blurred with that profile
+  (:func:`slice_profile_blur`), as ECLARE models thick slices.
 
 Each crop becomes the network input ``[linear fill of its rows, known-row mask]``, the
 target (the real crop) and a weight that is 1 on the target rows only. NumPy only.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import blank_gap, blankable_rows, bounded, linear_fill
+from .geometry import blank_groups, bounded, gap_if_blanked, linear_fill
 
 #: Largest number of kept xy slices kept in memory as in-plane sources.
 MAX_IN_PLANE_SOURCES = 64
@@ -64,8 +65,40 @@ def _resample_rows(image: np.ndarray, zoom: float) -> np.ndarray:
     return ndimage.zoom(image, (zoom, 1.0), order=1, mode="reflect").astype(np.float32)
 
 
+def slice_profile_blur(image: np.ndarray, thickness: float | None) -> np.ndarray:
+    """Blur the rows of ``image`` with a slice profile of ``thickness`` pixels (FWHM).
+
+    A Gaussian profile whose full width at half maximum is the slice thickness, in the
+    units of the rows (output z spacing). ``None`` or 0: thin slices, unchanged.
+    """
+    if not thickness:
+        return image
+    from scipy import ndimage
+
+    sigma = float(thickness) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    return ndimage.gaussian_filter1d(image, sigma=sigma, axis=0, mode="reflect").astype(np.float32)
+
+
+def in_plane_images(
+    plane: np.ndarray, zoom_y: float, zoom_x: float, thickness: float | None = None
+) -> list[np.ndarray]:
+    """One kept xy slice as two in-plane images: rows along y, and rows along x.
+
+    Each is resampled so that its row spacing is the output's z spacing, then blurred with
+    the slice profile (:func:`slice_profile_blur`).
+    """
+    return [
+        slice_profile_blur(_resample_rows(plane, zoom_y), thickness),
+        slice_profile_blur(_resample_rows(np.ascontiguousarray(plane.T), zoom_x), thickness),
+    ]
+
+
 def in_plane_sources(
-    volume: np.ndarray, rows: np.ndarray, zoom_y: float, zoom_x: float
+    volume: np.ndarray,
+    rows: np.ndarray,
+    zoom_y: float,
+    zoom_x: float,
+    thickness: float | None = None,
 ) -> list[np.ndarray]:
     """The kept xy slices used as in-plane sources, in both row orientations.
 
@@ -78,15 +111,15 @@ def in_plane_sources(
     zoom_y, zoom_x : float
         ``pixel size / output z spacing`` along y and x: how the in-plane rows are
         resampled so that their spacing is the output's z spacing.
+    thickness : float, optional
+        Slice thickness in output z spacings (FWHM of a Gaussian profile); none: thin.
     """
     chosen = np.asarray(rows)
     if chosen.size > MAX_IN_PLANE_SOURCES:
         chosen = chosen[np.linspace(0, chosen.size - 1, MAX_IN_PLANE_SOURCES).round().astype(int)]
     sources = []
     for row in chosen:
-        plane = volume[int(row)]
-        sources.append(_resample_rows(plane, zoom_y))
-        sources.append(_resample_rows(np.ascontiguousarray(plane.T), zoom_x))
+        sources += in_plane_images(volume[int(row)], zoom_y, zoom_x, thickness)
     return sources
 
 
@@ -111,6 +144,8 @@ class InterpolationSampler:
         Through-plane orientations to draw from (``"xz"``: fixed y, ``"yz"``: fixed x).
     rng : numpy.random.Generator
         The only source of randomness (its state is what a checkpoint saves).
+    protected : collection of int, optional
+        Output rows never blanked as targets (kept slices held out for the in-plane check).
     """
 
     def __init__(
@@ -123,9 +158,12 @@ class InterpolationSampler:
         crop: tuple[int, int],
         orientations: tuple[str, ...],
         rng: np.random.Generator,
+        protected=(),
     ) -> None:
         self.volume = volume
         self.known = np.asarray(known, dtype=bool)
+        self.protected = np.zeros(self.known.size, dtype=bool)
+        self.protected[list(protected)] = True
         self.blank_gaps = set(blank_gaps)
         self.sources = [s for s in sources if s.shape[0] >= crop[0] and s.shape[1] >= crop[1]]
         self.crop = crop
@@ -134,7 +172,9 @@ class InterpolationSampler:
         self.windows = self._pattern_windows()
         self.in_plane_ok = bool(self.sources) and self.windows.size > 0
         occurring = {
-            blank_gap(self.known, int(r)) for r in blankable_rows(self.known, self.blank_gaps)
+            gap_if_blanked(self.known, group)
+            for group in blank_groups(self.known, self.blank_gaps)
+            if not self.protected[list(group)].any()
         }
         self.through_plane_ok = any(g + 1 <= crop[0] for g in occurring)
         if not (self.in_plane_ok or self.through_plane_ok):
@@ -170,11 +210,14 @@ class InterpolationSampler:
             image = self.volume[start : start + rows, left : left + columns]
             image = image[:, :, int(self.rng.integers(width))]
         known = self.known[start : start + rows].copy()
+        protected = self.protected[start : start + rows]
         targets = np.zeros(rows, dtype=bool)
-        for row in self.rng.permutation(np.flatnonzero(known)):
-            if self.rng.random() < 0.5 and _gap_if_blanked(known, int(row)) in self.blank_gaps:
-                known[row] = False
-                targets[row] = True
+        groups = [g for g in blank_groups(known, self.blank_gaps) if not protected[list(g)].any()]
+        for i in self.rng.permutation(len(groups)):
+            group = list(groups[int(i)])
+            if self.rng.random() < 0.5 and gap_if_blanked(known, group) in self.blank_gaps:
+                known[group] = False
+                targets[group] = True
         if not targets.any():
             return None
         return np.ascontiguousarray(image), known, targets
@@ -231,12 +274,3 @@ class InterpolationSampler:
             left = int(self.rng.integers(0, source.shape[1] - side + 1))
             crops[i, 0] = source[top : top + side, left : left + side]
         return crops
-
-
-def _gap_if_blanked(known: np.ndarray, row: int) -> int:
-    """Gap created by blanking ``row`` inside a crop (0 when a side has no known row)."""
-    below = np.flatnonzero(known[:row])
-    above = np.flatnonzero(known[row + 1 :])
-    if below.size == 0 or above.size == 0:
-        return 0
-    return int(row + 1 + above[0] - below[-1])

@@ -117,8 +117,8 @@ def decide(
         f"{reference:.3f}{unit} on {validation.count} held-out {validation.what}"
     )
     if force:
-        return "learned", True, verdict + "; the learned result is used anyway (force_learned)"
-    return baseline, True, verdict + f"; falling back to {baseline} (force_learned=True keeps it)"
+        return "learned", True, verdict + "; the learned result is used anyway (forced)"
+    return baseline, True, verdict + f"; falling back to {baseline}"
 
 
 def flow_rebuild(below: np.ndarray, above: np.ndarray, t: float, params=None) -> np.ndarray:
@@ -143,3 +143,119 @@ def error_correlation(error: np.ndarray, spread: np.ndarray) -> float:
     if np.ptp(s) == 0 or np.ptp(e) == 0:
         return float("nan")
     return float(spearmanr(e, s).statistic)
+
+
+#: PSNR (dB) by which learned must beat linear on the in-plane exact-gap check when no
+#: exact z-check exists (a margin against the in-plane rows' weaker stand-in for z).
+IN_PLANE_MARGIN_DB = 0.1
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which method fills, and why.
+
+    Attributes
+    ----------
+    chosen : str
+        ``"learned"`` or the baseline.
+    lost : bool
+        Whether a check found the learned result worse than the baseline.
+    reason : str
+        One or two sentences for people (no option names).
+    decided_by : str
+        ``"z exact"``, ``"in-plane exact + z proxy"``, ``"in-plane exact"``, ``"forced"``,
+        ``"not verifiable"`` or ``"none"``.
+    """
+
+    chosen: str
+    lost: bool
+    reason: str
+    decided_by: str
+
+
+def _delta(validation: SelfValidation | None, baseline: str, metric: str) -> float | None:
+    if validation is None or "learned" not in validation.scores:
+        return None
+    return validation.scores["learned"][metric] - validation.scores[baseline][metric]
+
+
+def decide_z(
+    z_check: SelfValidation | None,
+    z_exact: bool,
+    in_plane: SelfValidation | None,
+    *,
+    baseline: str = "linear",
+    force: bool = False,
+    metric: str = "psnr",
+) -> Decision:
+    """The decision rule of the learned slice interpolation (documented in docs/validation.md).
+
+    1. An **exact z-check** (runs of kept slices held out and rebuilt at the job's own gap)
+       decides alone: learned fills when it scores at least as well as the baseline there.
+    2. Otherwise the **in-plane exact-gap check** decides, vetoed by the **z-proxy**
+       (kept slices held out and rebuilt at a longer gap) where there is one: learned fills
+       only when it beats the baseline in-plane by more than :data:`IN_PLANE_MARGIN_DB`
+       (PSNR; any margin for SSIM) *and* is not worse than the baseline on the z-proxy.
+    3. With neither check the network's result cannot be verified: the baseline fills.
+
+    ``force`` keeps the learned result whatever the checks say (the reason says so).
+    Reasons are written for people: they name no option of any front-end.
+    """
+    unit = " dB" if metric == "psnr" else ""
+    margin = IN_PLANE_MARGIN_DB if metric == "psnr" else 0.0
+
+    def fmt(validation: SelfValidation) -> str:
+        s = validation.scores
+        return (
+            f"{metric} learned {s['learned'][metric]:.3f}{unit} vs {baseline} "
+            f"{s[baseline][metric]:.3f}{unit}"
+        )
+
+    def lost_to(text: str, by: str) -> Decision:
+        verdict = f"LEARNED LOST SELF-VALIDATION: {text}"
+        if force:
+            return Decision(
+                "learned", True, verdict + "; the learned result is used anyway (forced)", "forced"
+            )
+        return Decision(baseline, True, verdict + f"; falling back to {baseline}", by)
+
+    z_delta = _delta(z_check, baseline, metric)
+    ip_delta = _delta(in_plane, baseline, metric)
+    z_text = ""
+    if z_check is not None and z_delta is not None:
+        where = "at the same gap" if z_exact else "at a longer gap (proxy)"
+        z_text = f"{fmt(z_check)} on {z_check.count} kept slice(s) held out along z {where}"
+    ip_text = ""
+    if in_plane is not None and ip_delta is not None:
+        ip_text = f"{fmt(in_plane)} on rows of {in_plane.count} held-out kept slice(s) at the job's own gap"
+    if z_exact and z_delta is not None:
+        if z_delta >= 0:
+            return Decision("learned", False, f"learned beat {baseline}: {z_text}", "z exact")
+        return lost_to(z_text, "z exact")
+    if ip_delta is not None:
+        by = "in-plane exact + z proxy" if z_delta is not None else "in-plane exact"
+        both = ip_text + (f"; {z_text}" if z_text else "")
+        if ip_delta > margin and (z_delta is None or z_delta >= 0):
+            return Decision("learned", False, f"learned beat {baseline}: {both}", by)
+        if ip_delta > margin:
+            return lost_to(f"learned won in-plane but lost along z: {both}", by)
+        if ip_delta >= 0:
+            return lost_to(
+                f"learned did not beat {baseline} by more than {margin:g}{unit}: {both}", by
+            )
+        return lost_to(both, by)
+    if force:
+        text = f"only a proxy check exists ({z_text})" if z_text else "no check was possible"
+        return Decision(
+            "learned",
+            bool(z_delta is not None and z_delta < 0),
+            f"{text}: the expected error at this gap is unknown; the learned result is used (forced)",
+            "forced",
+        )
+    return Decision(
+        baseline,
+        False,
+        "NOT VERIFIABLE: no kept slice or kept row can be rebuilt at this gap, so the "
+        f"network's error here cannot be measured; filling with {baseline}",
+        "not verifiable",
+    )
