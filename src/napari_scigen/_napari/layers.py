@@ -61,6 +61,19 @@ def source_geometry(source, ndim: int, *, scale: tuple[float, ...] | None = None
     return geometry
 
 
+def shown_units(layers, ndim: int) -> dict[str, Any]:
+    """``{"units": ...}`` for an ``ndim`` layer without a source (a preview, samples), in the
+    units of the layers already shown, so napari keeps one world unit (no "Inconsistent
+    units across layers" warning); ``{}`` when there are no layers or their units differ.
+    """
+    if len(layers) == 0:
+        return {}
+    units = layers.extent.units
+    if units is None:
+        return {}
+    return {"units": _trailing((_unit_text(unit) for unit in units), ndim, "pixel")}
+
+
 def next_layer_name(existing: list[str], source: str, engine: str) -> str:
     """``"<source> <engine> <n>"`` with the smallest ``n >= 1`` not already used."""
     taken = set(existing)

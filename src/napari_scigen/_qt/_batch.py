@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._napari.layers import source_geometry
 from ..core.progress import Progress
 from ..workflows.batch import BatchJob, BatchRequest, BatchSummary, ClusterOptions
 from ._runner import Job, start_job
@@ -143,9 +144,9 @@ def _output_layer(viewer, job: BatchJob, source_layer, name: str):
     }
     kwargs = {
         "name": name,
-        "scale": scale,
-        "translate": tuple(source_layer.translate),
         "metadata": metadata,
+        # the source's scale (z divided by the factor), translate and units: one world unit
+        **source_geometry(source_layer, array.ndim, scale=tuple(scale)),
     }
     if job.kind == "labels":
         return viewer.add_labels(array, **kwargs)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import napari
+import numpy as np
 from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit, SpinBox
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
-from .._napari.layers import layer_metadata
+from .._napari.layers import layer_metadata, source_geometry
 from ..core.progress import CancelToken
 from ..core.validation import check_mask
 from ..engines.registry import get_engine
@@ -152,17 +153,29 @@ class CompareWidget(EngineWidget):
 
             write_compare_report(result, spec["out_dir"])
         if self.add_layers.value:
-            source = spec["source_layer"]
-            metadata = layer_metadata(result.provenance, dict(source.metadata))
-            stacks = {"real": result.data, **result.images}
-            for key, stack in stacks.items():
-                name = f"compare {key}"
-                if name in self.viewer.layers:
-                    self.viewer.layers[name].data = stack
-                else:
-                    self.viewer.add_image(
-                        stack, name=name, metadata=metadata, visible=key == "real"
-                    )
+            self.add_compare_layers(spec["source_layer"], result)
+
+    def add_compare_layers(self, source, result) -> list:
+        """Show the real slices and each engine's as ``"compare <key>"`` layers, with the
+        source's voxel size and units (one world unit: no "inconsistent units" warning)."""
+        metadata = layer_metadata(result.provenance, dict(source.metadata))
+        stacks = {"real": result.data, **result.images}
+        shown = []
+        for key, stack in stacks.items():
+            name = f"compare {key}"
+            if name in self.viewer.layers:
+                layer = self.viewer.layers[name]
+                layer.data = stack
+            else:
+                layer = self.viewer.add_image(
+                    stack,
+                    name=name,
+                    metadata=metadata,
+                    visible=key == "real",
+                    **source_geometry(source, np.ndim(stack)),
+                )
+            shown.append(layer)
+        return shown
 
     def show_table(self, result) -> None:
         """Fill the table: engines as rows, scores as columns, skipped engines last."""

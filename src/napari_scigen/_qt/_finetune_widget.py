@@ -19,6 +19,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, FileEdit
 
 from .. import api
+from .._napari.layers import shown_units
 from ..core.progress import CancelToken
 from ..engines.registry import get_engine
 from ._base import EngineWidget, LayerPicker, layer_data
@@ -92,7 +93,11 @@ class FinetuneWidget(EngineWidget):
             layer.data = image
             return layer
         return self.viewer.add_image(
-            image, name=PREVIEW_LAYER, colormap="gray", contrast_limits=(0.0, 1.0)
+            image,
+            name=PREVIEW_LAYER,
+            colormap="gray",
+            contrast_limits=(0.0, 1.0),
+            **shown_units(self.viewer.layers, image.ndim),
         )
 
     def on_result(self, spec: dict[str, Any], result) -> None:

@@ -33,7 +33,7 @@ from magicgui.widgets import CheckBox, Container, FileEdit
 from qtpy.QtWidgets import QPushButton, QTabWidget, QVBoxLayout, QWidget
 
 from .. import api
-from .._napari.layers import layer_metadata, next_layer_name, source_geometry
+from .._napari.layers import layer_metadata, next_layer_name, shown_units, source_geometry
 from ..core.params import field_spec
 from ..core.progress import CancelToken, Progress
 from ..engines.stylegan.params import (
@@ -201,6 +201,12 @@ class StyleGANWidget(EngineWidget):
         if event.preview is not None:
             self.show_preview(event.preview)
 
+    def _geometry(self, source, ndim: int) -> dict[str, Any]:
+        """The source's world, or without one the units already shown (one world unit)."""
+        if source is not None:
+            return source_geometry(source, ndim)
+        return shown_units(self.viewer.layers, ndim)
+
     def show_preview(self, grid: np.ndarray):
         """Show a training preview grid in the ``"stylegan preview"`` layer."""
         grid = np.asarray(grid, dtype=np.float32)
@@ -213,7 +219,7 @@ class StyleGANWidget(EngineWidget):
             name=PREVIEW_LAYER,
             colormap="gray",
             contrast_limits=(0.0, 1.0),
-            **source_geometry(self.volume_picker.layer, grid.ndim),
+            **self._geometry(self.volume_picker.layer, grid.ndim),
         )
         return self.preview_layer
 
@@ -251,7 +257,7 @@ class StyleGANWidget(EngineWidget):
                 result.provenance, dict(source.metadata) if source is not None else None
             ),
             contrast_limits=(low, high if high > low else low + 1.0),
-            **source_geometry(source, data.ndim),
+            **self._geometry(source, data.ndim),
         )
         self.last_layer = layer  # the base selects it and moves the slider onto it
 
