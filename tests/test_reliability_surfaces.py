@@ -172,6 +172,40 @@ def _interrupted_job_then_changed_input(d: Path) -> None:
     write_volume(d / "v.tif", changed)
 
 
+def _store(name: str, **kwargs) -> Callable[[Path], None]:
+    """Setup: the crafted store ``name`` under the inputs folder (see :func:`crafted_zarr`)."""
+
+    def make(d: Path) -> None:
+        crafted_zarr(d / name, **kwargs)
+
+    return make
+
+
+_DATA = np.arange(4 * 8 * 8, dtype=np.uint16).reshape(4, 8, 8)
+
+
+def _corrupt_chunk(path: Path) -> None:
+    (path / "0" / "c" / "0" / "0" / "0").write_bytes(b"not zstd data" * 4)
+
+
+def _link_loop(path: Path) -> None:
+    os.rename(path / "0" / "c", path / "0" / "c_old")
+    os.symlink("c", path / "0" / "c")
+
+
+def _lose_a_chunk(d: Path) -> None:
+    write_zarr(d / "lost.ome.zarr", _DATA, chunk_slices=1, levels=1)
+    (d / "lost.ome.zarr" / "0" / "c" / "2" / "0" / "0").unlink()
+
+
+def _info(store: str) -> tuple[str, ...]:
+    return ("info", f"{{d}}/{store}")
+
+
+def _interpolate_store(store: str) -> tuple[str, ...]:
+    return ("interpolate", f"{{d}}/{store}", "--missing", "1", "-o", "{d}/out/o.tif", "-q")
+
+
 CASES = [
     # 1. batch and convert never write over an input
     Case("batch-output-is-the-input-store", _batch("interpolate", "linear", "s.ome.zarr", "--missing", "3", "-o", "{d}/s.ome.zarr", "--overwrite"), "is the input"),
@@ -185,6 +219,31 @@ CASES = [
     # 3. a resumed job notices a changed input
     Case("batch-resume-after-the-input-changed", _batch("interpolate", "linear", "v.tif", "--missing", "3", "-o", "{d}/out/r.ome.zarr"), "was started from other content of", setup=_interrupted_job_then_changed_input),
     Case("convert-input-inside-the-output", ("convert", "{d}/p.zarr/scan.tif", "{d}/p.zarr", "--overwrite"), "contains the input"),
+    # 4. declared sizes are checked before anything is read or allocated
+    Case("zarr-huge-slice-info", _info("huge.zarr"), "one slice of huge.zarr", setup=_store("huge.zarr", shape=(16, 10**6, 10**6), chunks=(1, 1024, 1024))),
+    Case("zarr-huge-slice-interpolate", _interpolate_store("huge.zarr"), "needs about", setup=_store("huge.zarr", shape=(16, 10**6, 10**6), chunks=(1, 1024, 1024))),
+    Case("zarr-huge-slice-batch", _batch("interpolate", "linear", "huge.zarr", "--missing", "1", "-o", "{d}/out/b.ome.zarr"), "needs about", setup=_store("huge.zarr", shape=(16, 10**6, 10**6), chunks=(1, 1024, 1024))),
+    Case("zarr-tiny-chunks-info", _info("tiny.zarr"), "chunks of only 2 B each", setup=_store("tiny.zarr", shape=(100_000, 64, 64), chunks=(1, 1, 1))),
+    Case("zarr-tiny-chunks-convert", ("convert", "{d}/tiny.zarr", "{d}/out/t.ome.zarr"), "chunks of only 2 B each", setup=_store("tiny.zarr", shape=(100_000, 64, 64), chunks=(1, 1, 1))),
+    Case("zarr-tiny-chunks-interpolate", _interpolate_store("tiny.zarr"), "chunks of only 2 B each", setup=_store("tiny.zarr", shape=(100_000, 64, 64), chunks=(1, 1, 1))),
+    Case("zarr-huge-chunk", _info("bigchunk.zarr"), "one stored chunk of bigchunk.zarr", setup=_store("bigchunk.zarr", shape=(4, 8, 8), chunks=(1, 10**6, 10**6))),
+    # 5. batch shares the single-process checks, and its own counts are checked
+    Case("batch-huge-factor", _batch("interpolate", "linear", "v.tif", "--factor", "1000000", "-o", "{d}/out/f.ome.zarr"), "choose a smaller --factor"),
+    Case("batch-factor-1", _batch("interpolate", "linear", "v.tif", "--factor", "1", "-o", "{d}/out/f.ome.zarr"), "--factor must be an integer >= 2"),
+    Case("batch-chunk-slices-0", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--chunk-slices", "0", "-o", "{d}/out/f.ome.zarr"), "--chunk-slices must be an integer >= 1"),
+    Case("batch-negative-retries", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--retries", "-1", "-o", "{d}/out/f.ome.zarr"), "--retries must be an integer >= 0"),
+    # 9. damaged or crafted stores: a user error that names the store
+    Case("zarr-corrupt-chunk", _interpolate_store("bad.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_corrupt_chunk)),
+    Case("zarr-lying-dtype", _interpolate_store("bad.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_edit_json("0/zarr.json", lambda r: r.update(data_type="float32")))),
+    Case("zarr-text-scale", _info("bad.zarr"), "is not a list of numbers", setup=_store("bad.zarr", data=_DATA, scale=["a", "b", "c"])),
+    Case("zarr-huge-scale", _info("bad.zarr"), "is not plausible", setup=_store("bad.zarr", data=_DATA, scale=[1e308] * 3)),
+    Case("zarr-complex-dtype", _info("bad.zarr"), "unsupported dtype complex64", setup=_store("bad.zarr", dtype="complex64")),
+    Case("zarr-text-dtype", _info("bad.zarr"), "unsupported dtype", setup=_store("bad.zarr", dtype="str")),
+    Case("zarr-negative-shape", _info("bad.zarr"), "has broken metadata", setup=_store("bad.zarr", data=_DATA, raw_edits=_edit_json("0/zarr.json", lambda r: r.update(shape=[-4, 8, 8])))),
+    Case("zarr-symlink-loop", _interpolate_store("bad.zarr"), "symbolic link loop", setup=_store("bad.zarr", data=_DATA, raw_edits=_link_loop)),
+    # a store written here that lost a chunk is not read as zeros by convert or batch
+    Case("zarr-missing-chunk-convert", ("convert", "{d}/lost.ome.zarr", "{d}/out/x.tif"), "1 of its stored chunks are missing", setup=_lose_a_chunk),
+    Case("zarr-missing-chunk-batch", _batch("interpolate", "linear", "lost.ome.zarr", "--missing", "1", "-o", "{d}/out/b.ome.zarr"), "1 of its stored chunks are missing", setup=_lose_a_chunk),
 ]  # fmt: skip
 
 

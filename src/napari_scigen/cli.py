@@ -73,6 +73,7 @@ _OS_ERROR_HINTS = {
     errno.ENAMETOOLONG: "the file name is too long",
     errno.EFBIG: "the file is too large for this file system",
     errno.EIO: "input/output error: the disk or network share failed",
+    errno.ELOOP: "a symbolic link loop (a link that points back at itself): fix or remove it",
 }
 
 

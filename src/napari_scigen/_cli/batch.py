@@ -216,6 +216,32 @@ def _request_from_args(args: argparse.Namespace):
     )
 
 
+#: Count flags and the least each accepts.
+_COUNT_FLAGS = {
+    "chunk_slices": 1,
+    "retries": 0,
+    "levels": 1,
+    "workers": 1,
+    "worker_threads": 1,
+    "gpus": 1,
+    "slurm_jobs": 1,
+    "slurm_cores": 1,
+    "slurm_gpus_per_node": 0,
+    "slurm_workers_per_node": 1,
+}
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    """Refuse counts below their minimum (``--chunk-slices 0``, ``--retries -1``) before any work."""
+    from ..cli import CliError
+
+    for name, least in _COUNT_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            flag = "--" + name.replace("_", "-")
+            raise CliError(f"{flag} must be an integer >= {least}, got {value}")
+
+
 def _bar(fraction: float, width: int = 24) -> str:
     filled = int(round(fraction * width))
     return "#" * filled + "-" * (width - filled)
@@ -233,6 +259,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         prepare_store,
     )
 
+    _check_counts(args)
     options = cluster_options_from_args(args)
     check_cluster_available(options)  # a missing dask-cuda/dask-jobqueue: before any work
     if args.print_job_script:

@@ -222,6 +222,13 @@ def read_input(path: str, *, what: str = "input", series: int | None = None, lab
     from ..core.io import check_fits_in_memory, read_volume
 
     volume = read_volume(path, series=series, labels=labels)
+    lost = volume.metadata.get("missing_chunks")
+    if lost:
+        print(
+            f"warning: {what} {path}: {lost} stored chunk(s) are missing and read as zeros "
+            "(incomplete copy?)",
+            file=sys.stderr,
+        )
     if volume.lazy:
         shape = " x ".join(map(str, volume.shape))
         check_fits_in_memory(

@@ -74,6 +74,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen convert``."""
     from ..cli import CliError
     from ..core.io import is_tiff_path, is_zarr_path, read_volume, write_volume, write_zarr
+    from ..core.io.zarr_read import refuse_missing_chunks
 
     if not (is_zarr_path(args.output) or is_tiff_path(args.output)):
         raise CliError(f"{args.output}: the output must end in .ome.zarr, .zarr, .tif or .tiff")
@@ -82,6 +83,7 @@ def run_convert_command(args: argparse.Namespace) -> int:
     else:
         target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
     volume = read_volume(args.input, lazy=True, labels=args.labels)
+    refuse_missing_chunks(volume)
     if volume.channel_axis is not None:
         raise CliError(f"{args.input} has {volume.shape[0]} channels; convert one channel per file")
     kind = "labels" if args.labels else volume.kind

@@ -48,27 +48,45 @@ def describe_installation() -> dict:
     return info
 
 
+#: ``info`` reads volumes above this size lazily, and samples the intensity range of one
+#: slice only when that slice is at most this size (a header may declare anything).
+INFO_READ_BYTES = 256 * 1024**2
+
+
 def describe_volume(path: str, series: int | None = None) -> dict:
-    """Shape, dtype, voxel size and provenance of a file (reads one slice for lazy files)."""
+    """Shape, dtype, voxel size and provenance of a file (reads one slice for lazy files).
+
+    Volumes larger than :data:`INFO_READ_BYTES` are opened lazily and only their first
+    slice is read, and only when that slice is no larger either: describing a file never
+    reads more than that, whatever its header declares.
+    """
+    import math
+
     import numpy as np
 
     from ..core.io import read_volume
 
-    volume = read_volume(path, series=series)
-    sample = np.asarray(volume.data[0] if volume.lazy else volume.data)
+    volume = read_volume(path, series=series, lazy_threshold_bytes=INFO_READ_BYTES)
+    notes = list(volume.metadata.get("notes", []))
+    shape = volume.data.shape
+    slice_bytes = math.prod(shape[1:] if len(shape) > 2 else shape) * volume.dtype.itemsize
+    key = "intensity_range" + (" (first slice)" if volume.lazy else "")
+    value_range = None
+    if not volume.lazy or slice_bytes <= INFO_READ_BYTES:
+        sample = np.asarray(volume.data[0] if volume.lazy else volume.data)
+        value_range = [float(sample.min()), float(sample.max())]
+    else:
+        notes.append(f"intensity range not read: one slice holds {slice_bytes:,} bytes")
     return {
         "path": str(path),
-        "shape": list(volume.data.shape),
+        "shape": list(shape),
         "dtype": str(volume.data.dtype),
         "voxel_size": list(volume.voxel_size),
         "unit": volume.unit,
         "lazy": volume.lazy,
-        "intensity_range" + (" (first slice)" if volume.lazy else ""): [
-            float(sample.min()),
-            float(sample.max()),
-        ],
+        key: value_range,
         "kind": volume.kind,
-        "notes": volume.metadata.get("notes", []),
+        "notes": notes,
         "provenance": volume.provenance,
     }
 

@@ -184,8 +184,10 @@ def _check_companion(path: str | None, name: str, shape: tuple[int, ...], allow_
     if path is None:
         return
     from ..core.io import read_volume
+    from ..core.io.zarr_read import refuse_missing_chunks
 
     companion = read_volume(path, lazy=True, labels=name == "mask")
+    refuse_missing_chunks(companion, name)
     ok = companion.shape == shape or (allow_2d and companion.shape == shape[1:])
     if not ok:
         raise InvalidInputError(
@@ -223,6 +225,7 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     from ..core.io import is_zarr_path, read_volume
     from ..core.io.identity import content_identity
     from ..core.io.outputs import check_output_location
+    from ..core.io.zarr_read import refuse_missing_chunks
     from ..core.io.zarr_store import slice_chunks
     from ..engines.registry import get_engine
 
@@ -244,6 +247,7 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     inputs = job_inputs(request, params)
     check_output_location(request.output, inputs, store=True)
     volume = read_volume(request.input, lazy=True)
+    refuse_missing_chunks(volume)
     shape = volume.shape
     if len(shape) != 3 or volume.channel_axis is not None:
         raise InvalidInputError(
@@ -306,14 +310,18 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     if task == "interpolate":
         from ..engines.interpolation.plan import plan_slices
 
+        if request.factor is not None:  # the size checks of one process, before planning
+            _check_factor(request.factor, shape, output_dtype, request.output)
         n_out = plan_slices(shape[0], missing=request.missing, factor=request.factor).n_out
     output_shape = (n_out, *shape[1:])
     store_chunk = slice_chunks(output_shape, output_dtype)[0]
     learns = learns_from_input(params)
     default = n_out if learns else store_chunk  # a learned engine: one task by default
+    if request.chunk_slices is not None and (
+        isinstance(request.chunk_slices, bool) or int(request.chunk_slices) < 1
+    ):
+        raise InvalidInputError(f"chunk_slices must be >= 1, got {request.chunk_slices!r}")
     wanted = int(request.chunk_slices or default)
-    if wanted < 1:
-        raise InvalidInputError(f"chunk_slices must be >= 1, got {request.chunk_slices}")
     store_chunk = min(store_chunk, wanted)  # smaller tasks: smaller stored chunks
     chunk_slices = -(-wanted // store_chunk) * store_chunk
     n_chunks = -(-n_out // chunk_slices)
@@ -325,6 +333,47 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         learns_from_input=learns,
         note=_learned_note(request.method, n_chunks) if learns else None,
     )
+
+
+#: At most this many output slices per job (a larger --factor is a typing error).
+MAX_OUTPUT_SLICES = 1_000_000
+
+
+def _check_factor(factor, shape: tuple[int, ...], dtype, output: str) -> None:
+    """Refuse an upsampling factor whose output cannot be planned or stored.
+
+    Raises
+    ------
+    InvalidInputError
+        Not an integer >= 2; more than :data:`MAX_OUTPUT_SLICES` output slices; more
+        bytes (uncompressed) than the output's disk has free.
+    """
+    import math
+    import shutil
+
+    from ..core.indices import is_index
+    from ..core.io.memory import format_bytes
+
+    if not is_index(factor) or factor < 2:
+        raise InvalidInputError(f"--factor must be an integer >= 2, got {factor!r}")
+    n_out = (shape[0] - 1) * int(factor) + 1
+    if n_out > MAX_OUTPUT_SLICES:
+        raise InvalidInputError(
+            f"--factor {factor} makes {n_out:,} output slices (more than "
+            f"{MAX_OUTPUT_SLICES:,}): choose a smaller --factor"
+        )
+    nbytes = n_out * math.prod(shape[1:]) * np.dtype(dtype).itemsize
+    folder = Path(output).expanduser().resolve().parent
+    try:
+        free = shutil.disk_usage(folder).free if folder.is_dir() else None
+    except OSError:
+        free = None
+    if free is not None and nbytes > free:
+        raise InvalidInputError(
+            f"--factor {factor} makes an output of {format_bytes(nbytes)} (uncompressed) but "
+            f"{folder} has only {format_bytes(free)} free: choose a smaller --factor or "
+            "write to a larger disk"
+        )
 
 
 def learns_from_input(params) -> bool:

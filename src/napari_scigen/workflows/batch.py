@@ -39,6 +39,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field, replace
 
 from ..core.progress import Cancelled, CancelToken, Progress, check_cancelled, drain
+from ..core.validation import InvalidInputError
 from ._batch_cluster import (
     ClusterInfo,
     ClusterOptions,
@@ -190,6 +191,7 @@ def batch_job(
     """
     from distributed import wait
 
+    _check_retries(retries)
     options = options or ClusterOptions()
     chunks = job.chunks
     total = len(chunks)
@@ -256,6 +258,11 @@ def batch_job(
     return summary
 
 
+def _check_retries(retries) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise InvalidInputError(f"retries must be an integer >= 0, got {retries!r}")
+
+
 def _progress(summary: BatchSummary, remaining: int, elapsed: float) -> Progress:
     done = summary.computed + summary.skipped + len(summary.failed)
     eta = ""
@@ -284,6 +291,7 @@ def run_batch(
     See :func:`batch_job` for the arguments and errors; ``overwrite`` replaces a store
     that holds another job. The cluster's libraries are checked before the store is made.
     """
+    _check_retries(retries)
     if client is None:
         check_cluster_available(options or ClusterOptions())
     job = prepare_store(plan_batch(request), overwrite=overwrite)
@@ -385,6 +393,7 @@ def start_batch_in_background(
     on_finished : callable, optional
         Called on the background thread with the handle once the job ended.
     """
+    _check_retries(retries)
     options = options or ClusterOptions(dashboard=None)
     check_cluster_available(options)
     job = prepare_store(plan_batch(request), overwrite=overwrite)

@@ -150,12 +150,22 @@ def axis_names(multiscale: dict, ndim: int, where: str) -> list[str]:
     return names
 
 
-def _scale_of(transformations: Any, ndim: int) -> list[float]:
+#: Largest voxel size accepted, in micrometres (1 km): beyond it the metadata is broken.
+MAX_VOXEL_MICROMETRES = 1e9
+
+
+def _scale_of(transformations: Any, ndim: int, where: str = "") -> list[float]:
     scale = [1.0] * ndim
-    for transform in transformations or ():
+    if not isinstance(transformations, (list, tuple)):
+        transformations = ()
+    for transform in transformations:
         if isinstance(transform, dict) and transform.get("type") == "scale":
             values = transform.get("scale")
             if isinstance(values, list) and len(values) == ndim:
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                    raise InvalidInputError(
+                        f"{where}: OME-NGFF scale {values!r} is not a list of numbers"
+                    )
                 scale = [a * float(b) for a, b in zip(scale, values, strict=True)]
     return scale
 
@@ -163,8 +173,8 @@ def _scale_of(transformations: Any, ndim: int) -> list[float]:
 def level_scale(multiscale: dict, level: int, ndim: int, where: str) -> list[float]:
     """The physical scale of one level (dataset and multiscale transformations combined)."""
     dataset = multiscale["datasets"][level]
-    scale = _scale_of(dataset.get("coordinateTransformations"), ndim)
-    overall = _scale_of(multiscale.get("coordinateTransformations"), ndim)
+    scale = _scale_of(dataset.get("coordinateTransformations"), ndim, where)
+    overall = _scale_of(multiscale.get("coordinateTransformations"), ndim, where)
     scale = [a * b for a, b in zip(scale, overall, strict=True)]
     if any(not math.isfinite(v) or v <= 0 for v in scale):
         raise InvalidInputError(f"{where}: OME-NGFF scale {scale} is not positive and finite")
@@ -208,6 +218,12 @@ def spatial_calibration(
             v * NGFF_MICROMETRES[u] if u is not None else v
             for v, u in zip(values, found, strict=True)
         ]
+        if any(not math.isfinite(v) or v > MAX_VOXEL_MICROMETRES for v in converted):
+            raise InvalidInputError(
+                f"OME-NGFF voxel size {converted} um is not plausible (more than "
+                f"{MAX_VOXEL_MICROMETRES:g} um, or not finite): the store's scale metadata "
+                "is broken"
+            )
         return tuple(converted), "um"
     first = next(unit for unit in found if unit is not None)
     return tuple(values), first

@@ -148,7 +148,10 @@ def create_zarr(
             **options,
         )
     _write_ngff_metadata(group, checked, unit, n_levels, version, name or target.name)
-    group.attrs[METADATA_KEY] = _record_dict(kind, checked, unit, provenance)
+    group.attrs[METADATA_KEY] = {
+        **_record_dict(kind, checked, unit, provenance),
+        "every_chunk_stored": True,  # read back: a missing chunk is a loss, not zeros
+    }
     return target
 
 
@@ -210,9 +213,14 @@ def write_zarr_slices(path: str | os.PathLike, start: int, block: np.ndarray) ->
         )
     level, data = 0, block.astype(full.dtype, copy=False)
     while str(level) in group:
-        group[str(level)][start:stop] = data
+        _every_chunk(group[str(level)])[start:stop] = data
         level += 1
         data = downsample_yx(data, kind)
+
+
+def _every_chunk(array):
+    """The array, writing chunks of only the fill value too (so a missing chunk is a loss)."""
+    return array.with_config({"write_empty_chunks": True})
 
 
 def update_zarr_record(path: str | os.PathLike, **fields: Any) -> None:
@@ -335,7 +343,7 @@ def _write_plane(path: Path, plane: np.ndarray, kind: str) -> None:
     group = _open_group(path, "r+")
     level = 0
     while str(level) in group:
-        group[str(level)][...] = plane
+        _every_chunk(group[str(level)])[...] = plane
         level += 1
         plane = downsample_yx(plane, kind)
 
