@@ -202,6 +202,6 @@ def test_the_plugin_writers_are_named_for_what_they_keep():
         for writer in manifest["contributions"]["writers"]
     ]
     assert titles == [
-        "SciGen microCT TIFF (voxel size + provenance)",
-        "SciGen microCT labels TIFF (voxel size + provenance)",
+        "napari-scigen microCT TIFF (voxel size + provenance)",
+        "napari-scigen microCT labels TIFF (voxel size + provenance)",
     ]

@@ -63,4 +63,4 @@ def test_the_first_result_of_a_session_says_how_to_keep_its_provenance(
     widget.run()
     widget.run()
     assert shown == [_base.SAVE_HINT]
-    assert "SciGen microCT TIFF (voxel size + provenance)" in _base.SAVE_HINT
+    assert "napari-scigen microCT TIFF (voxel size + provenance)" in _base.SAVE_HINT

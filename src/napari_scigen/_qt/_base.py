@@ -53,9 +53,9 @@ if TYPE_CHECKING:
 #: Shown once, with the first result: napari's default writer drops the science.
 SAVE_HINT = (
     "To keep the voxel size and provenance of a result, save it with File ▸ IO Utilities ▸ "
-    "Save selected layer as SciGen microCT TIFF…, or choose the file type 'SciGen microCT "
-    "TIFF (voxel size + provenance)' in File ▸ Save Selected Layer(s); napari's builtin "
-    "writer stores neither."
+    "Save selected layer as napari-scigen microCT TIFF…, or choose the file type "
+    "'napari-scigen microCT TIFF (voxel size + provenance)' in File ▸ Save Selected "
+    "Layer(s); napari's builtin writer stores neither."
 )
 
 
@@ -131,6 +131,42 @@ def open_widgets(viewer, widget_class: type) -> list:
         for w in list(EngineWidget.instances)
         if isinstance(w, widget_class) and same_viewer(w.viewer, viewer)
     ]
+
+
+#: The plugin's name in napari. The manifest's ``display_name`` is the same, so napari's
+#: Plugins menu, ``napari -w napari-scigen`` and :func:`open_dock` give a dock one name
+#: (napari reuses a dock by that name instead of opening a second one).
+PLUGIN = "napari-scigen"
+
+
+def dock_of(widget):
+    """The ``QDockWidget`` holding ``widget``, or ``None`` when it is not docked."""
+    from qtpy.QtWidgets import QDockWidget
+
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parent()
+    return widget
+
+
+def open_dock(viewer, widget_class: type, widget_name: str):
+    """The one ``widget_class`` dock of ``viewer``, shown and raised; opened like the Plugins
+    menu opens it (``widget_name``: its menu entry) when there is none. Never a second one.
+
+    Raises
+    ------
+    RuntimeError
+        napari cannot open it (a viewer without a window).
+    """
+    widgets = open_widgets(viewer, widget_class)
+    if widgets:
+        widget = widgets[0]
+    else:
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, widget_name)
+    dock = dock_of(widget)
+    if dock is not None:
+        dock.show()
+        dock.raise_()
+    return widget
 
 
 def show_layer(viewer, layer) -> None:

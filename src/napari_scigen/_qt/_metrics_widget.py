@@ -54,7 +54,7 @@ from ..metrics.report import (
     write_rows_csv,
     write_rows_json,
 )
-from ._base import EngineWidget, LayerPicker, layer_data, open_widgets
+from ._base import EngineWidget, LayerPicker, layer_data, open_dock
 from ._pickers import MaskPicker
 
 #: Display name of the Compare engines dock (napari.yaml).
@@ -409,15 +409,11 @@ class MetricsWidget(EngineWidget):
         """Open (or show) the Compare engines dock on the reference volume and its mask."""
         from ._compare_widget import CompareWidget
 
-        widgets = open_widgets(self.viewer, CompareWidget)
-        if widgets:
-            widget = widgets[0]
-        else:
-            try:
-                _, widget = self.viewer.window.add_plugin_dock_widget("napari-scigen", COMPARE_DOCK)
-            except Exception as error:  # noqa: BLE001 - e.g. no window (headless viewer)
-                self.show_error(error)
-                return None
+        try:
+            widget = open_dock(self.viewer, CompareWidget, COMPARE_DOCK)
+        except Exception as error:  # noqa: BLE001 - e.g. no window (headless viewer)
+            self.show_error(error)
+            return None
         if self.reference_picker.value is not None:
             widget.volume_picker.value = self.reference_picker.value
         mask, volume = self.mask_picker.layer, widget.volume_picker.layer

@@ -1,11 +1,11 @@
-"""*File ▸ IO Utilities ▸ Save selected layer as SciGen microCT TIFF…*: one menu entry that
-always writes with the plugin's writer (voxel size and provenance kept).
+"""*File ▸ IO Utilities ▸ Save selected layer as napari-scigen microCT TIFF…*: one menu
+entry that always writes with the plugin's writer (voxel size and provenance kept).
 
 napari's own *File ▸ Save Selected Layer(s)…* lists every writer for the layer type and
 preselects the first one registered, *napari builtins*, which writes neither the voxel
 size nor the provenance; napari offers plugins no way to change that default or to step
 in when a writer is chosen. This command is the direct route; in napari's dialog, choose
-*SciGen microCT TIFF (voxel size + provenance)* as the file type.
+*napari-scigen microCT TIFF (voxel size + provenance)* as the file type.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import napari
 from .._napari._writer import write_image, write_labels
 
 #: The file dialog's filter.
-TIFF_FILTER = "SciGen microCT TIFF (voxel size + provenance) (*.tif *.tiff)"
+TIFF_FILTER = "napari-scigen microCT TIFF (voxel size + provenance) (*.tif *.tiff)"
 
 
 def has_provenance(layer) -> bool:

@@ -42,7 +42,7 @@ from ..engines.stylegan.params import (
     StyleGANTrainParams,
     StyleGANWalkParams,
 )
-from ._base import EngineWidget, LayerPicker, layer_data, open_widgets
+from ._base import EngineWidget, LayerPicker, layer_data, open_dock, open_widgets
 from ._fields import ParamsForm, read_widget, widget_for
 
 #: Name of the layer showing training previews.
@@ -289,16 +289,15 @@ class StyleGANWidget(EngineWidget):
     def use_in_interpolation(self):
         """Hand the generator to the Slice interpolation dock (opened if needed); return it."""
         generator = read_widget(self.generator_spec, self.generator)
+        from ._interpolate_widget import InterpolateWidget
+
         widgets = self._interpolation_widgets()
-        if not widgets:
-            try:
-                _, widget = self.viewer.window.add_plugin_dock_widget(
-                    "napari-scigen", INTERPOLATION_DOCK
-                )
-            except Exception as error:  # noqa: BLE001 - e.g. no window (headless viewer)
-                self.show_error(error)
-                return None
-            widgets = [widget]
+        try:  # the open dock (shown if hidden), or one opened as the Plugins menu does
+            first = open_dock(self.viewer, InterpolateWidget, INTERPOLATION_DOCK)
+        except Exception as error:  # noqa: BLE001 - e.g. no window (headless viewer)
+            self.show_error(error)
+            return None
+        widgets = widgets or [first]
         for widget in widgets:
             if generator:
                 widget.use_generator(generator)
