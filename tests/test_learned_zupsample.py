@@ -210,3 +210,30 @@ def test_the_decision_rule_uses_the_exact_checks_and_lets_the_z_proxy_veto(
         force=True,
     )
     assert forced.chosen == "learned"
+
+
+def test_a_fractional_factor_puts_every_output_slice_at_j_over_f_and_keeps_the_landing_slices():
+    from napari_scigen.engines.interpolation.plan import plan_slices
+
+    plan = plan_slices(5, factor=2.5)
+    assert plan.n_out == 11 and plan.factor == 2.5
+    assert plan.kept == ((0, 0), (2, 5), (4, 10))  # sources 1 and 3 land between rows
+    positions = {j: gap.below + t for gap in plan.gaps for j, t in gap.targets}
+    assert all(abs(positions[j] - j / 2.5) < 1e-12 for j in positions)
+    volume = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32)
+    linear = api.interpolate(volume, method="linear", factor=2.5)
+    np.testing.assert_allclose(linear.data[:, 0, 0], np.arange(11) / 2.5, atol=1e-6)
+    assert linear.voxel_scale == (0.4, 1.0, 1.0)
+    with pytest.raises(Exception, match="simple fraction"):
+        api.interpolate(volume, method="linear", factor=2.37)
+
+
+def test_learned_upsampling_by_a_fraction_is_the_whole_factor_grid_thinned():
+    volume = _blobs(9)
+    half = api.interpolate(volume, method="learned", factor=2.5, force_learned=True, **TINY)
+    whole = api.interpolate(volume, method="learned", factor=5, force_learned=True, **TINY)
+    assert half.data.shape == (21, 32, 32)
+    np.testing.assert_array_equal(half.data, whole.data[::2])
+    np.testing.assert_array_equal(half.data[[0, 5, 10, 15, 20]], volume[[0, 2, 4, 6, 8]])
+    extra = half.provenance["extra"]
+    assert "5/2" in extra["internal_grid"] and extra["synthesized_indices"][:2] == [1, 2]

@@ -31,13 +31,18 @@ def register(subparsers) -> None:
     interpolate = subparsers.add_parser(
         "interpolate",
         help="synthesize missing slices or upsample z",
-        description="Rebuild missing slices of a volume (--missing) or upsample z by an integer "
-        "factor (--factor; the z voxel size shrinks by it). Kept slices are copied bit for bit.",
+        description="Rebuild missing slices of a volume (--missing) or upsample z by a factor "
+        "(--factor: a whole number, or a simple fraction such as 2.5; the z voxel size shrinks "
+        "by it). Kept slices are copied bit for bit.",
     )
     interpolate.add_argument("input", help="3D " + INPUT_HELP)
     group = interpolate.add_mutually_exclusive_group(required=True)
     group.add_argument("--missing", help="slice indices to synthesize, e.g. 10,11,12 or 10-12")
-    group.add_argument("--factor", type=int, help="z upsampling factor (>= 2)")
+    group.add_argument(
+        "--factor",
+        type=_factor_argument,
+        help="z upsampling factor: a whole number >= 2 or a simple fraction > 1 (2.5, 1.5)",
+    )
     add_engine_arguments(interpolate, "interpolate")
     add_series_argument(interpolate)
     add_output_arguments(interpolate)
@@ -128,18 +133,32 @@ def _write_uncertainty(target, result, method: str, voxel_size, unit) -> None:
     write_output(target, uncertainty, provenance, voxel_size=voxel_size, unit=unit)
 
 
+def _factor_argument(text: str) -> int | float:
+    """``--factor``: a whole number stays an ``int``, anything else a ``float``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    return int(value) if value.is_integer() else value
+
+
 def run_interpolate_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen interpolate``."""
     from .. import api
     from ..cli import CliError
     from ..core.indices import parse_indices
     from ..core.io import check_unit
+    from ..core.upsampling import factor_fraction, upsampled_length
+    from ..core.validation import InvalidInputError
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
     uncertainty_target = _uncertainty_target(args, [args.input])
     params = engine_params_from_args("interpolate", args)
-    if args.factor is not None and args.factor < 2:
-        raise CliError(f"--factor must be an integer >= 2, got {args.factor}")
+    if args.factor is not None:
+        try:
+            factor_fraction(args.factor)
+        except InvalidInputError as error:
+            raise CliError(f"--{error}") from None
     volume, data = read_input(args.input, series=args.series)
     require_volume(args.input, volume, purpose="interpolation", min_slices=2)
     check_unit(volume.unit)
@@ -147,7 +166,7 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     if args.missing is not None and not missing:
         raise CliError(f"--missing {args.missing!r} names no slice; give e.g. 10,11,12 or 10-12")
     if args.factor is not None:
-        depth = (volume.shape[0] - 1) * args.factor + 1
+        depth = upsampled_length(volume.shape[0], args.factor)
         check_output_fits((depth, *volume.shape[1:]), volume.dtype, f"--factor {args.factor}")
     params = _with_file_voxel_size(params, volume)
     printer = ProgressPrinter(quiet=args.quiet)

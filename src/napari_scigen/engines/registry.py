@@ -300,8 +300,9 @@ for _engine in (
         "learned",
         "napari_scigen.engines.learned.params:LearnedInterpolateParams",
         "napari_scigen.engines.interpolation.learned:run_learned",
-        "residual U-Net trained on this volume at the gap being filled, checked on held-out "
-        "kept slices (falls back to linear when it loses)",
+        "residual U-Net trained on this volume at the gap being filled (kept z-slices and "
+        "in-plane rows), checked at that gap on held-out kept slices or their rows (falls "
+        "back to linear when it loses)",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
         deterministic=False,  # trained on the whole volume: z-chunks would train other networks
@@ -312,7 +313,8 @@ for _engine in (
         "auto",
         "napari_scigen.engines.learned.params:AutoInterpolateParams",
         "napari_scigen.engines.interpolation.auto:run_auto",
-        "whichever of learned, linear and flow scores best on held-out kept slices of this volume",
+        "whichever of learned, linear and flow scores best at the gap being filled on held-out "
+        "kept slices (or their rows) of this volume",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
         deterministic=False,

@@ -151,14 +151,18 @@ def check_array_fits(
 def check_upsampled_fits(volume: np.ndarray, factor) -> None:
     """Refuse z upsampling of ``volume`` by ``factor`` when the result cannot fit into memory.
 
-    ``n`` slices become ``(n - 1) * factor + 1``; anything but an integer ``factor >= 2``
-    is left to the engine's own checks.
+    ``n`` slices become ``floor((n - 1) * factor) + 1``; a factor that is not a valid z
+    upsampling factor is left to the engine's own checks.
 
     Raises
     ------
     NotEnoughMemoryError
     """
-    if isinstance(factor, bool) or not isinstance(factor, (int, np.integer)) or factor < 2:
+    from ..upsampling import upsampled_length
+
+    try:
+        n_out = upsampled_length(volume.shape[0], factor)
+    except Exception:  # a bad factor: the engine's own check says why
         return
-    shape = ((volume.shape[0] - 1) * int(factor) + 1, *volume.shape[1:])
+    shape = (n_out, *volume.shape[1:])
     check_array_fits(shape, volume.dtype, "the upsampled volume", hint=OUTPUT_TOO_LARGE_HINT)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from ...core.indices import is_index
+from ...core.upsampling import factor_fraction, upsampled_length
 from ...core.validation import InvalidInputError
 
 
@@ -50,14 +51,14 @@ class SlicePlan:
         ``(source index, output index)`` of every kept slice.
     gaps : tuple of Gap
         The gaps with at least one synthesized slice, bottom to top.
-    factor : int or None
-        The z upsampling factor (``None`` in missing-slice mode).
+    factor : int, float or None
+        The z upsampling factor (``None`` in missing-slice mode); an ``int`` when whole.
     """
 
     n_out: int
     kept: tuple[tuple[int, int], ...]
     gaps: tuple[Gap, ...]
-    factor: int | None = None
+    factor: int | float | None = None
 
     @property
     def synthesized(self) -> list[int]:
@@ -78,6 +79,22 @@ class SlicePlan:
             "neighbour_pairs": [[gap.below, gap.above] for gap in self.gaps],
             "boundary_policy": "error",
         }
+
+
+def _factor_plan(n_slices: int, factor) -> SlicePlan:
+    """The plan of a z upsampling; output slice ``j`` lies at source position ``j / F``."""
+    fraction = factor_fraction(factor)
+    p, q = fraction.numerator, fraction.denominator
+    n_out = upsampled_length(n_slices, fraction)
+    kept = tuple((j * q // p, j) for j in range(n_out) if (j * q) % p == 0)
+    targets: dict[int, list[tuple[int, float]]] = {}
+    for j in range(n_out):
+        if (j * q) % p:
+            below = j * q // p
+            targets.setdefault(below, []).append((j, (j * q - below * p) / p))
+    gaps = tuple(Gap(i, i + 1, tuple(targets[i])) for i in sorted(targets))
+    value = int(fraction) if q == 1 else float(fraction)
+    return SlicePlan(n_out, kept, gaps, factor=value)
 
 
 def _check_missing(missing: Sequence[int]) -> tuple[int, ...]:
@@ -109,9 +126,12 @@ def plan_slices(
     missing : sequence of int, optional
         Slices to rebuild; the output keeps the input's shape. Every missing slice
         needs a kept slice below and above it.
-    factor : int, optional
-        Upsample along z by this integer factor (``>= 2``): ``n`` slices become
-        ``(n - 1) * factor + 1``, original slice ``i`` lands at ``i * factor``.
+    factor : int or float, optional
+        Upsample along z by this factor: an integer ``>= 2`` (``n`` slices become
+        ``(n - 1) * factor + 1``, original slice ``i`` lands at ``i * factor``) or a simple
+        fraction ``> 1`` such as 2.5 (``floor((n - 1) * factor) + 1`` slices, output slice
+        ``j`` at source position ``j / factor``; source slices that land on the output grid
+        are kept, the others are only neighbours of the synthesized slices).
 
     Raises
     ------
@@ -125,19 +145,10 @@ def plan_slices(
         )
     if (missing is None) == (factor is None):
         raise InvalidInputError(
-            "give exactly one of `missing` (slice indices to rebuild) and "
-            "`factor` (integer z upsampling)"
+            "give exactly one of `missing` (slice indices to rebuild) and `factor` (z upsampling)"
         )
     if factor is not None:
-        if not is_index(factor) or factor < 2:
-            raise InvalidInputError(f"factor must be an integer >= 2, got {factor!r}")
-        k = int(factor)
-        kept = tuple((i, i * k) for i in range(n_slices))
-        gaps = tuple(
-            Gap(i, i + 1, tuple((i * k + r, r / k) for r in range(1, k)))
-            for i in range(n_slices - 1)
-        )
-        return SlicePlan((n_slices - 1) * k + 1, kept, gaps, factor=k)
+        return _factor_plan(n_slices, factor)
 
     indices = _check_missing(missing)
     out_of_range = [i for i in indices if i >= n_slices]

@@ -289,6 +289,8 @@ def run_learned_interpolation(
 
     started = time.perf_counter()
     array, plan, out, low, high = prepare(volume, missing, factor)
+    if isinstance(plan.factor, float):
+        return (yield from _fractional_factor(array, params, plan, cancel, mode))
     grid = make_grid(array, plan)
     label = mode
     geometry = training_geometry(grid.known, params.validation_slices)
@@ -473,6 +475,33 @@ def run_learned_interpolation(
         "seconds": timings,
     }
     return _result(mode, params, array, out, extra, images)
+
+
+def _fractional_factor(array, params, plan, cancel, mode):
+    """z upsampling by a simple fraction ``p / q``: upsample by ``p``, keep every ``q``-th slice.
+
+    Every output slice (and every source slice) lies on the grid of the whole factor
+    ``p``, so the network is trained, checked and applied there exactly as for a whole
+    factor; output slice ``j`` is row ``j q`` of that grid.
+    """
+    from ...core.upsampling import factor_fraction
+
+    fraction = factor_fraction(plan.factor)
+    whole, step = fraction.numerator, fraction.denominator
+    fine = yield from run_learned_interpolation(
+        array, params, factor=whole, cancel=cancel, mode=mode
+    )
+    data = np.ascontiguousarray(fine.data[::step])
+    images = {name: np.ascontiguousarray(image[::step]) for name, image in fine.images.items()}
+    extra = {
+        **fine.provenance["extra"],
+        **plan.provenance(),
+        "internal_grid": (
+            f"factor {plan.factor:g} = {whole}/{step}: upsampled by {whole} (every output and "
+            f"every source slice lies on that grid), then every {step}th slice kept"
+        ),
+    }
+    return _result(mode, params, array, data, extra, images)
 
 
 def _sub_stage(name: str, start: float, end: float):
