@@ -162,7 +162,7 @@ def check_upsampled_fits(volume: np.ndarray, factor) -> None:
 
     try:
         n_out = upsampled_length(volume.shape[0], factor)
-    except Exception:  # a bad factor: the engine's own check says why
+    except InvalidInputError:  # a bad factor: the engine's own check says why
         return
     shape = (n_out, *volume.shape[1:])
     check_array_fits(shape, volume.dtype, "the upsampled volume", hint=OUTPUT_TOO_LARGE_HINT)
