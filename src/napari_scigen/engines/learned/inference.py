@@ -7,23 +7,50 @@ plane (along z and along the in-plane axis) are averaged. Their standard deviati
 each voxel is the uncertainty estimate: it is large where planes and flips disagree,
 i.e. where the synthesis is unreliable (a lower bound of the error, not a calibrated
 error bar).
+
+Inference streams with bounded memory (issue 19): the rows to predict are cut into
+*slabs* (consecutive rows, whose predictions are final once the slab is done); within a
+slab every plane is cut into tiles read with a halo of :data:`~.tiles.HALO` pixels
+(:mod:`.tiles`), and batches of tiles of at most ``batch_pixels`` input pixels go
+through the network. The linear fill is computed per tile, never for the whole volume,
+and the planes and flips are fused in place (float32 running mean and squared
+deviations). The result does not depend on the tile size (bit-identical on a CPU; see
+``tests/test_learned_inference.py``). A finished slab is written to ``out`` or handed to
+``on_slab``. On a device out-of-memory error the slab is redone with half the batch
+pixels, down to :data:`~.tiles.MIN_BATCH_PIXELS`, then on the CPU (:func:`~.tiles.shrink`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ...core.progress import CancelToken, Progress, check_cancelled
-from .geometry import linear_fill
-from .training import autocast
+from .geometry import neighbours
+from .tiles import (
+    BATCH_PIXELS,
+    HALO,
+    apply,
+    core_sizes,
+    cores,
+    default_batch_pixels,
+    finish,
+    fuse,
+    is_out_of_memory,
+    prepare,
+    shrink,
+    span,
+)
+
+__all__ = ["BATCH_PIXELS", "FLIPS", "PlaneSource", "Prediction", "predict_rows"]
 
 #: Flips of a plane used for test-time augmentation, in order: (along z, in-plane).
 FLIPS = ((False, False), (True, False), (False, True), (True, True))
-#: Pixels per inference batch (CPU, GPU).
-BATCH_PIXELS = {"cpu": 1_500_000, "gpu": 16_000_000}
+#: Float32 accumulator bytes a slab may hold when results are not written in place.
+SLAB_BYTES = 256 * 2**20
 
 
 @dataclass
@@ -34,30 +61,78 @@ class Prediction:
     ----------
     rows : numpy.ndarray
         Output-grid rows predicted, ascending.
-    mean : numpy.ndarray
-        ``(len(rows), Y, X)`` float32 in network units.
-    spread : numpy.ndarray
+    mean : numpy.ndarray or None
+        ``(len(rows), Y, X)`` float32 in network units (the ``out`` arrays when given;
+        None when the slabs were only handed to ``on_slab``).
+    spread : numpy.ndarray or None
         ``(len(rows), Y, X)`` float32 standard deviation over planes and flips.
     count : int
         Predictions averaged per voxel.
     """
 
     rows: np.ndarray
-    mean: np.ndarray
-    spread: np.ndarray
+    mean: np.ndarray | None
+    spread: np.ndarray | None
     count: int
 
     def take(self, rows) -> tuple[np.ndarray, np.ndarray]:
         """``(mean, spread)`` of some of :attr:`rows`."""
         index = np.searchsorted(self.rows, np.asarray(rows, dtype=int))
-        return self.mean[index], self.spread[index]
+        return np.asarray(self.mean[index]), np.asarray(self.spread[index])
 
 
-def _planes(volume: np.ndarray, orientation: str, index: slice) -> np.ndarray:
-    """``(n, Z, C)`` planes: xz planes ``volume[:, y, :]`` or yz planes ``volume[:, :, x]``."""
-    if orientation == "xz":
-        return np.ascontiguousarray(volume[:, index, :].transpose(1, 0, 2))
-    return np.ascontiguousarray(volume[:, :, index].transpose(2, 0, 1))
+class PlaneSource:
+    """Network inputs of tiles of the xz/yz planes of an output grid.
+
+    Channel 0 is the linear fill of the unknown rows (computed for the tile only, with
+    the same float32 arithmetic as :func:`~.geometry.linear_fill`), channel 1 the
+    known-row mask. This is the one place planes are extracted; inputs made of several
+    neighbouring planes would be built here.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        ``(n_out, Y, X)`` output grid in network units (unknown rows are not read).
+    known : numpy.ndarray
+        ``(n_out,)`` bool, rows the network may see.
+    """
+
+    channels = 2
+
+    def __init__(self, volume: np.ndarray, known: np.ndarray) -> None:
+        self.volume = volume
+        self.known = np.asarray(known, dtype=bool)
+        self.below, self.above, self.t = neighbours(self.known)
+
+    def shape(self, orientation: str) -> tuple[int, int, int]:
+        """``(planes, rows, width)`` of the ``orientation`` planes."""
+        depth, height, width = self.volume.shape
+        return (height, depth, width) if orientation == "xz" else (width, depth, height)
+
+    def inputs(self, orientation: str, planes: slice, rows: slice, cols: slice) -> np.ndarray:
+        """``(n, channels, h, w)`` float32 inputs of a tile of planes ``planes``."""
+        index = np.arange(rows.start, rows.stop)
+        where = (planes, cols) if orientation == "xz" else (cols, planes)
+        weight = self.t[index].reshape(-1, 1, 1)
+        below = self.volume[(self.below[index], *where)]
+        above = self.volume[(self.above[index], *where)]
+        fill = ((1.0 - weight) * below + weight * above).astype(np.float32)
+        order = (1, 0, 2) if orientation == "xz" else (2, 0, 1)
+        fill = fill.transpose(order)
+        out = np.empty((fill.shape[0], self.channels, *fill.shape[1:]), np.float32)
+        out[:, 0] = fill
+        out[:, 1] = self.known[index, None].astype(np.float32)
+        return out
+
+
+def slabs(rows: np.ndarray, span_rows: int, per_slab: int) -> list[tuple[int, int]]:
+    """Group sorted ``rows`` into index ranges spanning < ``span_rows`` rows, <= ``per_slab``."""
+    groups, first = [], 0
+    for i in range(1, rows.size + 1):
+        if i == rows.size or rows[i] - rows[first] >= span_rows or i - first >= per_slab:
+            groups.append((first, i))
+            first = i
+    return groups
 
 
 def predict_rows(
@@ -72,13 +147,18 @@ def predict_rows(
     progress: Callable[[float, str], Progress],
     label: str,
     cancel: CancelToken | None = None,
+    tile: int | tuple[int, int] | None = None,
+    batch_pixels: int | None = None,
+    out: tuple[np.ndarray, np.ndarray] | None = None,
+    on_slab: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
 ) -> Generator[Progress, None, Prediction]:
-    """Predict the output ``rows`` of ``volume`` from its ``known`` rows.
+    """Predict the output ``rows`` of ``volume`` from its ``known`` rows, slab by slab.
 
     Parameters
     ----------
     network : ResidualUNet
-        Trained network (eval mode) on ``device``.
+        Trained network (eval mode) on ``device``; moved to the CPU if the device runs
+        out of memory even for the smallest tiles.
     volume : numpy.ndarray
         Output grid ``(n_out, Y, X)`` in network units; unknown rows are ignored.
     known : numpy.ndarray
@@ -96,63 +176,144 @@ def predict_rows(
     label : str
         Engine name for messages.
     cancel : CancelToken, optional
-        Checked between batches.
-    """
-    import torch
+        Checked between network calls.
+    tile : int or tuple of int, optional
+        Core ``(rows, width)`` of the plane tiles; by default whole planes when they fit
+        ``batch_pixels``, else the largest tiles that do. The result does not depend on it.
+    batch_pixels : int, optional
+        Input pixels per network call (default :func:`default_batch_pixels`).
+    out : tuple of numpy.ndarray, optional
+        Preallocated ``(mean, spread)`` targets of shape ``(len(rows), Y, X)`` (NumPy
+        arrays, memory maps, or anything that takes slice assignment), filled slab by slab.
+    on_slab : callable, optional
+        ``on_slab(slab_rows, mean, spread)`` once the rows of a slab are final.
 
+    Returns
+    -------
+    Prediction
+        Its ``mean``/``spread`` are ``out`` (or new arrays; None with ``on_slab`` and no
+        ``out``).
+    """
     rows = np.asarray(sorted(int(r) for r in rows), dtype=int)
-    filled = linear_fill(volume, known)
-    mask = np.broadcast_to(np.asarray(known, np.float32)[:, None], (volume.shape[0], 1))
-    total = np.zeros((rows.size, *volume.shape[1:]), np.float64)
-    squares = np.zeros_like(total)
-    gpu = device.startswith("cuda")
-    budget = BATCH_PIXELS["gpu" if gpu else "cpu"]
-    jobs = []
-    for orientation in orientations:
-        count = volume.shape[1] if orientation == "xz" else volume.shape[2]
-        width = volume.shape[2] if orientation == "xz" else volume.shape[1]
-        per_batch = max(1, budget // (volume.shape[0] * width))
-        jobs += [
-            (orientation, slice(i, min(count, i + per_batch))) for i in range(0, count, per_batch)
-        ]
+    prepare(network)
+    source = PlaneSource(volume, known)
     flips = FLIPS[:tta]
     n_predictions = len(orientations) * len(flips)
-    for done, (orientation, index) in enumerate(jobs, start=1):
-        check_cancelled(cancel)
-        planes = _planes(filled, orientation, index)
-        inputs = np.stack(
-            [planes, np.broadcast_to(mask, planes.shape[1:])[None].repeat(planes.shape[0], 0)],
-            axis=1,
+    budget = int(batch_pixels or default_batch_pixels(device))
+    plane_voxels = int(np.prod(volume.shape[1:]))
+    if out is None and on_slab is None:
+        shape = (rows.size, *volume.shape[1:])
+        out = (np.empty(shape, np.float32), np.empty(shape, np.float32))
+    in_place = out is not None and all(type(a) in (np.ndarray, np.memmap) for a in out)
+    height = volume.shape[0]
+    widest = max(source.shape(o)[2] for o in orientations)
+    span_rows = int(tile if isinstance(tile, int) else tile[0]) if tile else None
+    span_rows = span_rows or core_sizes(height, widest, budget)[0]
+    per_slab = rows.size if in_place else max(1, SLAB_BYTES // (8 * plane_voxels))
+    groups = slabs(rows, span_rows, per_slab)
+    state = {"device": device, "budget": budget, "done": 0, "yielded": 0.0}
+    total = rows.size * plane_voxels * n_predictions
+    started = time.perf_counter()
+
+    def report(message: str) -> Progress:
+        seconds = max(time.perf_counter() - started, 1e-9)
+        rate = state["done"] / n_predictions / seconds
+        left = (total - state["done"]) / n_predictions / max(rate, 1e-9)
+        state["yielded"] = time.perf_counter()
+        return progress(
+            state["done"] / max(total, 1),
+            f"{label}: {message}, {rate / 1e6:.2f} Mvoxel/s, about {left:.0f} s left "
+            f"({n_predictions} predictions per voxel, {state['device']})",
         )
-        batch = torch.from_numpy(inputs).to(device)
-        if gpu:
-            batch = batch.contiguous(memory_format=torch.channels_last)
-        result = np.zeros((planes.shape[0], rows.size, planes.shape[2]), np.float64)
-        result_sq = np.zeros_like(result)
-        with torch.no_grad():
-            for flip_z, flip_in_plane in flips:
-                dims = [d for d, on in ((2, flip_z), (3, flip_in_plane)) if on]
-                x = batch.flip(dims) if dims else batch
-                with autocast(device):
-                    residual = network(x).float()
-                if dims:
-                    residual = residual.flip(dims)
-                values = (batch[:, :1] + residual)[:, 0, rows].cpu().numpy().astype(np.float64)
-                result += values
-                result_sq += values * values
-        if orientation == "xz":
-            total[:, index, :] += result.transpose(1, 0, 2)
-            squares[:, index, :] += result_sq.transpose(1, 0, 2)
+
+    for number, (first, last) in enumerate(groups, start=1):
+        slab_rows = rows[first:last]
+        if in_place:
+            mean, m2 = out[0][first:last], out[1][first:last]
         else:
-            total[:, :, index] += result.transpose(1, 2, 0)
-            squares[:, :, index] += result_sq.transpose(1, 2, 0)
-        yield progress(
-            done / len(jobs),
-            f"{label}: filling {orientation} planes, batch {done}/{len(jobs)} "
-            f"({n_predictions} predictions per voxel)",
-        )
-    mean = total / n_predictions
-    variance = np.maximum(squares / n_predictions - mean * mean, 0.0)
-    return Prediction(
-        rows, mean.astype(np.float32), np.sqrt(variance).astype(np.float32), n_predictions
-    )
+            mean = np.empty((slab_rows.size, *volume.shape[1:]), np.float32)
+            m2 = np.empty_like(mean)
+        done_before = state["done"]
+        while True:
+            try:
+                yield from _predict_slab(
+                    network, source, slab_rows, mean, m2, orientations, flips, tile, state,
+                    cancel, lambda m, n=number: report(f"{m}, slab {n}/{len(groups)}"),
+                )  # fmt: skip
+                break
+            except Exception as error:
+                if not is_out_of_memory(error):
+                    raise
+                state["done"] = done_before
+                yield report(shrink(network, state, label))
+        finish(m2, n_predictions)
+        if not in_place and out is not None:
+            out[0][first:last], out[1][first:last] = mean, m2
+        if on_slab is not None:
+            on_slab(slab_rows, mean, m2)
+        yield report(f"rows {slab_rows[0]}-{slab_rows[-1]} done")
+    mean_out, spread_out = out if out is not None else (None, None)
+    return Prediction(rows, mean_out, spread_out, n_predictions)
+
+
+def _predict_slab(
+    network, source, slab_rows, mean, m2, orientations, flips, tile, state, cancel, report
+):
+    """Fuse every prediction of ``slab_rows`` into ``mean``/``m2`` (slab-shaped, in place).
+
+    Per voxel the predictions arrive in a fixed order (orientation, then flip), whatever
+    the tiles, so the fused values do not depend on the tiling.
+    """
+    first_row, last_row = int(slab_rows[0]), int(slab_rows[-1]) + 1
+    for o_index, orientation in enumerate(orientations):
+        n_planes, height, width = source.shape(orientation)
+        if tile:
+            size = (tile, tile) if isinstance(tile, int) else tuple(tile)
+        else:
+            size = core_sizes(last_row - first_row, width, state["budget"])
+        for z_core in cores(last_row - first_row, size[0]):
+            z_core = (first_row + z_core[0], first_row + z_core[1])
+            wanted = slab_rows[(slab_rows >= z_core[0]) & (slab_rows < z_core[1])]
+            if wanted.size == 0:
+                continue
+            start = int(np.searchsorted(slab_rows, wanted[0]))
+            place = slice(start, start + wanted.size)
+            for w_core in cores(width, size[1]):
+                spans = [
+                    (span(height, z_core, HALO, flip[0]), span(width, w_core, HALO, flip[1]))
+                    for flip in flips
+                ]
+                area = max((z.read.stop - z.read.start) * (w.read.stop - w.read.start)
+                           for z, w in spans)  # fmt: skip
+                step = max(1, state["budget"] // area)
+                for p0 in range(0, n_planes, step):
+                    planes = slice(p0, min(n_planes, p0 + step))
+                    cached = {}
+                    for f_index, (flip, (z_span, w_span)) in enumerate(
+                        zip(flips, spans, strict=True)
+                    ):
+                        check_cancelled(cancel)
+                        key = (
+                            z_span.read.start,
+                            z_span.read.stop,
+                            w_span.read.start,
+                            w_span.read.stop,
+                        )
+                        if key not in cached:
+                            cached.clear()
+                            cached[key] = source.inputs(
+                                orientation, planes, z_span.read, w_span.read
+                            )
+                        values = apply(network, cached[key], flip, state["device"])
+                        values = values[:, wanted - z_span.read.start, w_span.crop]
+                        if orientation == "xz":
+                            target = (place, planes, w_span.core)
+                            values = values.transpose(1, 0, 2)
+                        else:
+                            target = (place, w_span.core, planes)
+                            values = values.transpose(1, 2, 0)
+                        fuse(mean[target], m2[target], values, o_index * len(flips) + f_index + 1)
+                        state["done"] += values.size
+                    if time.perf_counter() - state["yielded"] > 1.0:
+                        yield report(f"{orientation} planes")
+        yield report(f"{orientation} planes")

@@ -118,39 +118,88 @@ def _validation_masks(unknown, shapes: MaskShapes, count: int, rng) -> np.ndarra
     return placed
 
 
-def _predict(network, volume, unknown, targets, context, tta, device, progress, label, cancel):
-    """Mean and spread (network units) of the network's fill of ``targets`` voxels."""
-    import torch
+def _predict(
+    network,
+    volume,
+    unknown,
+    targets,
+    context,
+    tta,
+    device,
+    progress,
+    label,
+    cancel,
+    *,
+    batch_pixels=None,
+):
+    """Mean and spread (network units) of the network's fill of ``targets`` voxels.
 
+    Each masked region's box (with :data:`MARGIN` known pixels around it) is one network
+    input; boxes larger than ``batch_pixels`` go through the network in tiles with a
+    halo covering its receptive field (:mod:`.tiles`; equal to the whole box within
+    float32 rounding), tiles without a target pixel are skipped, and the flips are
+    fused in place. A device out-of-memory error halves the tiles (then moves to the
+    CPU) instead of failing.
+    """
     from .inference import FLIPS
-    from .training import autocast
+    from .tiles import default_batch_pixels, finish, is_out_of_memory, prepare, shrink
 
     mean = np.zeros(volume.shape, np.float32)
     spread = np.zeros(volume.shape, np.float32)
+    prepare(network)
+    state = {"device": device, "budget": int(batch_pixels or default_batch_pixels(device))}
+    flips = FLIPS[:tta]
     slices = [z for z in range(volume.shape[0]) if targets[z].any()]
+    total = int(sum(targets[z].sum() for z in slices))
+    done_voxels, started = 0, time.perf_counter()
     for done, z in enumerate(slices, start=1):
         check_cancelled(cancel)
         span = window(volume.shape[0], z)
         for box in mask_bounding_boxes(targets[z], context=MARGIN):
             stack = volume[span, box.slices[0], box.slices[1]]
             hidden = unknown[span, box.slices[0], box.slices[1]]
-            inputs = torch.from_numpy(slice_inputs(stack, hidden, z - span.start, context)[None])
-            inputs = inputs.to(device)
-            outputs = []
-            with torch.no_grad():
-                for flip_y, flip_x in FLIPS[:tta]:
-                    dims = [d for d, on in ((2, flip_y), (3, flip_x)) if on]
-                    x = inputs.flip(dims) if dims else inputs
-                    with autocast(device):
-                        residual = network(x).float()
-                    residual = residual.flip(dims) if dims else residual
-                    outputs.append((inputs[:, :1] + residual)[0, 0].cpu().numpy())
-            values = np.stack(outputs)
+            inputs = slice_inputs(stack, hidden, z - span.start, context)[None]
             region = targets[z][box.slices]
-            mean[z][box.slices][region] = values.mean(axis=0)[region]
-            spread[z][box.slices][region] = values.std(axis=0)[region]
-        yield progress(done / len(slices), f"{label}: inpainting slice {z} ({done}/{len(slices)})")
+            box_mean = np.zeros(region.shape, np.float32)
+            box_m2 = np.zeros(region.shape, np.float32)
+            while True:
+                try:
+                    _predict_box(network, inputs, region, box_mean, box_m2, flips, state, cancel)
+                    break
+                except Exception as error:
+                    if not is_out_of_memory(error):
+                        raise
+                    yield progress(done / len(slices), f"{label}: {shrink(network, state, label)}")
+            finish(box_m2, len(flips))
+            mean[z][box.slices][region] = box_mean[region]
+            spread[z][box.slices][region] = box_m2[region]
+        done_voxels += int(targets[z].sum())
+        rate = done_voxels / max(time.perf_counter() - started, 1e-9)
+        yield progress(
+            done / len(slices),
+            f"{label}: inpainting slice {z} ({done}/{len(slices)}), {rate:.0f} voxel/s, "
+            f"about {(total - done_voxels) / max(rate, 1e-9):.0f} s left",
+        )
     return mean, spread
+
+
+def _predict_box(network, inputs, region, mean, m2, flips, state, cancel) -> None:
+    """Fuse the flips of ``network`` on ``(1, C, h, w)`` inputs into ``mean``/``m2``."""
+    from .tiles import HALO, apply, core_sizes, cores, fuse
+    from .tiles import span as tile_span
+
+    height, width = inputs.shape[2:]
+    size = core_sizes(height, width, state["budget"])
+    for rows in cores(height, size[0]):
+        for cols in cores(width, size[1]):
+            if not region[slice(*rows), slice(*cols)].any():
+                continue
+            for count, flip in enumerate(flips, start=1):
+                check_cancelled(cancel)
+                y = tile_span(height, rows, HALO, flip[0])
+                x = tile_span(width, cols, HALO, flip[1])
+                values = apply(network, inputs[:, :, y.read, x.read], flip, state["device"])
+                fuse(mean[y.core, x.core], m2[y.core, x.core], values[0][y.crop, x.crop], count)
 
 
 def run_learned_inpainting(
