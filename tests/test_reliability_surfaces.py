@@ -232,6 +232,9 @@ CASES = [
     Case("batch-factor-1", _batch("interpolate", "linear", "v.tif", "--factor", "1", "-o", "{d}/out/f.ome.zarr"), "--factor must be an integer >= 2"),
     Case("batch-chunk-slices-0", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--chunk-slices", "0", "-o", "{d}/out/f.ome.zarr"), "--chunk-slices must be an integer >= 1"),
     Case("batch-negative-retries", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--retries", "-1", "-o", "{d}/out/f.ome.zarr"), "--retries must be an integer >= 0"),
+    # 7. a chunk failing on the user's input: one line, no worker traceback, no empty store
+    Case("batch-mask-covers-everything", _batch("inpaint", "biharmonic", "v.tif", "--mask", "{d}/full.tif", "-o", "{d}/out/b.ome.zarr"), "are masked entirely", setup=lambda d: tifffile.imwrite(d / "full.tif", np.ones((16, 32, 32), np.uint8))),
+    Case("batch-corrupt-input-chunk", _batch("interpolate", "linear", "bad.zarr", "--missing", "1", "-o", "{d}/out/b.ome.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_corrupt_chunk)),
     # 9. damaged or crafted stores: a user error that names the store
     Case("zarr-corrupt-chunk", _interpolate_store("bad.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_corrupt_chunk)),
     Case("zarr-lying-dtype", _interpolate_store("bad.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_edit_json("0/zarr.json", lambda r: r.update(data_type="float32")))),
@@ -248,12 +251,12 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing(case, inputs, capsys):
+def test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing(case, inputs, capfd):
     if case.setup is not None:
         case.setup(inputs)
     before = tree_state(inputs)
     assert main([a.format(d=inputs) for a in case.argv]) == case.code
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err  # the file descriptor: Dask workers write there too
     assert case.fragment in err, err
     assert "Traceback" not in err and "Compute Failed" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]

@@ -107,10 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(subparsers)
     for subparser in subparsers.choices.values():
-        subparser.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-        )
+        _accept_debug_flag(subparser)
     return parser
+
+
+def _accept_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after the command too, also on nested commands (``batch TASK``)."""
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                _accept_debug_flag(nested)
 
 
 def _first_line(error: BaseException) -> str:

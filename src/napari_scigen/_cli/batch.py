@@ -172,7 +172,11 @@ def cluster_options_from_args(args: argparse.Namespace):
     if len(chosen) > 1:
         raise CliError(f"choose one of {' and '.join(chosen)}")
     dashboard = None if str(args.dashboard).lower() in ("off", "none", "") else args.dashboard
-    common = {"threads": args.worker_threads, "dashboard": dashboard}
+    common = {
+        "threads": args.worker_threads,
+        "dashboard": dashboard,
+        "task_tracebacks": bool(getattr(args, "debug", False)),
+    }
     if args.scheduler_address:
         return ClusterOptions("scheduler", scheduler=args.scheduler_address, **common)
     if args.cluster == "slurm":
@@ -285,6 +289,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
     def show(event: Progress) -> None:
         if first[0]:  # the cluster, its dashboard, and what a resumed job had done
             first[0] = False
+            if args.quiet:
+                return
             resumed = f"; resuming: {event.step} of {event.total} chunks already done"
             print(event.message + (resumed if event.step else ""), file=sys.stderr)
             return

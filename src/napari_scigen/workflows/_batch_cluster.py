@@ -18,6 +18,7 @@ first reuse the loaded model. dask-cuda and dask-jobqueue are imported only when
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class ClusterOptions:
         The profile for ``slurm``.
     dashboard : str or None
         Dashboard address (``":8787"``; ``":0"`` picks a free port; None: off).
+    task_tracebacks : bool
+        Let the workers log each failing chunk's traceback (``--debug``); by default
+        the failure reaches the driver as one line and the workers stay quiet about it.
     """
 
     kind: str = "local"
@@ -141,6 +145,7 @@ class ClusterOptions:
     dashboard: str | None = ":8787"
     memory_limit: str | float | None = "auto"
     extra: dict = field(default_factory=dict)
+    task_tracebacks: bool = False
 
     def check(self) -> None:
         """Raise :class:`InvalidInputError` for inconsistent options."""
@@ -389,6 +394,44 @@ def _slurm(options: ClusterOptions):
     return cluster, description, profile.threads
 
 
+class _NoComputeFailedRecords(logging.Filter):
+    """Drops the worker's multi-line "Compute Failed ... Traceback" records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+class QuietTaskErrors:
+    """Worker plugin: a failing chunk is reported once, by the driver, as one line.
+
+    Installed on every worker (also on workers that join or restart later) unless
+    :attr:`ClusterOptions.task_tracebacks`; other worker messages are kept.
+    """
+
+    name = "napari-scigen-quiet-task-errors"
+
+    def setup(self, worker=None) -> None:
+        """Add the filter to the worker's logger (once per process)."""
+        logger = logging.getLogger("distributed.worker")
+        if not any(isinstance(f, _NoComputeFailedRecords) for f in logger.filters):
+            logger.addFilter(_NoComputeFailedRecords())
+
+    def teardown(self, worker=None) -> None:
+        """Nothing to undo: the filter goes with the process."""
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        """Not used."""
+
+
+def _quiet_task_errors(client, options: ClusterOptions) -> None:
+    if options.task_tracebacks:
+        return
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    plugin = type("QuietTaskErrorsPlugin", (QuietTaskErrors, WorkerPlugin), {})()
+    client.register_plugin(plugin, name=QuietTaskErrors.name)
+
+
 @contextlib.contextmanager
 def open_client(options: ClusterOptions, client=None) -> Iterator[tuple[object, ClusterInfo]]:
     """A ``distributed.Client`` on the cluster ``options`` describe, closed on exit.
@@ -425,6 +468,7 @@ def open_client(options: ClusterOptions, client=None) -> Iterator[tuple[object, 
                 f"cannot reach the Dask scheduler at {options.scheduler}: {error}"
             ) from None
         try:
+            _quiet_task_errors(attached, options)
             info = ClusterInfo(
                 f"scheduler {options.scheduler}", _dashboard_link(attached), options.threads
             )
@@ -436,6 +480,7 @@ def open_client(options: ClusterOptions, client=None) -> Iterator[tuple[object, 
     cluster, description, threads = factory(options)
     try:
         with distributed.Client(cluster) as started:
+            _quiet_task_errors(started, options)
             slots = options.slurm.gpus_per_node if options.kind == "slurm" else 0
             # the scheduler serves its HTTP routes (and a link to them) even without the
             # dashboard, so the link is only reported when a dashboard was asked for

@@ -90,7 +90,8 @@ class BatchJob:
     provenance (None when the result does not depend on it). ``inputs_content``: per
     input file or store (volume, mask, control, weights named by a parameter), its
     :func:`~napari_scigen.core.io.identity.content_identity`, so that a changed input is
-    never resumed into an output made from the old one.
+    never resumed into an output made from the old one. ``created``: this run made the
+    store (a run that ends before any chunk is done removes it again).
     """
 
     request: BatchRequest
@@ -111,6 +112,7 @@ class BatchJob:
     learns_from_input: bool = False
     note: str | None = None
     inputs_content: tuple[tuple[str, str], ...] = ()
+    created: bool = False
 
     @property
     def store(self) -> Path:

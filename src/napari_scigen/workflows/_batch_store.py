@@ -178,7 +178,13 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
     (folder / "done").mkdir(parents=True)
     (folder / "attempts").mkdir()
     _write_json(folder / "job.json", {"job": job.fingerprint(), "value_range": None})
-    return job
+    return replace(job, created=True)
+
+
+def discard_if_empty(job: BatchJob) -> None:
+    """Remove a store this run created when no chunk of it was finished (nothing to resume)."""
+    if job.created and job.store.is_dir() and not done_chunks(job.store):
+        shutil.rmtree(job.store, ignore_errors=True)
 
 
 def finish_store(job: BatchJob, summary) -> None:

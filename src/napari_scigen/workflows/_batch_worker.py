@@ -125,13 +125,35 @@ def compute_chunk(
     dict
         ``{"index", "status": "computed" | "skipped", "seconds", "worker"}``.
     """
-    from ..core.io.zarr_write import write_zarr_slices
-
     folder = _batch_folder(job.store)
     marker = folder / "done" / f"{index:06d}.json"
     worker = f"{socket.gethostname()}:{os.getpid()}"
     if marker.exists():
         return {"index": index, "status": "skipped", "seconds": 0.0, "worker": worker}
+    try:
+        return _compute(job, index, threads, gpu_slots, folder, marker, worker)
+    except USER_ERRORS as error:  # the same on every retry: reported once, not retried
+        text = " ".join(str(error).split()) or type(error).__name__
+        return {"index": index, "status": "failed", "error": text, "worker": worker}
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    import pickle
+
+    from ..core.models import ModelNotAvailableError
+    from ..core.validation import InvalidInputError
+
+    return (InvalidInputError, ModelNotAvailableError, pickle.UnpicklingError)
+
+
+#: Failures caused by the user's files or settings (a bad mask, NaN input, a missing
+#: model, an unsafe checkpoint): deterministic, so a chunk failing so is not retried.
+USER_ERRORS = _user_errors()
+
+
+def _compute(job: BatchJob, index: int, threads, gpu_slots, folder, marker, worker) -> dict:
+    from ..core.io.zarr_write import write_zarr_slices
+
     started = time.time()
     attempt = folder / "attempts" / f"{index:06d}.{os.getpid()}.{secrets.token_hex(4)}.json"
     _write_json(attempt, {"worker": worker, "started": started})

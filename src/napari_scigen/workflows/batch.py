@@ -54,6 +54,7 @@ from ._batch_store import (
     _read_job_record,
     _write_json,
     chunk_attempts,
+    discard_if_empty,
     done_chunks,
     finish_store,
     prepare_store,
@@ -76,7 +77,9 @@ class BatchSummary:
     n_chunks, computed, skipped : int
         Chunks in the job; computed in this run; already done before it.
     failed : dict of int to str
-        Chunks that failed after their retries, with the error.
+        Chunks that failed after their retries, with the error (one line).
+    user_errors : set of int
+        Those of them that failed on the user's input or settings (not retried).
     seconds : float
         Wall time of this run (cluster start-up excluded).
     cluster : str
@@ -92,6 +95,7 @@ class BatchSummary:
     computed: int = 0
     skipped: int = 0
     failed: dict[int, str] = field(default_factory=dict)
+    user_errors: set[int] = field(default_factory=set)
     seconds: float = 0.0
     cluster: str = ""
     dashboard: str | None = None
@@ -117,10 +121,12 @@ class BatchIncompleteError(RuntimeError):
 
     def __init__(self, summary: BatchSummary) -> None:
         first = min(summary.failed)
-        super().__init__(
-            f"{summary.describe()}; chunk {first}: {summary.failed[first]}; rerun the same "
-            "command to retry the failed chunks"
+        advice = (
+            "fix that and rerun: the finished chunks are kept"
+            if first in summary.user_errors
+            else "rerun the same command to retry the failed chunks"
         )
+        super().__init__(f"{summary.describe()}; chunk {first}: {summary.failed[first]}; {advice}")
         self.summary = summary
 
 
@@ -189,9 +195,17 @@ def batch_job(
     Cancelled
         When ``cancel`` was set.
     """
+    _check_retries(retries)
+    try:
+        return (yield from _run_job(job, options, client, retries, cancel))
+    except BaseException:
+        discard_if_empty(job)  # failed or interrupted before any chunk: nothing to resume
+        raise
+
+
+def _run_job(job, options, client, retries, cancel) -> Generator[Progress, None, BatchSummary]:
     from distributed import wait
 
-    _check_retries(retries)
     options = options or ClusterOptions()
     chunks = job.chunks
     total = len(chunks)
@@ -237,11 +251,15 @@ def batch_job(
                     try:
                         outcome = future.result()
                     except Exception as error:  # noqa: BLE001 - reported per chunk
-                        summary.failed[index] = f"{type(error).__name__}: {error}"
+                        text = " ".join(str(error).split())[:500]
+                        summary.failed[index] = f"{type(error).__name__}: {text}"
                         continue
                     finally:
                         future.release()
-                    if outcome["status"] == "skipped":
+                    if outcome["status"] == "failed":
+                        summary.failed[index] = outcome["error"]
+                        summary.user_errors.add(index)
+                    elif outcome["status"] == "skipped":
                         summary.skipped += 1
                     else:
                         summary.computed += 1
