@@ -25,14 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from magicgui.widgets import Container
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
-    QFrame,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -41,6 +39,17 @@ from .._napari.layers import layer_units, next_layer_name, result_to_layer_tuple
 from ..core.progress import CancelToken, Progress
 from ..core.result import EngineResult
 from ..engines.registry import get_engine
+from ._docks import (  # noqa: F401 - re-exported: the docks' helpers' former home
+    PLUGIN,
+    DockColumnFit,
+    FormScrollArea,
+    dock_of,
+    open_dock,
+    open_widgets,
+    same_viewer,
+    scrollable,
+)
+from ._docks import WIDGETS as _WIDGETS
 from ._outcome import FillOutcome, fill_outcome, plain_message
 from ._pickers import LayerPicker, MaskPicker  # noqa: F401 - the pickers' public home
 from ._progress import JobProgress
@@ -82,93 +91,6 @@ def uncertainty_style(data: np.ndarray) -> dict[str, Any]:
     }
 
 
-class FormScrollArea(QScrollArea):
-    """A vertical scroll area as wide as its content needs, but as short as asked.
-
-    The width follows the form (no field is ever cut off, and there is never a sideways
-    scroll bar); the height can shrink to a few rows when napari stacks many docks, and
-    is the form's full height when there is room.
-    """
-
-    #: Smallest height (px): a couple of rows stay visible.
-    MIN_HEIGHT = 56
-
-    def _extra_width(self) -> int:
-        return self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        content = self.widget()
-        width = content.minimumSizeHint().width() if content is not None else 0
-        return QSize(width + self._extra_width(), self.MIN_HEIGHT)
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        content = self.widget()
-        if content is None:
-            return super().sizeHint()
-        hint = content.sizeHint()
-        return QSize(hint.width() + self._extra_width(), hint.height() + 2 * self.frameWidth())
-
-
-def scrollable(content: QWidget) -> QScrollArea:
-    """``content`` in a vertical :class:`FormScrollArea` (no frame), so a dock can be short."""
-    area = FormScrollArea()
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    area.setWidget(content)
-    return area
-
-
-def same_viewer(a, b) -> bool:
-    """Whether two viewer handles (napari may hand plugins a proxy) are one viewer."""
-    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
-
-
-def open_widgets(viewer, widget_class: type) -> list:
-    """The open dock widgets of ``widget_class`` on ``viewer``."""
-    return [
-        w
-        for w in list(EngineWidget.instances)
-        if isinstance(w, widget_class) and same_viewer(w.viewer, viewer)
-    ]
-
-
-#: The plugin's name in napari. The manifest's ``display_name`` is the same, so napari's
-#: Plugins menu, ``napari -w napari-scigen`` and :func:`open_dock` give a dock one name
-#: (napari reuses a dock by that name instead of opening a second one).
-PLUGIN = "napari-scigen"
-
-
-def dock_of(widget):
-    """The ``QDockWidget`` holding ``widget``, or ``None`` when it is not docked."""
-    from qtpy.QtWidgets import QDockWidget
-
-    while widget is not None and not isinstance(widget, QDockWidget):
-        widget = widget.parent()
-    return widget
-
-
-def open_dock(viewer, widget_class: type, widget_name: str):
-    """The one ``widget_class`` dock of ``viewer``, shown and raised; opened like the Plugins
-    menu opens it (``widget_name``: its menu entry) when there is none. Never a second one.
-
-    Raises
-    ------
-    RuntimeError
-        napari cannot open it (a viewer without a window).
-    """
-    widgets = open_widgets(viewer, widget_class)
-    if widgets:
-        widget = widgets[0]
-    else:
-        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, widget_name)
-    dock = dock_of(widget)
-    if dock is not None:
-        dock.show()
-        dock.raise_()
-    return widget
-
-
 def show_layer(viewer, layer) -> None:
     """Select ``layer`` and, if the slider is outside its z range, move it to its first slice."""
     viewer.layers.selection.active = layer
@@ -181,7 +103,7 @@ def show_layer(viewer, layer) -> None:
         viewer.dims.set_point(axis, low)
 
 
-class EngineWidget(QWidget):
+class EngineWidget(DockColumnFit, QWidget):
     """Base class of every engine dock widget."""
 
     #: Short engine name used in result layer names ("<source> <engine> <n>").
@@ -194,7 +116,7 @@ class EngineWidget(QWidget):
     #: Registry task of the *Run on the whole volume* button (``None``: no button).
     whole_volume_task: str | None = None
     #: Every open engine widget (so one widget can hand a result to another).
-    instances: weakref.WeakSet = weakref.WeakSet()
+    instances: weakref.WeakSet = _WIDGETS
     #: Whether :data:`SAVE_HINT` was shown in this session.
     _save_hint_shown = False
 
@@ -264,6 +186,9 @@ class EngineWidget(QWidget):
         self.last_warnings: list[str] = []
         self.new_layers: list = []
         EngineWidget.instances.add(self)
+        methods = getattr(self, "methods", None)
+        if methods is not None:  # another method's form: share the dock column again
+            methods.combo.changed.connect(lambda _value=None: self.refit())
 
     # -- to implement -----------------------------------------------------
     def build_form(self) -> None:

@@ -17,7 +17,8 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 from .._napari.layers import source_geometry
 from ..core import masks
 from ..core.validation import InvalidInputError, check_mask
-from ._base import LayerPicker, scrollable
+from ._base import LayerPicker
+from ._docks import WIDGETS, DockColumnFit, scrollable
 from ._fields import ParamsForm
 from ._pickers import MaskPicker, mask_fraction
 
@@ -58,7 +59,7 @@ def _row(*widgets) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
 
-class MaskWidget(QWidget):
+class MaskWidget(DockColumnFit, QWidget):
     """Create a mask for an image layer and grow/shrink/feather/threshold/copy it."""
 
     title = "Mask painting"
@@ -193,6 +194,7 @@ class MaskWidget(QWidget):
         self.threshold_button.clicked.connect(self.mask_from_threshold)
         self.rings_button.clicked.connect(self.detect_rings)
         self.copy_button.clicked.connect(self.copy_current_slice)
+        WIDGETS.add(self)
 
     # -- helpers ------------------------------------------------------------
     def _report(self, text: str) -> None:
