@@ -198,6 +198,21 @@ def _lose_a_chunk(d: Path) -> None:
     (d / "lost.ome.zarr" / "0" / "c" / "2" / "0" / "0").unlink()
 
 
+def _nan_learned_weights(d: Path) -> None:
+    """``nan.safetensors`` (+ ``nan.json``): learned-engine weights with one NaN tensor."""
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file, save_file
+
+    from napari_scigen.engines.learned.networks import UNetConfig, build_network
+    from napari_scigen.engines.learned.store import FORMAT, save_weights
+
+    path = save_weights(build_network(UNetConfig(in_channels=2, base_channels=8)), d / "nan", {})
+    tensors = load_file(str(path))
+    first = next(iter(tensors))
+    tensors[first] = torch.full_like(tensors[first], float("nan"))
+    save_file(tensors, str(path), metadata={"format": FORMAT})
+
+
 def _info(store: str) -> tuple[str, ...]:
     return ("info", f"{{d}}/{store}")
 
@@ -232,6 +247,9 @@ CASES = [
     Case("batch-factor-1", _batch("interpolate", "linear", "v.tif", "--factor", "1", "-o", "{d}/out/f.ome.zarr"), "--factor must be an integer >= 2"),
     Case("batch-chunk-slices-0", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--chunk-slices", "0", "-o", "{d}/out/f.ome.zarr"), "--chunk-slices must be an integer >= 1"),
     Case("batch-negative-retries", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--retries", "-1", "-o", "{d}/out/f.ome.zarr"), "--retries must be an integer >= 0"),
+    # 6. weights a user passes are checked for NaN/infinite values before use
+    Case("learned-nan-init-weights", ("interpolate", "{d}/v.tif", "--missing", "3", "--method", "learned", "--init-weights", "{d}/nan.safetensors", "-o", "{d}/out/l.tif", "-q"), "holds NaN/infinite weights", setup=_nan_learned_weights),
+    Case("learned-nan-init-weights-batch", _batch("interpolate", "learned", "v.tif", "--missing", "3", "--init-weights", "{d}/nan.safetensors", "-o", "{d}/out/l.ome.zarr"), "holds NaN/infinite weights", setup=_nan_learned_weights),
     # 7. a chunk failing on the user's input: one line, no worker traceback, no empty store
     Case("batch-mask-covers-everything", _batch("inpaint", "biharmonic", "v.tif", "--mask", "{d}/full.tif", "-o", "{d}/out/b.ome.zarr"), "are masked entirely", setup=lambda d: tifffile.imwrite(d / "full.tif", np.ones((16, 32, 32), np.uint8))),
     Case("batch-corrupt-input-chunk", _batch("interpolate", "linear", "bad.zarr", "--missing", "1", "-o", "{d}/out/b.ome.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_corrupt_chunk)),
@@ -270,3 +288,28 @@ def test_convert_replaces_its_own_earlier_store_with_overwrite(inputs, capsys):
     assert main(["convert", str(inputs / "v.tif"), str(out)]) == 2  # exists: not replaced
     assert main(["convert", str(inputs / "v.tif"), str(out), "--overwrite"]) == 0
     np.testing.assert_array_equal(read_volume(out).data, read_volume(inputs / "v.tif").data)
+
+
+class _FakePipeline:
+    """Stands in for a diffusers pipeline: :func:`_load_into` reads adapters through it."""
+
+    state: dict = {}
+
+    @classmethod
+    def lora_state_dict(cls, folder, **kwargs):
+        return cls.state, None, None
+
+
+@pytest.mark.parametrize("file", ["pytorch_lora_weights.safetensors", "learned_embeds.safetensors"])
+def test_an_adapter_with_nan_weights_is_refused_before_it_is_applied(tmp_path, file):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from napari_scigen.core.validation import InvalidInputError
+    from napari_scigen.engines.sd.adapters import _load_into
+
+    tensors = {"unet.down.lora_A.weight": torch.tensor([[1.0, float("nan")]])}
+    save_file(tensors, str(tmp_path / file))
+    _FakePipeline.state = tensors
+    with pytest.raises(InvalidInputError, match="holds NaN/infinite weights"):
+        _load_into(_FakePipeline(), tmp_path, 1.0, {"token": "<t>"})

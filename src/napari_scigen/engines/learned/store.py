@@ -81,8 +81,8 @@ def load_weights(path: str | os.PathLike):
     Raises
     ------
     InvalidInputError
-        Missing or foreign files, damaged weights, or weights that do not fit the
-        recorded architecture.
+        Missing or foreign files, damaged or NaN/infinite weights, or weights that do
+        not fit the recorded architecture.
     """
     from safetensors.torch import load_file
 
@@ -105,6 +105,13 @@ def load_weights(path: str | os.PathLike):
             raise InvalidInputError(f"{path} could not be read ({error})") from None
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             raise InvalidInputError(f"{path} is not a napari-scigen learned-engine weights file")
+    broken = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:  # a NaN network gives NaN or zero slices, or a silent fallback: refuse it
+        raise InvalidInputError(
+            f"{path} holds NaN/infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): the network is broken; use other "
+            "weights or retrain"
+        )
     try:
         config = UNetConfig.from_dict(record["config"])
         network = build_network(config)

@@ -107,6 +107,26 @@ def _text_encoder_lora(text_encoder, state: dict, alpha: float | None, scale: fl
             module.set_scale(ADAPTER_NAME, float(scale))
 
 
+def _refuse_nonfinite(tensors: dict, path: Path) -> None:
+    """Refuse adapter weights holding NaN or infinite values (they would give NaN images).
+
+    Raises
+    ------
+    InvalidInputError
+    """
+    broken = [
+        k
+        for k, v in tensors.items()
+        if hasattr(v, "is_floating_point") and v.is_floating_point() and not v.isfinite().all()
+    ]
+    if broken:
+        raise InvalidInputError(
+            f"{path} holds NaN/infinite weights ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}): the adapter is broken; use an earlier "
+            "one or train it again"
+        )
+
+
 def _load_into(pipe, folder: Path, scale: float, record: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"adapter": str(folder), "scale": float(scale)}
     if (folder / ADAPTER_WEIGHTS).is_file():
@@ -114,6 +134,7 @@ def _load_into(pipe, folder: Path, scale: float, record: dict[str, Any]) -> dict
             state, alphas, metadata = type(pipe).lora_state_dict(
                 str(folder), weight_name=ADAPTER_WEIGHTS, return_lora_metadata=True
             )
+            _refuse_nonfinite(state, folder / ADAPTER_WEIGHTS)
             unet_state = {k: v for k, v in state.items() if k.startswith("unet.")}
             prefix = "text_encoder."
             text_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -129,6 +150,8 @@ def _load_into(pipe, folder: Path, scale: float, record: dict[str, Any]) -> dict
             if text_state:
                 alpha = record.get("adapter", {}).get("alpha")
                 _text_encoder_lora(pipe.text_encoder, text_state, alpha, scale)
+        except InvalidInputError:
+            raise
         except (RuntimeError, ValueError, KeyError) as error:
             base = record.get("base_model", "unknown")
             raise InvalidInputError(
@@ -138,6 +161,16 @@ def _load_into(pipe, folder: Path, scale: float, record: dict[str, Any]) -> dict
         info["lora"] = True
     token = record.get("token")
     if (folder / EMBEDDINGS_FILE).is_file():
+        from safetensors.torch import load_file
+
+        try:
+            embeddings = load_file(str(folder / EMBEDDINGS_FILE), device="cpu")
+        except (OSError, ValueError, RuntimeError) as error:  # SafetensorError too
+            raise InvalidInputError(
+                f"{folder / EMBEDDINGS_FILE} is not a valid safetensors file "
+                f"({' '.join(str(error).split())[:200]})"
+            ) from None
+        _refuse_nonfinite(embeddings, folder / EMBEDDINGS_FILE)
         pipe.load_textual_inversion(str(folder / EMBEDDINGS_FILE), token=token)
         info["token"] = token
     info["record"] = record
