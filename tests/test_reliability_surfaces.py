@@ -10,6 +10,7 @@ metadata: whatever it declares, reading gives a volume or an ``InvalidInputError
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -153,6 +154,7 @@ class Case:
     fragment: str
     code: int = 2
     setup: Callable[[Path], None] | None = None
+    patch: Callable[[pytest.MonkeyPatch, Path], None] | None = None
 
 
 _BATCH = ("batch", "--workers", "1", "--dashboard", "off", "-q")
@@ -213,6 +215,38 @@ def _nan_learned_weights(d: Path) -> None:
     save_file(tensors, str(path), metadata={"format": FORMAT})
 
 
+def _full_disk(*args, **kwargs):
+    """What a write to a full disk does: part of the file, then ENOSPC."""
+    target = Path(args[1] if len(args) > 1 else args[0])
+    target.write_bytes(b"")
+    raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+
+def _disk_full_in_metrics_json(monkeypatch, d) -> None:
+    monkeypatch.setattr("napari_scigen.metrics.report.write_rows_json", lambda rows, path, **k: _full_disk(path))  # fmt: skip
+
+
+def _disk_full_in_batch_bookkeeping(monkeypatch, d) -> None:
+    real = Path.write_text
+
+    def write_text(self, *args, **kwargs):
+        if ".napari_scigen_batch" in str(self):
+            _full_disk(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def _tiff_write_stops_short(monkeypatch, d) -> None:
+    def write(file, *args, **kwargs):
+        Path(file).write_bytes(b"half a file")
+        raise OSError("655360 requested and 522960 written")  # numpy's words, no errno
+
+    monkeypatch.setattr("napari_scigen.core.io.write._write_tiff", write)
+    usage = shutil.disk_usage(d)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=4096))
+
+
 def _info(store: str) -> tuple[str, ...]:
     return ("info", f"{{d}}/{store}")
 
@@ -253,6 +287,10 @@ CASES = [
     # 7. a chunk failing on the user's input: one line, no worker traceback, no empty store
     Case("batch-mask-covers-everything", _batch("inpaint", "biharmonic", "v.tif", "--mask", "{d}/full.tif", "-o", "{d}/out/b.ome.zarr"), "are masked entirely", setup=lambda d: tifffile.imwrite(d / "full.tif", np.ones((16, 32, 32), np.uint8))),
     Case("batch-corrupt-input-chunk", _batch("interpolate", "linear", "bad.zarr", "--missing", "1", "-o", "{d}/out/b.ome.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_corrupt_chunk)),
+    # 8. a full disk leaves nothing behind, and says so with the file's name
+    Case("metrics-json-on-a-full-disk", ("metrics", "{d}/v.tif", "{d}/v.tif", "--metrics", "psnr", "--json", "{d}/out/r.json", "-q"), "the disk is full", patch=_disk_full_in_metrics_json),
+    Case("batch-bookkeeping-on-a-full-disk", _batch("interpolate", "linear", "v.tif", "--missing", "3", "-o", "{d}/out/b.ome.zarr"), "the disk is full", patch=_disk_full_in_batch_bookkeeping),
+    Case("tiff-write-stops-short", ("interpolate", "{d}/v.tif", "--missing", "3", "-o", "{d}/out/o.tif", "-q"), "o.tif: the disk is full", patch=_tiff_write_stops_short),
     # 9. damaged or crafted stores: a user error that names the store
     Case("zarr-corrupt-chunk", _interpolate_store("bad.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_corrupt_chunk)),
     Case("zarr-lying-dtype", _interpolate_store("bad.zarr"), "a stored chunk cannot be decoded", setup=_store("bad.zarr", data=_DATA, raw_edits=_edit_json("0/zarr.json", lambda r: r.update(data_type="float32")))),
@@ -269,9 +307,13 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing(case, inputs, capfd):
+def test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing(
+    case, inputs, capfd, monkeypatch
+):
     if case.setup is not None:
         case.setup(inputs)
+    if case.patch is not None:
+        case.patch(monkeypatch, inputs)
     before = tree_state(inputs)
     assert main([a.format(d=inputs) for a in case.argv]) == case.code
     err = capfd.readouterr().err  # the file descriptor: Dask workers write there too

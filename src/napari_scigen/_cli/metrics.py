@@ -109,6 +109,7 @@ def run_metrics_command(args: argparse.Namespace) -> int:
     from .. import api
     from ..cli import CliError
     from ..core.indices import parse_slice_selection
+    from ..core.io.outputs import atomic_path
     from ..metrics.evaluate import parse_metrics
     from ..metrics.report import format_table, write_rows_csv, write_rows_json
     from .common import ProgressPrinter
@@ -157,10 +158,12 @@ def run_metrics_command(args: argparse.Namespace) -> int:
     if args.mask:
         source["mask_file"] = str(args.mask)
     if json_path is not None:
-        write_rows_json(rows, json_path, provenance=result.provenance)
+        with atomic_path(json_path) as temporary:  # a full disk leaves no empty file
+            write_rows_json(rows, temporary, provenance=result.provenance)
         print(f"wrote {json_path}")
     if csv_path is not None:
-        write_rows_csv(rows, csv_path)
+        with atomic_path(csv_path) as temporary:
+            write_rows_csv(rows, temporary)
         print(f"wrote {csv_path}")
     if failed and all(row["note"].startswith(("failed: ", "skipped: ")) for row in rows):
         return 2  # nothing could be measured
@@ -193,6 +196,9 @@ def run_weights_command(args: argparse.Namespace) -> int:
         "Nothing was downloaded."
     )
     if target is not None:
-        target.write_text(json.dumps(report, indent=2, allow_nan=False), encoding="utf-8")
+        from ..core.io.outputs import atomic_path
+
+        with atomic_path(target) as temporary:
+            temporary.write_text(json.dumps(report, indent=2, allow_nan=False), encoding="utf-8")
         print(f"wrote {target}")
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -34,9 +33,10 @@ def _batch_folder(store: Path) -> Path:
 
 def _write_json(path: Path, record: dict) -> None:
     """Write ``record`` to ``path`` atomically (temporary file, then rename)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    temporary.write_text(json.dumps(to_jsonable(record), indent=1, sort_keys=True))
-    os.replace(temporary, path)
+    from ..core.io.outputs import atomic_path
+
+    with atomic_path(path) as temporary:  # a full disk leaves no .tmp file behind
+        temporary.write_text(json.dumps(to_jsonable(record), indent=1, sort_keys=True))
 
 
 def done_chunks(store: str | os.PathLike) -> set[int]:
@@ -130,8 +130,6 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
         (a changed input file or store) or is no batch output (unless ``overwrite``), or
         is not a zarr store at all.
     """
-    from ..core.io.zarr_write import create_zarr
-
     store = job.store
     record = None
     if store.exists():
@@ -162,6 +160,18 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
     if record is not None:
         stored_range = record.get("value_range")
         return replace(job, value_range=tuple(stored_range) if stored_range else None)
+    try:
+        _create_store(job)
+    except BaseException:
+        shutil.rmtree(store, ignore_errors=True)  # a half-made store is no job to resume
+        raise
+    return replace(job, created=True)
+
+
+def _create_store(job: BatchJob) -> None:
+    from ..core.io.zarr_write import create_zarr
+
+    store = job.store
     create_zarr(
         store,
         job.output_shape,
@@ -178,7 +188,6 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
     (folder / "done").mkdir(parents=True)
     (folder / "attempts").mkdir()
     _write_json(folder / "job.json", {"job": job.fingerprint(), "value_range": None})
-    return replace(job, created=True)
 
 
 def discard_if_empty(job: BatchJob) -> None:

@@ -18,8 +18,10 @@ These hold with or without ``--overwrite``.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable
+import secrets
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from napari_scigen.core.validation import InvalidInputError
@@ -140,3 +142,26 @@ def check_store_output(
     if not target.parent.is_dir():
         raise InvalidInputError(f"output folder {target.parent} does not exist; create it first")
     return target
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary path beside ``path``, moved onto it once the block succeeds.
+
+    A failed write (a full disk, an error, Ctrl-C) leaves neither a half-written
+    ``path`` nor the temporary file behind.
+
+    Examples
+    --------
+    >>> with atomic_path("report.json") as temporary:  # doctest: +SKIP
+    ...     temporary.write_text("{}")
+    """
+    target = Path(path).expanduser()
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise

@@ -317,8 +317,22 @@ def write_volume(
         _write_tiff(str(temporary), data, dtype, checked, unit, record_json)
         _fsync(temporary)
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
+        if isinstance(error, OSError) and error.errno is None:  # "N requested and M written"
+            raise _short_write(target, error) from error
         raise
     return target
+
+
+def _short_write(target: Path, error: OSError) -> OSError:
+    """A write that stopped short without an errno, as an error naming the file and why."""
+    import shutil
+
+    try:
+        full = shutil.disk_usage(target.parent).free < 64 * 1024**2
+    except OSError:
+        full = False
+    code = errno.ENOSPC if full else errno.EIO
+    return OSError(code, f"writing {target.name} stopped short ({error})", str(target))
