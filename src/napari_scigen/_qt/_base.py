@@ -262,7 +262,9 @@ class EngineWidget(DockColumnFit, QWidget):
         self._set_running(True)
         self.last_result, self.last_error = None, None
         self.show_warnings(spec.get("warnings", ()))
-        self.progress = JobProgress(self.progress_bar, self.job_title(spec), self.cancel)
+        self.progress = JobProgress(
+            self.progress_bar, self.job_title(spec), self.cancel, on_tick=self.set_status
+        )
         self.set_status("Starting…")
         self.job = start_job(
             lambda token: self.make_job(spec, token),
@@ -406,7 +408,7 @@ class EngineWidget(DockColumnFit, QWidget):
         if event.message:
             event = Progress(event.step, event.total, plain_message(event.message), event.preview)
         progress.measure(event)
-        message = event.message or "working…"
+        message = progress.message or "working…"  # without the engine's own time left
         self.set_status(f"{message} — {progress.text}" if event.total > 0 else message)
         progress.show(event)  # last: napari's activity bar may process events (and finish)
 
@@ -452,7 +454,11 @@ class EngineWidget(DockColumnFit, QWidget):
             pass
 
     def _on_cancelled(self, spec: dict[str, Any]) -> None:
-        self.set_status("Cancelled; no layer was added.")
+        busy = self.job is not None and self.job.detached
+        self.set_status(
+            "Cancelled; no layer was added."
+            + (" The engine stops after its current step, in the background." if busy else "")
+        )
         self.on_cancelled(spec)
 
     def _on_finished(self, job: Job) -> None:

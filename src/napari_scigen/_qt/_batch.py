@@ -273,5 +273,6 @@ def run_on_whole_volume(
         on_result=result,
         on_error=error,
         on_cancelled=run.layer.refresh,
+        grace=None,  # the local cluster shuts down before another run may start
     )
     return run

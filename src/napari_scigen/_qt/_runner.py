@@ -20,6 +20,10 @@ from ._llvm_guard import avoid_triton_llvm_clash
 
 #: Environment variable that makes jobs run synchronously.
 NOTHREADS_ENV = "NAPARI_SCIGEN_NOTHREADS"
+#: Seconds after Cancel by which the dock says "Cancelled" even if the engine is still in
+#: a step that cannot be interrupted (a model load, a long training step): the job is
+#: then let go; it stops at its next step, and whatever it returns is thrown away.
+CANCEL_GRACE_S = 1.0
 
 JobFactory = Callable[[CancelToken], Generator[Progress, Any, Any]]
 
@@ -47,6 +51,12 @@ class Job:
     outcome: str = "running"  # "running" | "done" | "cancelled" | "error"
     error: BaseException | None = None
     callbacks: list[Callable[[], None]] = field(default_factory=list)
+    #: Whether the job was let go after Cancel while its engine was still busy.
+    detached: bool = False
+    #: Whether the worker thread has ended (``True`` at once for synchronous jobs).
+    thread_done: bool = False
+    grace: float | None = CANCEL_GRACE_S
+    _abandon: Callable[[], None] | None = None
 
     def cancel(self) -> None:
         """Ask the engine to stop at its next check or its next progress event.
@@ -54,8 +64,15 @@ class Job:
         The worker is not quit: :func:`cancel_at_yields` throws
         :class:`~napari_scigen.core.progress.Cancelled` into the engine at its next
         yield, so the engine's own clean-up runs (StyleGAN training writes a checkpoint).
+        If it has not stopped within :data:`CANCEL_GRACE_S` (a model load, one long
+        step), the job ends as cancelled there and then; the engine's late result or
+        error is discarded.
         """
         self.token.cancel()
+        if self._abandon is not None and not self.finished:
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(int(1000 * (self.grace or 0.0)), self._abandon)
 
 
 def cancel_at_yields(
@@ -89,6 +106,7 @@ def start_job(
     on_error: Callable[[BaseException], None],
     on_cancelled: Callable[[], None],
     on_finished: Callable[[Job], None] | None = None,
+    grace: float | None = CANCEL_GRACE_S,
 ) -> Job:
     """Start ``factory(token)`` as a job; every callback runs on the GUI thread.
 
@@ -103,6 +121,10 @@ def start_job(
         cancellation, or when the job was cancelled.
     on_finished : callable, optional
         Called last, whatever the outcome.
+    grace : float, optional
+        Seconds after Cancel by which a busy job is let go (ends as cancelled, its late
+        result discarded); ``None``: wait for the engine (e.g. a cluster that must shut
+        down before another run may start).
     """
     avoid_triton_llvm_clash()  # before any worker code can import torch.optim -> triton
     job = Job(token=CancelToken())
@@ -117,6 +139,7 @@ def start_job(
             on_finished(job)
 
     if threads_disabled():
+        job.thread_done = True
         try:
             result = drain(factory(job.token), on_progress=on_progress)
         except Cancelled:
@@ -152,12 +175,25 @@ def start_job(
     def errored(error):
         state["error"] = error
 
+    def abandon():
+        if job.finished:
+            return
+        job.detached = True
+        on_cancelled()
+        finish("cancelled")
+
+    job._abandon = abandon if grace is not None else None
+    job.grace = grace
+
     def finished():
+        job.thread_done = True
+        if job.finished:  # let go after Cancel: its late result or error is discarded
+            return
         outcome = state["outcome"]
         error = state["error"] if outcome is None else outcome.error
         if isinstance(error, GeneratorExit):
             error = None  # the worker was quit (Cancel)
-        if error is not None and not isinstance(error, Cancelled):
+        if error is not None and not isinstance(error, Cancelled) and not job.token.cancelled:
             on_error(error)
             finish("error", error)
         elif error is not None or job.token.cancelled or outcome is None:
@@ -167,7 +203,9 @@ def start_job(
             on_result(outcome.value)
             finish("done")
 
-    worker.yielded.connect(lambda event: isinstance(event, Progress) and on_progress(event))
+    worker.yielded.connect(
+        lambda event: isinstance(event, Progress) and not job.finished and on_progress(event)
+    )
     worker.returned.connect(returned)
     worker.errored.connect(errored)
     worker.finished.connect(finished)
