@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("zarr", minversion="3")
 pytest.importorskip("distributed")
@@ -355,3 +358,137 @@ def test_an_adapter_with_nan_weights_is_refused_before_it_is_applied(tmp_path, f
     _FakePipeline.state = tensors
     with pytest.raises(InvalidInputError, match="holds NaN/infinite weights"):
         _load_into(_FakePipeline(), tmp_path, 1.0, {"token": "<t>"})
+
+
+def test_the_napari_reader_refuses_a_store_of_millions_of_tiny_chunks_at_once(tmp_path):
+    from napari_scigen._napari._reader import get_reader
+    from napari_scigen.core.validation import InvalidInputError
+
+    store = crafted_zarr(tmp_path / "tiny.zarr", shape=(100_000, 64, 64), chunks=(1, 1, 1))
+    with pytest.raises(InvalidInputError, match="chunks of only 2 B each"):
+        get_reader(str(store))(str(store))
+
+
+def test_a_store_written_here_that_lost_a_chunk_is_noted_and_warned_about(inputs, capsys):
+    _lose_a_chunk(inputs)
+    volume = read_volume(inputs / "lost.ome.zarr")
+    assert volume.metadata["missing_chunks"] == 1
+    assert main(["info", str(inputs / "lost.ome.zarr")]) == 0
+    assert "1 stored chunk(s) are missing" in capsys.readouterr().out
+    out = str(inputs / "out" / "o.tif")
+    assert main(["interpolate", str(inputs / "lost.ome.zarr"), "--missing", "1", "-o", out, "-q"]) == 0  # fmt: skip
+    assert "warning: input" in capsys.readouterr().err
+    complete = inputs / "out" / "zeros.ome.zarr"  # chunks of zeros are stored too: none missing
+    write_zarr(complete, np.zeros((4, 8, 8), np.uint8), chunk_slices=1, levels=1)
+    assert "missing_chunks" not in read_volume(complete).metadata
+
+
+def _valid_deflate_tiff(path: Path, side: int) -> None:
+    """A one-page uint8 TIFF of ``side`` x ``side`` zeros in one deflate strip (valid data)."""
+    import struct
+    import zlib
+
+    packer, parts = zlib.compressobj(9), []
+    row_block = b"\0" * side * 64
+    for _ in range(side // 64):
+        parts.append(packer.compress(row_block))
+    parts.append(packer.compress(b"\0" * side * (side % 64)) + packer.flush())
+    payload = b"".join(parts)
+    tags = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, 8), (262, 3, 1)]
+    tags += [(273, 4, 0), (277, 3, 1), (278, 4, side), (279, 4, len(payload))]
+    data_offset = 8 + 2 + 12 * len(tags) + 4
+    out = bytearray(b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
+    for tag, kind, value in tags:
+        value = data_offset if tag == 273 else value
+        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+        out += struct.pack("<HHI", tag, kind, 1) + packed
+    path.write_bytes(bytes(out + struct.pack("<I", 0) + payload))
+
+
+_LIMITED_INFO = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 * 1024**3, 3 * 1024**3))
+from napari_scigen.cli import main
+code = main(["info", sys.argv[1]])
+peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+print("peak_kib", peak[0].split()[1] if peak else 0, file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("name", ["huge.zarr", "tiny.zarr", "deflate.tif"])
+def test_info_on_files_that_declare_too_much_stays_small_and_quick(tmp_path, name):
+    import subprocess
+    import sys
+
+    path = tmp_path / name
+    if name == "huge.zarr":  # 18.6 GiB per slice: more than the 3 GiB the process may map
+        crafted_zarr(path, shape=(16, 100_000, 100_000), chunks=(1, 1024, 1024))
+    elif name == "tiny.zarr":  # 409,600,000 chunks of 2 bytes
+        crafted_zarr(path, shape=(100_000, 64, 64), chunks=(1, 1, 1))
+    else:  # 400 MB of zeros from a 0.4 MB valid deflate strip
+        _valid_deflate_tiff(path, 20_000)
+    done = subprocess.run(
+        [sys.executable, "-c", _LIMITED_INFO, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == (0 if name == "deflate.tif" else 2), done.stderr
+    assert "Traceback" not in done.stderr
+    peak_mib = int(done.stderr.split("peak_kib")[1]) / 1024  # 0 where /proc is missing
+    assert peak_mib < 300, peak_mib  # the interpreter and its libraries, no pixel data
+
+
+# ---------------------------------------------------------------------------------------
+# property-based fuzzing of zarr metadata: a volume or one clear error, never a bomb
+# ---------------------------------------------------------------------------------------
+
+_ZARR_DTYPES = ["uint8", "uint16", "int16", "float32", "float64", "int64", "bool", "complex64"]
+_DECLARED = st.one_of(
+    st.integers(-3, 40),
+    st.integers(10**6, 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.none(),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)  # fmt: skip
+@given(
+    shape=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    dtype=st.sampled_from(_ZARR_DTYPES),
+    scale=st.lists(_DECLARED, min_size=0, max_size=4),
+    field=st.sampled_from(["shape", "chunks", "data_type", "fill_value", "scale", None]),
+    declared=st.one_of(_DECLARED, st.lists(_DECLARED, max_size=4)),
+    lose_chunk=st.booleans(),
+)
+def test_fuzzed_zarr_metadata_reads_or_fails_cleanly(
+    shape, dtype, scale, field, declared, lose_chunk
+):
+    from napari_scigen.core.validation import InvalidInputError
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.zarr"
+        data = np.ones(shape, dtype=dtype)
+        crafted_zarr(path, shape=shape, dtype=dtype, data=data, scale=[1.0] * len(shape))
+        meta = json.loads((path / "0" / "zarr.json").read_text())
+        group = json.loads((path / "zarr.json").read_text())
+        if field == "scale":
+            transform = group["attributes"]["ome"]["multiscales"][0]["datasets"][0]
+            transform["coordinateTransformations"][0]["scale"] = scale
+        elif field == "chunks":
+            meta["chunk_grid"]["configuration"]["chunk_shape"] = declared
+        elif field is not None:
+            meta[field] = declared
+        (path / "0" / "zarr.json").write_text(json.dumps(meta))
+        (path / "zarr.json").write_text(json.dumps(group))
+        if lose_chunk:
+            for chunk in (path / "0" / "c").rglob("*"):
+                if chunk.is_file():
+                    chunk.unlink()
+                    break
+        for lazy in (False, True):
+            try:
+                volume = read_volume(path, lazy=lazy)
+                np.asarray(volume.data[0]), np.asarray(volume.data[-1])
+            except InvalidInputError:
+                pass
+        assert main(["info", str(path)]) in (0, 2)
