@@ -239,3 +239,12 @@ def test_inpainting_prediction_is_the_same_in_tiles_and_survives_out_of_memory()
     (oom_mean, _), messages = run(failing, batch_pixels=32_768)
     assert failing.failures > 0 and any("retrying" in m for m in messages)
     assert np.abs(oom_mean - mean).max() < TOLERANCE
+
+
+def test_bfloat16_precision_on_the_cpu_stays_close_to_float32():
+    network = _network()
+    volume, known, rows = _volume()
+    exact, _ = _predict_rows(network, volume, known, rows)
+    fast, _ = _predict_rows(network, volume, known, rows, precision="bfloat16")
+    difference = np.abs(fast.mean - exact.mean).max()
+    assert TOLERANCE < difference < 0.05  # bfloat16 rounding, not float32's

@@ -151,6 +151,7 @@ def predict_rows(
     batch_pixels: int | None = None,
     out: tuple[np.ndarray, np.ndarray] | None = None,
     on_slab: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+    precision: str = "float32",
 ) -> Generator[Progress, None, Prediction]:
     """Predict the output ``rows`` of ``volume`` from its ``known`` rows, slab by slab.
 
@@ -187,6 +188,10 @@ def predict_rows(
         arrays, memory maps, or anything that takes slice assignment), filled slab by slab.
     on_slab : callable, optional
         ``on_slab(slab_rows, mean, spread)`` once the rows of a slab are final.
+    precision : str
+        ``"float32"`` (default), or ``"bfloat16"``: bfloat16 autocast on a CPU too
+        (about 4x faster where the CPU has AMX/AVX512-BF16; results differ from float32
+        by about 1e-3 network units). On CUDA autocast is always on.
 
     Returns
     -------
@@ -212,6 +217,7 @@ def predict_rows(
     per_slab = rows.size if in_place else max(1, SLAB_BYTES // (8 * plane_voxels))
     groups = slabs(rows, span_rows, per_slab)
     state = {"device": device, "budget": budget, "done": 0, "yielded": 0.0}
+    state["precision"] = precision
     total = rows.size * plane_voxels * n_predictions
     started = time.perf_counter()
 
@@ -304,7 +310,9 @@ def _predict_slab(
                             cached[key] = source.inputs(
                                 orientation, planes, z_span.read, w_span.read
                             )
-                        values = apply(network, cached[key], flip, state["device"])
+                        values = apply(
+                            network, cached[key], flip, state["device"], state["precision"]
+                        )
                         values = values[:, wanted - z_span.read.start, w_span.crop]
                         if orientation == "xz":
                             target = (place, planes, w_span.core)

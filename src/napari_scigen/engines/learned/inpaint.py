@@ -131,6 +131,7 @@ def _predict(
     cancel,
     *,
     batch_pixels=None,
+    precision="float32",
 ):
     """Mean and spread (network units) of the network's fill of ``targets`` voxels.
 
@@ -139,7 +140,8 @@ def _predict(
     halo covering its receptive field (:mod:`.tiles`; equal to the whole box within
     float32 rounding), tiles without a target pixel are skipped, and the flips are
     fused in place. A device out-of-memory error halves the tiles (then moves to the
-    CPU) instead of failing.
+    CPU) instead of failing. ``precision`` as in
+    :func:`~napari_scigen.engines.learned.inference.predict_rows`.
     """
     from .inference import FLIPS
     from .tiles import default_batch_pixels, finish, is_out_of_memory, prepare, shrink
@@ -148,6 +150,7 @@ def _predict(
     spread = np.zeros(volume.shape, np.float32)
     prepare(network)
     state = {"device": device, "budget": int(batch_pixels or default_batch_pixels(device))}
+    state["precision"] = precision
     flips = FLIPS[:tta]
     slices = [z for z in range(volume.shape[0]) if targets[z].any()]
     total = int(sum(targets[z].sum() for z in slices))
@@ -198,7 +201,9 @@ def _predict_box(network, inputs, region, mean, m2, flips, state, cancel) -> Non
                 check_cancelled(cancel)
                 y = tile_span(height, rows, HALO, flip[0])
                 x = tile_span(width, cols, HALO, flip[1])
-                values = apply(network, inputs[:, :, y.read, x.read], flip, state["device"])
+                values = apply(
+                    network, inputs[:, :, y.read, x.read], flip, state["device"], state["precision"]
+                )
                 fuse(mean[y.core, x.core], m2[y.core, x.core], values[0][y.crop, x.crop], count)
 
 

@@ -179,13 +179,20 @@ def release_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def apply(network: Callable, inputs: np.ndarray, flip: tuple[bool, bool], device: str):
+def apply(
+    network: Callable,
+    inputs: np.ndarray,
+    flip: tuple[bool, bool],
+    device: str,
+    precision: str = "float32",
+):
     """``inputs[:, :1] + network(inputs)`` for ``(n, C, h, w)`` inputs seen flipped.
 
     The image is flipped along its rows (``flip[0]``) and/or columns (``flip[1]``),
     run through ``network`` (channels-last, which oneDNN runs about twice as fast on a
-    CPU; bf16/fp16 autocast on CUDA), and the result flipped back: float32 ``(n, h, w)``
-    on the CPU.
+    CPU; bf16/fp16 autocast on CUDA; on a CPU bfloat16 autocast only with
+    ``precision="bfloat16"``), and the result flipped back: float32 ``(n, h, w)`` on
+    the CPU.
     """
     import torch
 
@@ -197,7 +204,11 @@ def apply(network: Callable, inputs: np.ndarray, flip: tuple[bool, bool], device
         if dims:
             x = x.flip(dims)
         x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
+        if precision == "bfloat16" and not device.startswith("cuda"):
+            context = torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        else:
+            context = autocast(device)
+        with context:
             residual = network(x).float()
         values = (x[:, :1] + residual)[:, 0]
         if dims:

@@ -1,0 +1,206 @@
+"""Learned interpolation at larger sizes: inference time, throughput and peak memory (issue 19).
+
+Volumes are built from tiles of real data: the fibre composite
+(``../shared/data/fiber_composite_qim3d/volume.tif``, 150^3 uint8) repeated 4 x 4
+in-plane and cut to ``D x 600 x 600`` (the size the issue measured). Each measurement
+runs ``api.interpolate(..., method="learned", factor=2, force_learned=True,
+train_steps=N)`` in its own subprocess, with the current streaming inference
+(``new``; ``new-bf16``: the same with bfloat16 autocast on the CPU) or the whole-plane
+inference it replaced (``old``, loaded from git at :data:`OLD_COMMIT` and patched in),
+compares the outputs with the ``old`` one, and reads the engine's own timings (train,
+predict) and the process's peak RSS, minor page faults and system time from
+``getrusage``. A few training steps keep the run about inference.
+
+Writes ``benchmarks/bench_learned_scale.json`` and prints a Markdown table::
+
+    python benchmarks/bench_learned_scale.py                          # 32 and 64 x 600^2, old + new
+    python benchmarks/bench_learned_scale.py --sizes 32x600 --impls new
+    python benchmarks/bench_learned_scale.py --lock /tmp/scigen-cpu.lock  # each run under flock
+
+Targets of issue 19 on 2 CPU cores: peak RSS <= 3 x (input + output) + 1.5 GiB; new
+inference throughput >= 3 x old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+FIBRE = REPO.parent / "shared" / "data" / "fiber_composite_qim3d" / "volume.tif"
+#: The last commit with the whole-plane inference (before issue 19's streaming).
+OLD_COMMIT = "4a4e536"
+OLD_PATH = "src/napari_scigen/engines/learned/inference.py"
+
+
+def build_volume(depth: int, side: int) -> np.ndarray:
+    """``depth x side x side`` uint8 from the fibre composite tiled in-plane."""
+    import tifffile
+
+    if not FIBRE.is_file():
+        raise SystemExit(f"{FIBRE} is not here: this benchmark needs the real fibre volume")
+    fibre = tifffile.imread(FIBRE)
+    if depth > fibre.shape[0]:
+        raise SystemExit(f"at most {fibre.shape[0]} slices")
+    reps = -(-side // min(fibre.shape[1:]))
+    return np.ascontiguousarray(np.tile(fibre[:depth], (1, reps, reps))[:, :side, :side])
+
+
+def load_old_predict_rows():
+    """``predict_rows`` as it was at :data:`OLD_COMMIT` (read with ``git show``)."""
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{OLD_COMMIT}:{OLD_PATH}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    name = "napari_scigen.engines.learned._old_inference"
+    path = Path("/tmp") / f"scigen_old_inference_{OLD_COMMIT}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.predict_rows
+
+
+def run_one(spec: dict) -> dict:
+    """One measurement (in this process)."""
+    import torch
+
+    from napari_scigen import api
+    from napari_scigen.engines.learned import inference
+
+    torch.set_num_threads(spec["threads"])
+    volume = build_volume(spec["depth"], spec["side"])
+    if spec["impl"] == "old":
+        inference.predict_rows = load_old_predict_rows()
+    elif spec["impl"] == "new-bf16":
+        inference.predict_rows = functools.partial(inference.predict_rows, precision="bfloat16")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    result = api.interpolate(
+        volume,
+        method="learned",
+        factor=2,
+        device="cpu",
+        threads=spec["threads"],
+        train_steps=spec["train_steps"],
+        force_learned=True,
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    extra = result.provenance["extra"]
+    seconds = extra["seconds"]
+    n_out, height, width = result.data.shape
+    predicted = (n_out - volume.shape[0]) * height * width
+    in_out = volume.nbytes + result.data.nbytes
+    peak = after.ru_maxrss * 1024
+    if spec.get("save"):
+        np.save(spec["save"], result.data)
+    return {
+        **spec,
+        "shape": list(volume.shape),
+        "output_shape": [n_out, height, width],
+        "filled_with": extra.get("filled_with"),
+        "train_s": seconds.get("train"),
+        "predict_s": seconds.get("predict"),
+        "total_s": round(wall, 2),
+        "synthesized_mvoxel": round(predicted / 1e6, 2),
+        "predict_mvoxel_per_s": round(predicted / 1e6 / max(seconds["predict"], 1e-9), 4),
+        "peak_rss_mib": round(peak / 2**20, 1),
+        "target_rss_mib": round((3 * in_out + 1.5 * 2**30) / 2**20, 1),
+        "minor_faults_m": round((after.ru_minflt - usage.ru_minflt) / 1e6, 2),
+        "system_s": round(after.ru_stime - usage.ru_stime, 1),
+        "user_s": round(after.ru_utime - usage.ru_utime, 1),
+    }
+
+
+def compare(reference: Path, path: str) -> dict:
+    """How the output differs from the ``old`` one (grey levels), when both exist."""
+    if not reference.is_file() or str(reference) == path:
+        return {}
+    old = np.load(reference).astype(np.int32)
+    new = np.load(path).astype(np.int32)
+    diff = np.abs(new - old)
+    return {
+        "vs_old_max_abs": int(diff.max()),
+        "vs_old_differing_percent": round(100 * float((diff > 0).mean()), 4),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="32x600,64x600", help="DEPTHxSIDE, comma-separated")
+    parser.add_argument("--impls", default="old,new,new-bf16")
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lock", default=None, help="run each measurement under flock LOCK")
+    parser.add_argument("--out", default=str(HERE / "bench_learned_scale.json"))
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return
+    rows = []
+    scratch = Path(tempfile.mkdtemp(prefix="bench_learned_scale_"))
+    for size in args.sizes.split(","):
+        depth, side = (int(v) for v in size.split("x"))
+        for impl in args.impls.split(","):
+            spec = {
+                "depth": depth,
+                "side": side,
+                "impl": impl,
+                "train_steps": args.train_steps,
+                "threads": args.threads,
+                "save": str(scratch / f"{size}_{impl}.npy"),
+            }
+            command = [sys.executable, __file__, "--one", json.dumps(spec)]
+            if args.lock:
+                command = ["flock", "-w", "1200", args.lock, *command]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                rows.append({**spec, "error": done.stderr.strip().splitlines()[-1:]})
+            else:
+                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                rows[-1].update(compare(scratch / f"{size}_old.npy", spec["save"]))
+            rows[-1].pop("save")
+            print(json.dumps(rows[-1]), flush=True)
+    record = {
+        "machine": f"{platform.machine()}, {args.threads} threads (shared 2-core VM, no GPU)",
+        "python": platform.python_version(),
+        "old": f"{OLD_COMMIT}:{OLD_PATH}",
+        "rows": rows,
+    }
+    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+    print(
+        "\n| size | impl | predict s | Mvoxel/s | peak RSS MiB | target MiB | faults M | sys s "
+        "| vs old: max diff, % differing |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        if "error" in row:
+            print(f"| {row['depth']}x{row['side']}^2 | {row['impl']} | error: {row['error']} |")
+            continue
+        print(
+            f"| {row['depth']}x{row['side']}^2 | {row['impl']} | {row['predict_s']} | "
+            f"{row['predict_mvoxel_per_s']} | {row['peak_rss_mib']} | {row['target_rss_mib']} | "
+            f"{row['minor_faults_m']} | {row['system_s']} | "
+            f"{row.get('vs_old_max_abs', '')}, {row.get('vs_old_differing_percent', '')} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
