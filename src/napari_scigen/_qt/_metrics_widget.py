@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -238,6 +239,13 @@ class MetricsWidget(EngineWidget):
         self.map_layers: list = []
         self.table = MetricsTable()
         self.table.setMinimumHeight(160)
+        # the long columns (details, note) are narrow in a dock: the selected rows' (or
+        # every row's) details and notes in full, wrapped and selectable, under the table
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
+        self.notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notes.setToolTip("the details and notes of the selected rows (all if none)")
+        self.table.itemSelectionChanged.connect(self._show_notes)
         self.copy_button = QPushButton("Copy")
         self.copy_button.setToolTip("Copy the selected rows (all if none) as tab-separated text")
         self.export_csv_button = QPushButton("Export CSV…")
@@ -257,6 +265,7 @@ class MetricsWidget(EngineWidget):
         # below the form, inside the scroll area (so the dock stays short on small screens)
         layout = self.body_layout
         layout.insertWidget(layout.count() - 1, self.table, 1)
+        layout.insertWidget(layout.count() - 1, self.notes)
         layout.insertLayout(layout.count() - 1, buttons)
         layout.insertWidget(layout.count() - 1, self.compare_button)
         self.copy_button.clicked.connect(self.table.copy_selection)
@@ -464,6 +473,13 @@ class MetricsWidget(EngineWidget):
         else:
             region = None
         slices = rebuilt_slices(generated_layer) if rebuilt_only else None
+        if slices is not None and reference.shape != generated.shape:
+            raise ValueError(
+                f"'{generated_layer.name}' has shape {generated.shape} and the reference "
+                f"'{reference_layer.name}' {reference.shape}: its rebuilt slices have no "
+                "counterpart in the reference (an upsampled volume needs a reference at its "
+                "z spacing)"
+            )
         return {
             "slices": slices,
             "source_layer": generated_layer,
@@ -490,8 +506,20 @@ class MetricsWidget(EngineWidget):
     def show_rows(self, rows: list[dict]) -> None:
         """Fill the table and enable Copy/Export when there is something to copy."""
         self.table.set_rows(rows)
+        self._show_notes()
         for button in (self.copy_button, self.export_csv_button, self.export_json_button):
             button.setEnabled(bool(rows))
+
+    def _show_notes(self) -> None:
+        """Each selected row's (every row's when none is) details and note, in full."""
+        lines = []
+        for row in self.table.selected_rows():
+            details = summarize_details(row.get("details") or {})
+            note = str(row.get("note") or "")
+            text = "; ".join(part for part in (details, note) if part)
+            if text:
+                lines.append(f"{row['metric']} ({row['region']}): {text}")
+        self.notes.setText("\n".join(lines))
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
         options = {"slices": spec["slices"]} if spec["slices"] is not None else {}
