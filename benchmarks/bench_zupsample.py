@@ -28,15 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_learned import machine, peak_rss_mib
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[1] / "shared" / "data"
@@ -69,11 +67,6 @@ def load_volume(name: str) -> np.ndarray:
     import tifffile
 
     return tifffile.imread(path)
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process (MiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def cubic_fill(observed: np.ndarray, missing: list[int]) -> np.ndarray:
@@ -173,20 +166,6 @@ def run_one(spec: dict) -> dict:
             "seconds": notes.get("seconds"),
         }
     return row
-
-
-def machine() -> dict:
-    """Where the benchmark ran, and how busy the machine was."""
-    from napari_scigen.core.provenance import software_versions
-    from napari_scigen.engines.stylegan.train import cpu_model
-
-    return {
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "load_average": os.getloadavg(),
-        "software": software_versions(),
-    }
 
 
 def table(rows: list[dict]) -> str:

@@ -17,18 +17,7 @@ from napari_scigen.engines.learned.selfcheck import SelfValidation, decide_z
 
 pytest.importorskip("torch")
 
-#: A tiny, fast configuration (random start, small crops and network).
-TINY = {
-    "init": "scratch",
-    "train_steps": 12,
-    "crop_size": 16,
-    "batch_size": 4,
-    "base_channels": 8,
-    "tta": 2,
-    "validation_slices": 2,
-    "threads": 1,
-    "device": "cpu",
-}
+from learned_tiny import TINY  # noqa: E402
 
 
 def _blobs(depth: int, seed: int = 0) -> np.ndarray:
