@@ -19,6 +19,49 @@ def layer_metadata(
     return metadata
 
 
+def layer_file(layer) -> str | None:
+    """The file a layer was opened from (napari's ``source.path``, else our reader's
+    ``metadata["source"]``), or ``None``."""
+    path = getattr(getattr(layer, "source", None), "path", None)
+    if path:
+        return str(path)
+    source = (getattr(layer, "metadata", None) or {}).get("source")
+    return str(source) if isinstance(source, str) else None
+
+
+def with_inputs(provenance: dict[str, Any], source, mask=None, mask_name=None) -> dict[str, Any]:
+    """``provenance`` with what the result was made from, and the history before it.
+
+    Adds ``inputs`` (the source layer's name, file, shape and dtype; the mask layer's name,
+    masked pixel count and a SHA-256 of its bytes) and ``history``: the source's own
+    ``history`` followed by the source's provenance, so a chain of edits (read, inpaint,
+    interpolate) stays readable after saving and reopening. ``provenance`` is not modified.
+    """
+    import hashlib
+
+    data = getattr(source, "data", None)
+    inputs: dict[str, Any] = {
+        "source": {
+            "layer": getattr(source, "name", None),
+            "file": layer_file(source),
+            "shape": list(getattr(data, "shape", ())),
+            "dtype": str(getattr(data, "dtype", "")),
+        }
+    }
+    if mask is not None:
+        array = np.ascontiguousarray(np.asarray(mask) != 0)
+        inputs["mask"] = {
+            "layer": mask_name,
+            "masked_pixels": int(np.count_nonzero(array)),
+            "sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+        }
+    before = dict((getattr(source, "metadata", None) or {}).get("provenance") or {})
+    history = list(before.pop("history", None) or [])
+    if before:
+        history.append(before)
+    return {**provenance, "inputs": inputs, "history": history}
+
+
 def _trailing(values, ndim: int, fill) -> tuple:
     """The last ``ndim`` of ``values``, padded in front with ``fill``."""
     values = tuple(values)

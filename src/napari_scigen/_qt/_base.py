@@ -19,6 +19,7 @@ layer while it fills in. Extra result images are styled here too: an engine's
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._napari.layers import layer_units, next_layer_name, result_to_layer_tuples
+from .._napari.layers import layer_units, next_layer_name, result_to_layer_tuples, with_inputs
 from ..core.progress import CancelToken, Progress
 from ..core.result import EngineResult
 from ..engines.registry import get_engine
@@ -226,8 +227,14 @@ class EngineWidget(DockColumnFit, QWidget):
         scale = tuple(source.scale)
         if result.voxel_scale is not None:
             scale = result.output_voxel_size(scale)
+        provenance = with_inputs(
+            result.provenance,
+            source,
+            spec.get("mask"),
+            getattr(spec.get("mask_layer"), "name", None),
+        )
         tuples = result_to_layer_tuples(
-            result,
+            dataclasses.replace(result, provenance=provenance),
             name=name,
             scale=scale,
             translate=tuple(source.translate),

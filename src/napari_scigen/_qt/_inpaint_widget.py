@@ -69,6 +69,7 @@ class InpaintWidget(EngineWidget):
             "image": image,
             "warnings": [large_mask_warning(mask, mask_layer.name)],
             "mask": mask.copy(),
+            "mask_layer": mask_layer,
             "method": self.methods.method,
             "params": self.methods.params(),
             "slices": read_slices(self.slices, self.viewer, image_layer),
