@@ -257,9 +257,23 @@ class StyleGANWidget(EngineWidget):
                 result.provenance, dict(source.metadata) if source is not None else None
             ),
             contrast_limits=(low, high if high > low else low + 1.0),
-            **self._geometry(source, data.ndim),
+            **self._beside(source, data.ndim),
         )
-        self.last_layer = layer  # the base selects it and moves the slider onto it
+        self.last_layer = layer  # the base selects it (the slider is already on it)
+
+    def _beside(self, source, ndim: int) -> dict[str, Any]:
+        """Samples and walk frames in the volume's world, but beside it (to its right) from
+        the slice shown: not an opaque tile over the volume's corner, and the slider stays
+        where the user is."""
+        geometry = self._geometry(source, ndim)
+        if source is None or ndim != 3 or source.ndim < 3:
+            return geometry
+        translate = list(geometry["translate"])
+        axis = self.viewer.dims.ndim - 3
+        translate[0] = float(self.viewer.dims.point[axis]) if axis >= 0 else translate[0]
+        width = float(source.data.shape[-1]) * float(source.scale[-1])
+        translate[-1] = float(source.translate[-1]) + 1.05 * width
+        return {**geometry, "translate": tuple(translate)}
 
     def on_cancelled(self, spec: dict[str, Any]) -> None:
         """After a cancelled training run: use the checkpoint the engine wrote on Cancel."""
