@@ -40,7 +40,7 @@ def test_run_on_whole_volume_adds_a_lazy_layer_that_fills_in(
     assert run.layer in viewer.layers  # at once, before any chunk landed
     qtbot.waitUntil(lambda: run.finished, timeout=120_000)
     assert run.runner.outcome == "done" and finished == [run]
-    assert run.layer.name == "rock linear (whole volume)"
+    assert run.layer.name == "rock whole volume linear"
     assert type(run.layer.data).__module__.startswith("zarr")  # read from the store
     assert tuple(run.layer.scale) == pytest.approx((2.0, 2.0, 2.0))
     assert len(events) == 1 + run.summary.n_chunks  # the cluster, then one per chunk

@@ -43,7 +43,7 @@ def test_a_whole_volume_store_layer_is_in_the_sources_units(um_viewer, tmp_path)
     store = tmp_path / "rock.zarr"
     zarr.open_array(str(store / "0"), mode="w", shape=(23, 96, 96), dtype="uint16")
     job = SimpleNamespace(store=store, request=SimpleNamespace(factor=2), kind="image", unit="um")
-    layer = _batch._output_layer(viewer, job, image, "rock linear (whole volume)")
+    layer = _batch._output_layer(viewer, job, image, "rock whole volume linear")
     assert tuple(layer.scale) == (2.5, 2.5, 2.5) and tuple(layer.translate) == (10.0, 0.0, 0.0)
     _one_world_unit(viewer)
 

@@ -30,7 +30,7 @@ def test_whole_volume_interpolation_fills_a_store_layer(rock_viewer, qtbot, tmp_
     assert widget.whole_volume_button.toolTip()
     widget.whole_volume_button.click()
     run = widget.whole_volume_run
-    assert run.layer.name == "rock linear (whole volume)"
+    assert run.layer.name == "rock whole volume linear"
     assert not widget.whole_volume_button.isEnabled() and widget.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: widget.whole_volume_button.isEnabled(), timeout=120_000)
     assert run.runner.outcome == "done", widget.status.text()

@@ -334,8 +334,10 @@ class EngineWidget(DockColumnFit, QWidget):
             self._whole_volume_ended(None)
             return None
         self.whole_volume_run, self.job = run, run.runner
-        self.new_layers = [run.layer]
-        show_layer(self.viewer, run.layer)
+        shown = run.layer in self.viewer.layers  # an error before any chunk removes it
+        self.new_layers = [run.layer] if shown else []
+        if shown:
+            show_layer(self.viewer, run.layer)
         if run.finished:  # synchronous (NAPARI_SCIGEN_NOTHREADS)
             self._whole_volume_ended(run)
         else:

@@ -48,6 +48,8 @@ class WholeVolumeRun:
         The thread-worker job (``runner.outcome``: running, done, cancelled, error).
     summary : BatchSummary or None
         Set when the job completed.
+    landed : bool
+        Whether a chunk reported progress (an error before that removes the layer).
     """
 
     job: BatchJob
@@ -55,6 +57,7 @@ class WholeVolumeRun:
     runner: Job | None = None
     summary: BatchSummary | None = None
     inputs: dict[str, str] = field(default_factory=dict)
+    landed: bool = False
 
     def cancel(self) -> None:
         """Stop the job; finished chunks stay in the store (a rerun resumes)."""
@@ -156,6 +159,45 @@ def _output_layer(viewer, job: BatchJob, source_layer, name: str):
     return viewer.add_image(array, **kwargs)
 
 
+#: Why a local cluster's worker processes fail to start from a script, in words.
+SCRIPT_GUARD_HINT = (
+    "the local cluster could not start its worker processes. When napari is started from "
+    "a Python script, put the script's code under 'if __name__ == \"__main__\":' (worker "
+    "processes import the script again), or run from the napari command or a notebook"
+)
+
+
+def explain_cluster_error(error: BaseException) -> BaseException:
+    """``error``, or a ``RuntimeError`` saying what to do when the cluster's worker
+    processes could not start (Dask's "Nanny failed to start")."""
+    text = str(error)
+    if "Nanny failed to start" in text or "freeze_support" in text:
+        return RuntimeError(f"{SCRIPT_GUARD_HINT} ({text.splitlines()[0][:120]})")
+    return error
+
+
+def store_layer_name(source_name: str, method: str) -> str:
+    """``"<source> whole volume <method>"``: the method last, so napari's layer list, which
+    cuts long names in the middle, still tells flow, linear and biharmonic apart."""
+    return f"{source_name} whole volume {method}"
+
+
+def show_store(viewer, job: BatchJob, source_layer, method: str):
+    """Add the output store of ``job`` as a layer named by :func:`store_layer_name`.
+
+    A layer already showing the same store (a rerun, which resumes it) is replaced, so a
+    rerun never adds a second layer named ``"… [1]"``.
+    """
+    store = str(job.store)
+    for old in [
+        layer
+        for layer in viewer.layers
+        if str((layer.metadata or {}).get("batch_store", "")) == store
+    ]:
+        viewer.layers.remove(old)
+    return _output_layer(viewer, job, source_layer, store_layer_name(source_layer.name, method))
+
+
 def run_on_whole_volume(
     viewer,
     layer,
@@ -241,10 +283,10 @@ def run_on_whole_volume(
         chunk_slices=chunk_slices,
     )
     job = prepare_store(plan_batch(request), overwrite=overwrite)
-    name = f"{layer.name} {method} (whole volume)"
-    run = WholeVolumeRun(job, _output_layer(viewer, job, layer, name), inputs=inputs)
+    run = WholeVolumeRun(job, show_store(viewer, job, layer, method), inputs=inputs)
 
     def progress(event: Progress) -> None:
+        run.landed = run.landed or event.step > 0
         run.layer.refresh()
         if on_progress is not None:
             on_progress(event)
@@ -262,7 +304,11 @@ def run_on_whole_volume(
             on_finished(run)
 
     def error(exception: BaseException) -> None:
-        run.layer.refresh()
+        exception = explain_cluster_error(exception)
+        if not run.landed and run.layer in viewer.layers:
+            viewer.layers.remove(run.layer)  # nothing landed: no all-zero layer is left
+        else:
+            run.layer.refresh()
         if on_error is None:
             raise exception
         on_error(exception)
