@@ -7,6 +7,10 @@ Layout of a store (see :mod:`~napari_scigen.core.io.ngff` for the metadata)::
       0/                  full resolution (Z, Y, X)
       1/, 2/ ...          optional levels, Y and X halved each time (Z kept)
 
+Every chunk is stored, also one holding only zeros (the record says
+``every_chunk_stored``), so a chunk file missing from such a store is a loss, not an
+empty region (see :func:`~napari_scigen.core.io.zarr_read.missing_chunks`).
+
 Chunks are chosen for slice access: one or a few z-slices per chunk (about 4 MiB),
 slices wider than 1024 px split into 1024 x 1024 tiles, so showing one slice in napari
 reads little. Because Z is never downsampled, the slices ``[z0, z1)`` of every level
