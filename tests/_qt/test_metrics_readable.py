@@ -40,3 +40,12 @@ def test_a_generated_layer_of_another_shape_is_refused_by_its_shape(rock_viewer,
     text = widget.status.text()
     assert "(23, 96, 96)" in text and "(12, 96, 96)" in text, text
     assert "outside" not in text
+
+
+def test_generated_defaults_to_a_layer_of_the_references_shape_not_samples(rock_viewer):
+    viewer, image = rock_viewer
+    viewer.add_image(np.asarray(image.data).copy(), name="rock linear 1")
+    viewer.add_image(np.zeros((8, 16, 16), np.uint16), name="stylegan samples 1")
+    widget = MetricsWidget(viewer)
+    assert widget.reference_picker.value == "rock"
+    assert widget.generated_picker.value == "rock linear 1"

@@ -369,8 +369,14 @@ class MetricsWidget(EngineWidget):
             ]
         )
         choices = [c for c in self.generated_picker.choices if c != self.reference_picker.value]
-        if choices:  # start with two different layers when there are
-            self.generated_picker.value = choices[-1]
+        reference = self.reference_picker.layer
+        same_shape = [
+            c
+            for c in choices
+            if reference is not None and viewer.layers[c].data.shape == reference.data.shape
+        ]
+        if choices:  # two different layers, preferably of one shape (not StyleGAN samples)
+            self.generated_picker.value = (same_shape or choices)[-1]
         self._region_by_hand = False
         self.range_mode.changed.connect(self._update_visibility)
         self.mask_picker.changed.connect(self._update_regions)
