@@ -130,10 +130,12 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
         (a changed input file or store) or is no batch output (unless ``overwrite``), or
         is not a zarr store at all.
     """
+    from ..core.io.zarr_store import is_zarr_store
+
     store = job.store
     record = None
     if store.exists():
-        is_store = (store / "zarr.json").is_file() or (store / ".zgroup").is_file()
+        is_store = is_zarr_store(store)
         record = _read_job_record(store) if is_store else None
         if overwrite and is_store:
             shutil.rmtree(store)

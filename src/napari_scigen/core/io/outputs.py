@@ -129,12 +129,13 @@ def check_store_output(
     ------
     InvalidInputError
     """
+    from .zarr_store import is_zarr_store
+
     target = check_output_location(path, inputs, flag=flag, store=True)
     if target.exists() or target.is_symlink():
         if not overwrite:
             raise InvalidInputError(f"{target} exists; pass --overwrite to replace it")
-        markers = ("zarr.json", ".zgroup", ".zarray")
-        if not target.is_dir() or not any((target / m).is_file() for m in markers):
+        if not is_zarr_store(target):
             raise InvalidInputError(
                 f"{target} exists and is not a zarr store; --overwrite replaces only a zarr "
                 "store: remove it yourself or choose another output"

@@ -24,7 +24,7 @@ from .memory import check_fits_in_memory, format_bytes
 from .ngff import axis_names, level_scale, multiscales_of, spatial_calibration
 from .record import METADATA_KEY
 from .volume import _LABEL_ONLY_DTYPES, _SUPPORTED, Volume
-from .zarr_store import _reason, _zarr
+from .zarr_store import _reason, _zarr, is_zarr_store
 
 
 class _Image:
@@ -33,8 +33,7 @@ class _Image:
     def __init__(self, path: Path) -> None:
         zarr = _zarr()
         self.path = path
-        markers = ("zarr.json", ".zgroup", ".zarray")
-        if path.is_dir() and not any((path / marker).is_file() for marker in markers):
+        if path.is_dir() and not is_zarr_store(path):
             raise InvalidInputError(
                 f"{path}: not a zarr store (no zarr.json, .zgroup or .zarray in it); expected "
                 "an OME-Zarr image or a zarr array"

@@ -58,6 +58,18 @@ def is_zarr_path(path: str | os.PathLike) -> bool:
     return str(path).rstrip("/\\").lower().endswith(ZARR_SUFFIX)
 
 
+#: Files that make a folder a zarr store (v3; v2 group; v2 array).
+STORE_MARKERS = ("zarr.json", ".zgroup", ".zarray")
+
+
+def is_zarr_store(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder holding zarr metadata (a store, not just its name)."""
+    folder = os.fspath(path)
+    return os.path.isdir(folder) and any(
+        os.path.isfile(os.path.join(folder, marker)) for marker in STORE_MARKERS
+    )
+
+
 def _zarr():
     """The zarr module (v3), or a clear error saying what to install."""
     try:
