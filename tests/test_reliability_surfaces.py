@@ -492,3 +492,19 @@ def test_fuzzed_zarr_metadata_reads_or_fails_cleanly(
             except InvalidInputError:
                 pass
         assert main(["info", str(path)]) in (0, 2)
+
+
+@pytest.mark.parametrize("max_files", [200_000, 2])  # every file; folders and metadata only
+def test_content_identity_sees_a_rewritten_input_and_nothing_else(tmp_path, monkeypatch, max_files):
+    from napari_scigen.core.io import identity
+
+    monkeypatch.setattr(identity, "MAX_FILES", max_files)
+    store = tmp_path / "s.ome.zarr"
+    write_zarr(store, _DATA, chunk_slices=1, levels=1)
+    first = identity.content_identity(store)
+    assert identity.content_identity(store) == first  # unchanged: the same identity
+    chunk = store / "0" / "c" / "1" / "0" / "0"
+    replacement = chunk.with_name("new")
+    replacement.write_bytes(chunk.read_bytes())
+    os.replace(replacement, chunk)  # rewritten by a rename, as zarr and copy tools do
+    assert identity.content_identity(store) != first
