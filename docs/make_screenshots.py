@@ -1,6 +1,8 @@
 """Regenerate the screenshots in docs/images from the real plugin (needs a display).
 
 Run under a virtual screen:  ``xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshots.py``
+(``--only progress_eta.png,all_docks.png`` retakes some pictures; the expensive ones that
+no other picture needs, e.g. the learned engine's, are then skipped).
 Jobs run synchronously (``NAPARI_SCIGEN_NOTHREADS=1``) so each picture shows a finished
 state; the progress picture is taken from inside a running job. The DiffEdit and
 ControlNet pictures use the tiny random Stable Diffusion test models of
@@ -55,7 +57,17 @@ def _show_only(viewer, *layers) -> None:
     viewer.layers.selection.active = layers[0]
 
 
+#: Pictures to write (``None``: all), from ``--only``.
+ONLY: set[str] | None = None
+
+
+def _wanted(*names: str) -> bool:
+    return ONLY is None or any(name in ONLY for name in names)
+
+
 def _shoot(viewer, name: str, written: list) -> None:
+    if not _wanted(name):
+        return
     _settle()
     viewer.status = "Ready"  # not the stale text of an earlier picture's layer
     _settle()
@@ -79,18 +91,27 @@ def main() -> list[Path]:
     viewer.dims.set_point(0, z * image.scale[0])
     docks: list = []
     mask = _mask_picture(viewer, image, z, docks, written)
-    _inpaint_picture(viewer, image, mask, docks, written)
+    if _wanted("inpaint_result.png"):
+        _inpaint_picture(viewer, image, mask, docks, written)
     interpolated = _interpolate_picture(viewer, image, z, docks, written)
-    _learned_picture(viewer, image, z, docks, written)
-    _progress_picture(viewer, image, docks, written)
-    _metrics_picture(viewer, image, interpolated, docks, written)
-    _stylegan_picture(viewer, image, docks, written)
-    with tempfile.TemporaryDirectory(prefix="napari-scigen-tiny-sd-") as tiny_dir:
-        sd, controlnet = _tiny_models(Path(tiny_dir))
-        _diffedit_picture(viewer, image, mask, sd, z, docks, written)
-        _controlnet_picture(viewer, image, sd, controlnet, docks, written)
+    if _wanted("learned_uncertainty.png"):
+        _learned_picture(viewer, image, z, docks, written)
+    if _wanted("progress_eta.png"):
+        _progress_picture(viewer, image, docks, written)
+    if _wanted("metrics_table.png"):
+        _metrics_picture(viewer, image, interpolated, docks, written)
+    if _wanted("stylegan_widget.png"):
+        _stylegan_picture(viewer, image, docks, written)
+    if _wanted("diffedit_widget.png", "controlnet_widget.png"):
+        with tempfile.TemporaryDirectory(prefix="napari-scigen-tiny-sd-") as tiny_dir:
+            sd, controlnet = _tiny_models(Path(tiny_dir))
+            _diffedit_picture(viewer, image, mask, sd, z, docks, written)
+            _controlnet_picture(viewer, image, sd, controlnet, docks, written)
     viewer.close()
-    _all_docks_picture(written)
+    if _wanted("dock_pair.png"):
+        _dock_pair_picture(written)
+    if _wanted("all_docks.png"):
+        _all_docks_picture(written)
     return written
 
 
@@ -262,6 +283,24 @@ def _controlnet_picture(viewer, image, sd, controlnet_dir, docks, written) -> No
     viewer.grid.enabled = False
 
 
+def _dock_pair_picture(written) -> None:
+    """Mask painting and Inpainting opened together at 1920 x 1080: both fit, every button
+    shows (the docks share the column by what each needs)."""
+    import napari
+
+    viewer = napari.Viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(1920, 1080)
+    viewer.open_sample("napari-scigen", "rock")
+    for name in ("Mask painting", "Inpainting"):
+        viewer.window.add_plugin_dock_widget("napari-scigen", name)
+        _settle(5)
+    window.resize(1920, 1080)
+    _settle()
+    _shoot(viewer, "dock_pair.png", written)
+    viewer.close()
+
+
 def _all_docks_picture(written) -> None:
     """Every dock of the plugin at once in a 1920 x 1080 window: it still fits."""
     import napari
@@ -287,5 +326,7 @@ def _all_docks_picture(written) -> None:
 
 
 if __name__ == "__main__":
+    if "--only" in sys.argv:
+        ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(","))
     for path in main():
         print("wrote", path)
