@@ -149,13 +149,21 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lock", default=None, help="run each measurement under flock LOCK")
     parser.add_argument("--out", default=str(HERE / "bench_learned_scale.json"))
+    parser.add_argument(
+        "--scratch", default=None, help="folder of the outputs (an old one kept there is compared)"
+    )
+    parser.add_argument("--append", action="store_true", help="keep the rows already in --out")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
         return
     rows = []
-    scratch = Path(tempfile.mkdtemp(prefix="bench_learned_scale_"))
+    scratch = Path(args.scratch or tempfile.mkdtemp(prefix="bench_learned_scale_"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
     for size in args.sizes.split(","):
         depth, side = (int(v) for v in size.split("x"))
         for impl in args.impls.split(","):
@@ -166,6 +174,7 @@ def main(argv=None) -> None:
                 "train_steps": args.train_steps,
                 "threads": args.threads,
                 "save": str(scratch / f"{size}_{impl}.npy"),
+                "commit": commit,
             }
             command = [sys.executable, __file__, "--one", json.dumps(spec)]
             if args.lock:
@@ -175,9 +184,11 @@ def main(argv=None) -> None:
                 rows.append({**spec, "error": done.stderr.strip().splitlines()[-1:]})
             else:
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-                rows[-1].update(compare(scratch / f"{size}_old.npy", spec["save"]))
-            rows[-1].pop("save")
             print(json.dumps(rows[-1]), flush=True)
+    for row in rows:
+        row.update(compare(scratch / f"{row['depth']}x{row['side']}_old.npy", row.pop("save")))
+    if args.append and Path(args.out).is_file():
+        rows = json.loads(Path(args.out).read_text())["rows"] + rows
     record = {
         "machine": f"{platform.machine()}, {args.threads} threads (shared 2-core VM, no GPU)",
         "python": platform.python_version(),
