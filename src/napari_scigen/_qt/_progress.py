@@ -29,9 +29,6 @@ from ..core.progress import Progress
 
 #: Resolution of the dock's bar (steps of 0.1 %).
 BAR_STEPS = 1000
-#: Shortest interval between two description updates of napari's activity bar (its
-#: label processes Qt events on every change).
-DESCRIPTION_INTERVAL_S = 0.25
 
 
 def remaining_seconds(elapsed: float, fraction: float) -> float | None:
@@ -96,8 +93,9 @@ _STATED = re.compile(
     r",?\s*(?:ETA|about)\s+(\d+(?:\.\d+)?)\s*(h|min|s)\b(?:\s+(\d+)\s*min)?(?:\s+left)?"
 )
 _UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0}
-#: Longest activity-dock description (it shares one row with the bar and Cancel).
-ACTIVITY_CHARS = 48
+#: Longest activity-dock description (it shares one ~520-px row with the bar, the time
+#: left and Cancel; what the engine does is in the dock's status line).
+ACTIVITY_CHARS = 30
 
 
 def stated_time_left(message: str) -> tuple[str, float | None]:
@@ -187,13 +185,12 @@ class JobProgress:
         self.phase_stated = False
         self.message = ""
         self._phase_since = (self.started, 0.0)
-        self._described_at = -1e9
-        self._description = ""
         self.closed = False
         bar.setRange(0, 0)  # busy until the first event
         bar.setFormat("starting…")
+        short = title if len(title) <= ACTIVITY_CHARS else title[: ACTIVITY_CHARS - 1] + "…"
         self.activity: _ActivityProgress | None = _ActivityProgress(
-            total=0, desc=title, on_cancel=on_cancel
+            total=0, desc=short, on_cancel=on_cancel
         )
         self._on_tick = on_tick
         self._ticker = QTimer()
@@ -255,8 +252,8 @@ class JobProgress:
             estimate = min(estimate, previous)
         self.phase_stated = stated is not None
         self.remaining = estimate
-        if self.activity is not None:
-            self.activity.eta_text = format_remaining(estimate) if estimate is not None else ""
+        if self.activity is not None:  # the bar's figure, without the percent
+            self.activity.eta_text = self.text.split(" · ", 1)[-1] if estimate is not None else ""
 
     def show(self, event: Progress) -> None:
         """Draw the measured progress: the dock's bar, then napari's activity dock.
@@ -277,27 +274,11 @@ class JobProgress:
             step = min(int(event.step), int(event.total))
             if self.activity is not None and step != self.activity.n:
                 self.activity.update(step - self.activity.n)
-        self._describe(self.message)
 
     def update(self, event: Progress) -> None:
         """:meth:`measure` and :meth:`show` one engine event."""
         self.measure(event)
         self.show(event)
-
-    def _describe(self, message: str) -> None:
-        """The activity dock's short description: the title and the phase (the full
-        message is in the dock; a long one pushed the bar and Cancel off the panel)."""
-        phase = phase_of(message) if message else ""
-        if self.activity is None or not phase or phase == self._description:
-            return
-        now = self.clock()
-        if now - self._described_at < DESCRIPTION_INTERVAL_S:
-            return
-        self._described_at, self._description = now, phase
-        text = f"{self.title}: {phase.split(': ')[-1]}"
-        if len(text) > ACTIVITY_CHARS:
-            text = text[: ACTIVITY_CHARS - 1].rstrip() + "…"
-        self.activity.set_description(text)
 
     def close(self, done: bool) -> None:
         """End the display: a full (done) or empty bar; the activity entry goes away."""
