@@ -90,17 +90,31 @@ def _add_uncertainty_argument(parser) -> None:
     )
 
 
-def _uncertainty_target(args, inputs):
-    """The checked ``--uncertainty-out`` path (or None), before any work is done."""
+def _uncertainty_target(args, inputs, params):
+    """The checked ``--uncertainty-out`` path (or None), before any work is done.
+
+    The path gets the same checks as ``-o`` (not an input, ``--overwrite``, a writable
+    folder), and the engine must be one that returns an uncertainty map with its
+    ``uncertainty`` parameter on, so that nothing is computed for an output that cannot
+    be written.
+    """
     if getattr(args, "uncertainty_out", None) is None:
         return None
     from ..cli import CliError
+    from ..core.params import fields_of
 
     target = output_path(
         args.uncertainty_out, overwrite=args.overwrite, inputs=inputs, flag="--uncertainty-out"
     )
     if target.resolve() == Path(args.output).expanduser().resolve():
         raise CliError("--uncertainty-out must differ from -o")
+    if "uncertainty" not in {spec.name for spec in fields_of(type(params))}:
+        raise CliError(
+            f"--uncertainty-out: the {args.method} engine returns no uncertainty map; "
+            "use --method learned or drop --uncertainty-out"
+        )
+    if not params.uncertainty:
+        raise CliError("--uncertainty-out needs the uncertainty map: drop --no-uncertainty")
     return target
 
 
@@ -116,21 +130,40 @@ def _with_file_voxel_size(params, volume):
     return params
 
 
-def _write_uncertainty(target, result, method: str, voxel_size, unit) -> None:
-    """Write ``result.images["uncertainty"]`` (with provenance), or say why there is none."""
+def _write_outputs(target, uncertainty_target, result, method: str, voxel_size, unit) -> None:
+    """Write the result and, with ``--uncertainty-out``, its uncertainty map: both or neither.
+
+    With an uncertainty target the result goes to a hidden temporary file beside ``-o``
+    first and is moved into place only once the uncertainty map is written, so a failure
+    on the second file (no map, NaN values, a full disk) leaves no new or changed ``-o``.
+    """
+    import contextlib
+    import io
+    import os
+
     from ..cli import CliError
 
-    if target is None:
+    kwargs = {"voxel_size": voxel_size, "unit": unit}
+    if uncertainty_target is None:
+        write_output(target, result.data, result.provenance, **kwargs)
         return
     uncertainty = result.images.get("uncertainty")
     if uncertainty is None:
+        filled = result.provenance.get("extra", {}).get("filled_with", method)
         raise CliError(
-            f"--uncertainty-out: the {method} engine returned no uncertainty map here "
-            f"(filled with {result.provenance.get('extra', {}).get('filled_with', method)}); "
-            "the main output was written"
+            f"--uncertainty-out: the {method} engine returned no uncertainty map here (filled "
+            f"with {filled}); nothing was written: run again without --uncertainty-out"
         )
-    provenance = dict(result.provenance, output="uncertainty (per-voxel spread, data units)")
-    write_output(target, uncertainty, provenance, voxel_size=voxel_size, unit=unit)
+    partial = target.with_name(f".{target.stem}.partial-{os.getpid()}{target.suffix}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its "wrote" line names the temporary
+            write_output(partial, result.data, result.provenance, **kwargs)
+        provenance = dict(result.provenance, output="uncertainty (per-voxel spread, data units)")
+        write_output(uncertainty_target, uncertainty, provenance, **kwargs)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {target} ({result.data.shape}, {result.data.dtype})")
 
 
 def _factor_argument(text: str) -> int | float:
@@ -152,8 +185,8 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     from ..core.validation import InvalidInputError
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
-    uncertainty_target = _uncertainty_target(args, [args.input])
     params = engine_params_from_args("interpolate", args)
+    uncertainty_target = _uncertainty_target(args, [args.input], params)
     if args.factor is not None:
         try:
             factor_fraction(args.factor)
@@ -180,20 +213,8 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     )
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
-    write_output(
-        target,
-        result.data,
-        result.provenance,
-        voxel_size=result.output_voxel_size(volume.voxel_size),
-        unit=volume.unit,
-    )
-    _write_uncertainty(
-        uncertainty_target,
-        result,
-        args.method,
-        result.output_voxel_size(volume.voxel_size),
-        volume.unit,
-    )
+    voxel_size = result.output_voxel_size(volume.voxel_size)
+    _write_outputs(target, uncertainty_target, result, args.method, voxel_size, volume.unit)
     return 0
 
 
@@ -204,8 +225,8 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
     from ..core.io import check_unit
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input, args.mask])
-    uncertainty_target = _uncertainty_target(args, [args.input, args.mask])
     params = engine_params_from_args("inpaint", args)
+    uncertainty_target = _uncertainty_target(args, [args.input, args.mask], params)
     volume, data = read_input(args.input, series=args.series)
     _, mask = read_input(args.mask, what="mask", labels=True)
     require_volume(args.input, volume, purpose="inpainting", allow_2d=True)
@@ -224,14 +245,8 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
     result.provenance["source"]["mask_file"] = str(args.mask)
-    write_output(
-        target,
-        result.data,
-        result.provenance,
-        voxel_size=result.output_voxel_size(volume.voxel_size),
-        unit=volume.unit,
-    )
-    _write_uncertainty(uncertainty_target, result, args.method, volume.voxel_size, volume.unit)
+    voxel_size = result.output_voxel_size(volume.voxel_size)
+    _write_outputs(target, uncertainty_target, result, args.method, voxel_size, volume.unit)
     return 0
 
 

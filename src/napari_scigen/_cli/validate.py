@@ -10,6 +10,7 @@ from .common import (
     ProgressPrinter,
     add_engine_arguments,
     add_series_argument,
+    check_writable_folder,
     read_input,
     require_volume,
 )
@@ -100,6 +101,14 @@ def method_params_from_args(
     return params
 
 
+def _check_report_folder(out: Path) -> None:
+    """Refuse an unwritable ``-o`` before any work: the folder, or where it will be created."""
+    folder = out.expanduser().absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    check_writable_folder(folder)
+
+
 def run_validate_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen validate``."""
     from ..cli import CliError
@@ -116,6 +125,7 @@ def run_validate_command(args: argparse.Namespace) -> int:
     existing = [p.name for p in out.glob("validation*")] if out.is_dir() else []
     if existing and not args.overwrite:
         raise CliError(f"{out} already holds {', '.join(sorted(existing))}; pass --overwrite")
+    _check_report_folder(out)
     methods = parse_names(args.methods, validation_methods(), "methods")
     method_params = method_params_from_args(methods, args)
     for flag, value in (("--drop-every", args.drop_every), ("--keep-every", args.keep_every)):

@@ -256,7 +256,14 @@ def train_network(
         if disc is not None and "disc" in state:
             store.load_into(disc, loaded["tensors"], "disc")
             disc_optimizer.load_state_dict(state["disc"])
-        rng.bit_generator.state = meta["rng_state"]
+        try:
+            rng.bit_generator.state = meta["rng_state"]
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise InvalidInputError(
+                f"{loaded['path']}: its random-generator state is missing or damaged "
+                f"({type(error).__name__}); choose another checkpoint folder, or resume=False "
+                "to start over there"
+            ) from None
         step = int(meta["step"])
         report.history = meta.get("history", report.history)
         report.resumed_from = str(loaded["path"])

@@ -435,8 +435,15 @@ def run_finetune_sd(
         state = saved["train_state"] or {}
         if state:
             trainer.optimizer.load_state_dict(state["optimizer"])
-            data_gen.set_state(state["rng_data"])
-            noise_gen.set_state(state["rng_noise"])
+            try:
+                data_gen.set_state(state["rng_data"])
+                noise_gen.set_state(state["rng_noise"])
+            except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as error:
+                raise InvalidInputError(
+                    f"{saved['path']}: its random-generator state is missing or damaged "
+                    f"({type(error).__name__}); choose another output folder, or resume=False "
+                    "to start over"
+                ) from None
         start_step = int(saved["metadata"]["step"])
         wall_before = float(saved["metadata"]["training"]["wall_seconds"])
     eval_gen = torch.Generator().manual_seed(params.seed + 99)

@@ -463,6 +463,12 @@ def load_tensors_checkpoint(
     if not isinstance(metadata, dict) or metadata.get("format") != format:
         found = metadata.get("format") if isinstance(metadata, dict) else None
         raise CheckpointError(f"{path} is not a napari-scigen {what} checkpoint (format {found!r})")
+    step = metadata.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(
+            f"{path / METADATA_FILE}: 'step' must be a whole number >= 0, got {step!r} "
+            "(a damaged or edited checkpoint): choose another checkpoint or start over"
+        )
     state_path = path / TRAIN_STATE_FILE
     return {
         "tensors": _read_tensors(path / NETWORKS_FILE),

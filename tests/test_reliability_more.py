@@ -1,0 +1,142 @@
+"""More bad inputs on the newer surfaces (issue 20, remaining cases).
+
+Each row of :data:`CASES` reuses the table of :mod:`test_reliability_surfaces`: one command
+on a folder of inputs, exit 2, one line on stderr without a traceback, every file under the
+folder unchanged (sha256) and nothing left behind. The rows cover ``--uncertainty-out``
+(both outputs or neither), ``validate -o`` into a read-only folder, and learned-engine
+checkpoints whose ``step`` or random-generator state was edited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("zarr", minversion="3")
+
+from napari_scigen.cli import main  # noqa: E402
+from test_reliability_surfaces import (  # noqa: E402
+    Case,
+    inputs,  # noqa: F401
+    template,  # noqa: F401 - fixtures used by ``inputs``
+)
+from test_reliability_surfaces import (
+    test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing as run_case,
+)
+
+_LEARNED = ["--method", "learned", "--init", "scratch", "--train-steps", "4", "--crop-size", "16"]
+_LEARNED += ["--batch-size", "2", "--base-channels", "8", "--tta", "2", "--threads", "1", "-q"]
+
+
+def _interpolate(*extra: str) -> tuple[str, ...]:
+    return ("interpolate", "{d}/v.tif", "--missing", "3", "-o", "{d}/out/o.tif", *extra)
+
+
+def _fake_learned_result(monkeypatch, d, uncertainty):
+    """``api.interpolate`` returns the input with the given uncertainty map (no training)."""
+    from napari_scigen import api
+
+    real = api.interpolate
+
+    def interpolate(data, **kwargs):
+        result = real(data, method="linear", missing=kwargs["missing"])
+        if uncertainty is not None:
+            result.images["uncertainty"] = uncertainty(np.asarray(result.data).shape)
+        return result
+
+    monkeypatch.setattr(api, "interpolate", interpolate)
+
+
+def _no_map(monkeypatch, d) -> None:
+    _fake_learned_result(monkeypatch, d, None)
+
+
+def _nan_map(monkeypatch, d) -> None:
+    _fake_learned_result(monkeypatch, d, lambda shape: np.full(shape, np.nan, np.float32))
+
+
+def _disk_full_on_the_map(monkeypatch, d) -> None:
+    import errno
+
+    _fake_learned_result(monkeypatch, d, lambda shape: np.zeros(shape, np.float32))
+    from napari_scigen.core.io import write as write_module
+
+    real = write_module._write_tiff
+
+    def write(file, *args, **kwargs):
+        if "u.tif" in str(file):
+            raise OSError(errno.ENOSPC, "No space left on device", str(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(write_module, "_write_tiff", write)
+
+
+def _read_only_out(monkeypatch, d) -> None:
+    """``out/`` is read-only (as :func:`os.access` says; root ignores permission bits)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != d / "out" and real_access(p, mode))
+
+
+def _learned_checkpoint(edit):
+    """Setup: a real learned-engine checkpoint of ``v.tif`` in ``ck/``, then ``edit`` applied."""
+
+    def make(d: Path) -> None:
+        argv = ["interpolate", str(d / "v.tif"), "--missing", "3", "-o", str(d / "first.tif")]
+        assert main([*argv, *_LEARNED, "--checkpoint-dir", str(d / "ck")]) == 0
+        json_path = next((d / "ck").glob("checkpoint-*/checkpoint.json"))
+        record = json.loads(json_path.read_text())
+        edit(record)
+        json_path.write_text(json.dumps(record))
+
+    return make
+
+
+def _set(key, value):
+    return lambda record: record.update({key: value})
+
+
+_RESUME = ("--checkpoint-dir", "{d}/ck")
+
+CASES = [
+    # --uncertainty-out: checked before any work, and both outputs or neither
+    Case("uncertainty-out-from-an-engine-without-one", _interpolate("--uncertainty-out", "{d}/out/u.tif", "-q"), "returns no uncertainty map"),
+    Case("uncertainty-out-with-no-uncertainty", _interpolate(*_LEARNED, "--no-uncertainty", "--uncertainty-out", "{d}/out/u.tif"), "drop --no-uncertainty"),
+    Case("uncertainty-map-missing-after-the-run", _interpolate(*_LEARNED, "--uncertainty-out", "{d}/out/u.tif"), "nothing was written", patch=_no_map),
+    Case("uncertainty-map-holds-nan", _interpolate(*_LEARNED, "--uncertainty-out", "{d}/out/u.tif"), "NaN/infinite", patch=_nan_map),
+    Case("uncertainty-map-on-a-full-disk", _interpolate(*_LEARNED, "--uncertainty-out", "{d}/out/u.tif"), "disk is full", patch=_disk_full_on_the_map),
+    # validate -o into a folder that cannot be written: refused before the benchmark
+    Case("validate-into-a-read-only-folder", ("validate", "{d}/v.tif", "-o", "{d}/out", "-q"), "not writable", patch=_read_only_out),
+    Case("validate-creating-a-folder-in-a-read-only-one", ("validate", "{d}/v.tif", "-o", "{d}/out/new/report", "-q"), "not writable", patch=_read_only_out),
+    # crafted learned-engine checkpoints: a user error naming the file
+    Case("learned-checkpoint-step-is-text", _interpolate(*_LEARNED, *_RESUME), "'step' must be a whole number >= 0", setup=_learned_checkpoint(_set("step", "four"))),
+    Case("learned-checkpoint-step-is-negative", _interpolate(*_LEARNED, *_RESUME), "'step' must be a whole number >= 0", setup=_learned_checkpoint(_set("step", -3))),
+    Case("learned-checkpoint-step-is-a-fraction", _interpolate(*_LEARNED, *_RESUME), "'step' must be a whole number >= 0", setup=_learned_checkpoint(_set("step", 2.5))),
+    Case("learned-checkpoint-rng-garbage", _interpolate(*_LEARNED, *_RESUME), "random-generator state is missing or damaged", setup=_learned_checkpoint(_set("rng_state", "garbage"))),
+    Case("learned-checkpoint-rng-of-another-generator", _interpolate(*_LEARNED, *_RESUME), "random-generator state is missing or damaged", setup=_learned_checkpoint(_set("rng_state", {"bit_generator": "MT19937", "state": {}}))),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_a_bad_input_gets_one_line_and_changes_nothing(case, inputs, capfd, monkeypatch):  # noqa: F811
+    run_case(case, inputs, capfd, monkeypatch)
+
+
+def test_uncertainty_out_writes_both_files_with_the_message_naming_the_output(
+    inputs,  # noqa: F811
+    monkeypatch,
+    capsys,
+):
+    _fake_learned_result(monkeypatch, inputs, lambda shape: np.ones(shape, np.float32))
+    argv = [
+        a.format(d=inputs) for a in _interpolate(*_LEARNED, "--uncertainty-out", "{d}/out/u.tif")
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {inputs / 'out' / 'o.tif'}" in out and "partial" not in out
+    assert {p.name for p in (inputs / "out").glob("*.tif")} == {"o.tif", "u.tif"}
+    assert not list((inputs / "out").glob(".*"))
