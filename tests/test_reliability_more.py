@@ -102,6 +102,24 @@ def _set(key, value):
 
 _RESUME = ("--checkpoint-dir", "{d}/ck")
 
+
+def _stylegan_declaring(**declared):
+    """Setup: a tiny exported StyleGAN generator ``g.safetensors`` whose JSON declares more."""
+
+    def make(d: Path) -> None:
+        from napari_scigen.engines.stylegan.checkpoint import save_generator
+        from stylegan_tiny import tiny_generator
+
+        save_generator(tiny_generator(), d / "g.safetensors", {"window": [0.0, 1.0]})
+        record = json.loads((d / "g.json").read_text())
+        record["config"].update(declared)
+        (d / "g.json").write_text(json.dumps(record))
+
+    return make
+
+
+_SAMPLE = ("sample-stylegan", "--checkpoint", "{d}/g.safetensors", "-n", "1", "-o", "{d}/out/s.tif", "-q")  # fmt: skip
+
 CASES = [
     # --uncertainty-out: checked before any work, and both outputs or neither
     Case("uncertainty-out-from-an-engine-without-one", _interpolate("--uncertainty-out", "{d}/out/u.tif", "-q"), "returns no uncertainty map"),
@@ -118,6 +136,9 @@ CASES = [
     Case("learned-checkpoint-step-is-a-fraction", _interpolate(*_LEARNED, *_RESUME), "'step' must be a whole number >= 0", setup=_learned_checkpoint(_set("step", 2.5))),
     Case("learned-checkpoint-rng-garbage", _interpolate(*_LEARNED, *_RESUME), "random-generator state is missing or damaged", setup=_learned_checkpoint(_set("rng_state", "garbage"))),
     Case("learned-checkpoint-rng-of-another-generator", _interpolate(*_LEARNED, *_RESUME), "random-generator state is missing or damaged", setup=_learned_checkpoint(_set("rng_state", {"bit_generator": "MT19937", "state": {}}))),
+    # a StyleGAN config declaring a huge network: refused from its numbers, nothing allocated
+    Case("stylegan-config-huge-channels", _SAMPLE, "declares a generator of about", setup=_stylegan_declaring(channel_base=2**30, channel_max=2**20)),
+    Case("stylegan-config-huge-style", _SAMPLE, "declares a generator of about", setup=_stylegan_declaring(z_dim=10**6, w_dim=10**6)),
 ]  # fmt: skip
 
 

@@ -223,6 +223,30 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+#: The most generator parameters a declared StyleGAN config may ask for (4 GB of float32):
+#: the NVlabs 1024x1024 generator has about 30 million.
+MAX_GENERATOR_PARAMETERS = 1_000_000_000
+
+
+def declared_parameters(config: StyleGANConfig) -> int:
+    """About how many parameters the generator of ``config`` has (nothing is allocated).
+
+    Counts the mapping network, the two modulated 3x3 convolutions and their style
+    affines per resolution, and the to-image layers: a slight over-estimate (within 25%) of the built
+    network, enough to refuse a config that declares a network too large to build.
+    """
+    total = (
+        int(config.mapping_layers) * max(int(config.z_dim), int(config.w_dim)) * int(config.w_dim)
+    )
+    res, previous = 4, config.channels(4)
+    while res <= config.resolution:
+        channels = config.channels(res)
+        total += 2 * (9 * previous * channels + int(config.w_dim) * previous)
+        total += (int(config.w_dim) + 1) * channels * int(config.img_channels)
+        previous, res = channels, res * 2
+    return int(total)
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """Read the JSON metadata of a checkpoint directory or an exported generator."""
     path = Path(path)
@@ -241,12 +265,21 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
             f"{json_path} is not a napari-scigen StyleGAN file (format {found!r})"
         )
     try:
-        StyleGANConfig.from_dict(record["config"])
-    except (KeyError, TypeError, ValueError) as error:
+        config = StyleGANConfig.from_dict(record["config"])
+        parameters = declared_parameters(config)
+    except (KeyError, TypeError, ValueError, OverflowError) as error:
         raise CheckpointError(
             f"{json_path} has no valid StyleGAN 'config' ({type(error).__name__}: {error}); "
             "the checkpoint is incomplete or damaged"
         ) from None
+    if parameters > MAX_GENERATOR_PARAMETERS:
+        raise CheckpointError(
+            f"{json_path} declares a generator of about {parameters:.3g} parameters "
+            f"(resolution {config.resolution}, channel_base {config.channel_base}, channel_max "
+            f"{config.channel_max}, w_dim {config.w_dim}), more than the "
+            f"{MAX_GENERATOR_PARAMETERS:.0e} accepted: the file is damaged or not a "
+            "napari-scigen StyleGAN generator; nothing was allocated"
+        )
     return record
 
 
