@@ -161,3 +161,30 @@ def test_uncertainty_out_writes_both_files_with_the_message_naming_the_output(
     assert f"wrote {inputs / 'out' / 'o.tif'}" in out and "partial" not in out
     assert {p.name for p in (inputs / "out").glob("*.tif")} == {"o.tif", "u.tif"}
     assert not list((inputs / "out").glob(".*"))
+
+
+_DIFFUSERS_SHAPE_ERRORS = [
+    ValueError("Cannot load /m/unet because conv_in.weight expected shape torch.Size([32, 4, 3, 3]), but got torch.Size([8, 4, 3, 3]). If you want to instead overwrite randomly initialized weights, please make sure to pass both `low_cpu_mem_usage=False` and `ignore_mismatched_sizes=True`."),
+    ValueError("Cannot load conv_in.weight because it has shape (8, 4, 3, 3) in the checkpoint but shape (32, 4, 3, 3) in UNet2DConditionModel. Pass `ignore_mismatched_sizes=True` to skip it and keep the randomly initialized weight."),
+    RuntimeError("Error(s) in loading state_dict for UNet2DConditionModel:\n\tsize mismatch for conv_in.weight: copying a param with shape torch.Size([8, 4, 3, 3]) from checkpoint, the shape in current model is torch.Size([32, 4, 3, 3]).\n\tYou may consider adding `ignore_mismatched_sizes=True` in the model `from_pretrained` method."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("error", _DIFFUSERS_SHAPE_ERRORS, ids=["meta-load", "safetensors-slice", "state-dict"])  # fmt: skip
+@pytest.mark.parametrize("is_local", [True, False], ids=["local-folder", "cached-hub-model"])
+def test_unet_weights_of_the_wrong_shape_say_download_again_without_diffusers_advice(
+    error, is_local
+):
+    from napari_scigen.core.models import ModelNotAvailableError
+    from napari_scigen.engines.sd.hub import ModelSource, load_from_source
+
+    def load(location, flags):
+        raise error
+
+    source = ModelSource("m", "/m" if is_local else "org/m", is_local, True, True)
+    with pytest.raises(ModelNotAvailableError) as raised:
+        load_from_source(source, load, what="Stable Diffusion")
+    message = str(raised.value)
+    assert "weights do not match its config (conv_in.weight has another shape)" in message
+    assert "download the model again" in message and "\n" not in message
+    assert "ignore_mismatched_sizes" not in message

@@ -267,6 +267,49 @@ def _one_line(error: BaseException, limit: int = 200) -> str:
     return (text[:limit] + "...") if len(text) > limit else text
 
 
+_MISMATCH_NAMES = (
+    r"Cannot load (\S+) because it has shape",
+    r"because (\S+) expected shape",
+    r"size mismatch for (\S+?):",
+)
+
+
+def _weights_mismatch(error: BaseException) -> str | None:
+    """The parameter named when ``error`` (or its cause) says weights have the wrong shape.
+
+    diffusers words this several ways and adds advice (``ignore_mismatched_sizes=True``)
+    that would load random weights in their place; ``"?"`` when no name is given.
+    """
+    import re
+
+    current, seen = error, 0
+    while current is not None and seen < 10:
+        text = str(current)
+        if isinstance(current, (ValueError, RuntimeError)) and (
+            "ignore_mismatched_sizes" in text or "size mismatch" in text
+        ):
+            for pattern in _MISMATCH_NAMES:
+                found = re.search(pattern, text)
+                if found:
+                    return found.group(1).strip(".,'\"")
+            return "?"
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    return None
+
+
+def _mismatch_message(source: ModelSource, what: str, name: str) -> str:
+    where = (
+        f"{what} model directory {source.location!r}"
+        if source.is_local
+        else f"cached {what} model {source.requested!r}"
+    )
+    detail = "" if name == "?" else f" ({name} has another shape)"
+    return (
+        f"{where}: its weights do not match its config{detail}; the files are damaged or "
+        "come from two different models: download the model again"
+    )
+
+
 def load_from_source(
     source: ModelSource, load: Callable[[str, dict[str, Any]], T], *, what: str
 ) -> T:
@@ -289,12 +332,20 @@ def load_from_source(
             raise ModelNotAvailableError(
                 f"{what} model directory {source.location!r} could not be loaded: {_one_line(error)}"
             ) from None
+        except (ValueError, RuntimeError) as error:
+            name = _weights_mismatch(error)
+            if name is None:
+                raise
+            raise ModelNotAvailableError(_mismatch_message(source, what, name)) from None
     attempts = [True] if source.offline else ([True, False] if source.cached else [False])
     last_error: BaseException | None = None
     for local_only in attempts:
         try:
             return load(source.location, {"local_files_only": local_only, "cache_dir": cache_dir})
         except Exception as error:
+            name = _weights_mismatch(error)
+            if name is not None:
+                raise ModelNotAvailableError(_mismatch_message(source, what, name)) from None
             if not _is_unavailable_error(error):
                 raise
             last_error = error
