@@ -33,9 +33,17 @@ INT_LIMIT = 2**31 - 1
 FLOAT_LIMIT = 1e9
 
 
+def _sentence(text: str) -> str:
+    """``text`` as a sentence: capital first letter, one full stop at the end."""
+    text = text.strip()
+    return f"{text[:1].upper()}{text[1:].rstrip('.')}." if text else ""
+
+
 def tooltip_for(spec: FieldSpec) -> str:
-    """The declared help plus bounds and default, for a widget tooltip."""
-    parts = [spec.help]
+    """The declared help plus bounds and default, for a widget tooltip: one line each,
+    the help as a sentence (the declarations' help is a lower-case phrase, and joined
+    with spaces it ran into "Range: …")."""
+    parts = [_sentence(spec.help)]
     info = spec.info
     if info.min is not None or info.max is not None:
         low = "" if info.min is None else f"{'>' if info.min_exclusive else '≥'} {info.min:g}"
@@ -47,7 +55,7 @@ def tooltip_for(spec: FieldSpec) -> str:
     parts.append(f"Default: {default if default not in (None, '') else 'none'}.")
     if spec.info.cli:
         parts.append(f"CLI: {spec.flag}")
-    return " ".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
 def _float_step(spec: FieldSpec, value: Any) -> float:
