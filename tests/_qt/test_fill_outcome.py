@@ -159,3 +159,18 @@ def test_engine_messages_lose_cli_flags_and_repository_paths():
     )
     assert "(docs/" not in plain_message(ENGINE_MESSAGE)
     assert plain_message("slice 3/10 (2 of 5)") == "slice 3/10 (2 of 5)"
+
+
+def test_a_keep_every_fallback_quotes_the_in_plane_exact_gap_scores():
+    from napari_scigen._qt._outcome import fill_outcome
+
+    extra = {
+        "filled_with": "linear",
+        "learned_lost_self_validation": True,
+        "z_check_exact": False,
+        "self_validation": _scores(learned=19.0, linear=20.5, flow=20.0),  # the gap-2G proxy
+        "in_plane_check": _scores(learned=25.0, linear=25.2),  # the job's own gap
+    }
+    outcome = fill_outcome("learned", {"extra": extra}, "interpolate")
+    assert outcome is not None and outcome.filled == "linear" and outcome.warning
+    assert "linear 25.20 dB" in outcome.message and "learned 25.00 dB" in outcome.message

@@ -46,7 +46,11 @@ class FillOutcome:
 
 
 def _scores(extra: dict[str, Any]) -> tuple[dict[str, dict], int, str]:
+    """The scores that decided: the exact z-check, else the in-plane exact-gap check."""
     validation = extra.get("self_validation") or {}
+    in_plane = extra.get("in_plane_check") or {}
+    if in_plane.get("scores") and not (extra.get("z_check_exact") and validation.get("scores")):
+        validation = in_plane
     return (
         dict(validation.get("scores") or {}),
         int(validation.get("count") or 0),
