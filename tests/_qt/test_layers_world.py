@@ -100,7 +100,13 @@ def test_a_new_stack_outside_the_shown_slice_moves_the_slider_onto_it(world_view
     widget.sample_form.set_values({"n": 2, "seed": 1})
     widget.start("sample")
     samples = viewer.layers["stylegan samples 1"]
-    _same_world(samples, image)
+    # the volume's scale and units, placed beside it (to its right) from the shown slice
+    assert tuple(samples.scale) == tuple(image.scale)
+    assert tuple(samples.units) == tuple(image.units)
+    width = image.data.shape[-1] * image.scale[-1]
+    assert samples.translate[0] == pytest.approx(10.0 + 11 * 5.0)
+    assert samples.translate[1] == pytest.approx(image.translate[1])
+    assert samples.translate[2] == pytest.approx(image.translate[2] + 1.05 * width)
     assert viewer.layers.selection.active is samples
     assert viewer.dims.point[0] == pytest.approx(samples.translate[0])  # its first slice
     assert widget.status.text() == "Done."
