@@ -128,7 +128,7 @@ def test_controlnet_generates_variants_per_slice_with_recorded_seeds(params):
     before = volume.copy()
     events = []
     result = drain(
-        run_controlnet(volume, dataclasses.replace(params, n_variants=2)), on_progress=events.append
+        run_controlnet(volume, dataclasses.replace(params, count=2)), on_progress=events.append
     )
     np.testing.assert_array_equal(volume, before)
     assert result.data.shape == (2, 2, 64, 64) and result.data.dtype == np.uint16
@@ -184,7 +184,7 @@ def test_controlnet_inpaint_keeps_outside_mask_bit_identical(params):
     volume = _volume(depth=2)
     mask = np.zeros(volume.shape, dtype=bool)
     mask[:, 18:42, 20:46] = True
-    result = drain(run_controlnet_inpaint(volume, mask, dataclasses.replace(params, n_variants=2)))
+    result = drain(run_controlnet_inpaint(volume, mask, dataclasses.replace(params, count=2)))
     assert result.data.shape == (2, *volume.shape) and result.data.dtype == np.uint16
     for variant in result.data:
         np.testing.assert_array_equal(variant[~mask], volume[~mask])

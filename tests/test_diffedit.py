@@ -34,7 +34,7 @@ def params(models):
     return DiffEditParams(
         model=str(models.sd),
         source_prompt="rock",
-        target_prompt="a pore",
+        prompt="a pore",
         steps=4,
         strength=0.5,
         guidance_scale=5.0,
@@ -97,7 +97,7 @@ def test_diffedit_provenance_records_model_seeds_window_and_tiles(params, models
     assert record["engine"] == "diffedit"
     assert record["task"] == "edit" and record["method"] == "diffedit"
     assert record["model"] == str(models.sd)
-    assert record["params"]["target_prompt"] == "a pore"
+    assert record["params"]["prompt"] == "a pore"
     assert record["seed"] == [8, 10]  # seed + z
     assert record["extra"]["seeds"] == {"1": 8, "3": 10}
     assert record["source"]["slices"] == [1, 3]
@@ -218,8 +218,8 @@ def test_diffedit_rejects_empty_mask_and_empty_prompt(params):
     mask[1, 10:20, 10:20] = True
     with pytest.raises(InvalidInputError, match="mask is empty"):
         drain(run_diffedit(volume, mask, params, slices=[0]))
-    with pytest.raises(InvalidInputError, match="target_prompt"):
-        drain(run_diffedit(volume, mask, dataclasses.replace(params, target_prompt="  ")))
+    with pytest.raises(InvalidInputError, match="prompt"):
+        drain(run_diffedit(volume, mask, dataclasses.replace(params, prompt="  ")))
     with pytest.raises(InvalidInputError, match="strength"):
         dataclasses.replace(params, strength=1.5)
 

@@ -74,7 +74,7 @@ def test_cli_controlnet_writes_one_file_per_variant(models, files):
     folder, volume, _ = files
     out = folder / "gen.tif"
     code = main(
-        ["controlnet", str(folder / "in.tif"), "--prompt", "rock", "--variants", "2",
+        ["controlnet", str(folder / "in.tif"), "--prompt", "rock", "--count", "2",
          "--slices", "0, 2", "--controlnet-model", str(models.controlnet), "--scheduler", "ddim",
          "-o", str(out), *_tiny_options(models)]
     )  # fmt: skip
@@ -154,10 +154,10 @@ def test_cli_refuses_existing_output_and_bad_slices(models, files, capsys):
     )  # fmt: skip
     assert code == 2 and "--prompt is required" in capsys.readouterr().err
     code = main(
-        ["controlnet", str(folder / "in.tif"), "--variants", "0", "-o", str(folder / "x.tif"),
+        ["controlnet", str(folder / "in.tif"), "--count", "0", "-o", str(folder / "x.tif"),
          *_tiny_options(models)]
     )  # fmt: skip
-    assert code == 2 and "--variants must be >= 1" in capsys.readouterr().err
+    assert code == 2 and "--count must be >= 1" in capsys.readouterr().err
     assert not (folder / "x.tif").exists()
 
 

@@ -23,8 +23,8 @@ from tiny_sd_more import TINY_RESOLUTION, more_tiny_models  # noqa: E402
 
 #: (task, method, tiny model attribute, prompt field) of every new SD engine run.
 MASKED = [
-    ("edit", "instructpix2pix", "instructpix2pix", "instruction"),
-    ("edit", "ledits", "ledits", "editing_prompt"),
+    ("edit", "instructpix2pix", "instructpix2pix", "prompt"),
+    ("edit", "ledits", "ledits", "prompt"),
     ("inpaint", "unclip", "unclip", None),
 ]
 
@@ -120,7 +120,7 @@ def test_edit_without_mask_edits_whole_slices_alone_as_in_a_batch(
 def test_a_slice_is_the_same_alone_and_in_a_batch_of_16(models):
     volume = _volume(depth=16, seed=3)
     mask = _mask(volume.shape)
-    params = _params(models, "edit", "instructpix2pix", "instructpix2pix", "instruction")
+    params = _params(models, "edit", "instructpix2pix", "instructpix2pix", "prompt")
     batched = api.edit(volume, mask, method="instructpix2pix", params=params, batch_size=16)
     alone = api.edit(volume, mask, method="instructpix2pix", params=params, slices=[9])
     np.testing.assert_array_equal(alone.data[9], batched.data[9])
@@ -128,7 +128,7 @@ def test_a_slice_is_the_same_alone_and_in_a_batch_of_16(models):
 
 def test_unclip_generates_variations_per_slice_alone_as_in_a_batch(models):
     volume = _volume(depth=3, seed=2)
-    params = _params(models, "generate", "unclip", "unclip", None, n_variants=2, batch_size=4)
+    params = _params(models, "generate", "unclip", "unclip", None, count=2, batch_size=4)
     result = api.generate(volume, method="unclip", params=params, slices=[0, 2])
     assert result.data.shape == (2, 2, 64, 64) and result.data.dtype == np.uint16
     window = result.provenance["extra"]["window"]
@@ -140,7 +140,7 @@ def test_unclip_generates_variations_per_slice_alone_as_in_a_batch(models):
         "2:1": 1000010,
     }
     assert not np.array_equal(result.data[0, 0], result.data[1, 0])  # variants differ
-    alone = api.generate(volume, method="unclip", params=params, slices=[2], n_variants=1)
+    alone = api.generate(volume, method="unclip", params=params, slices=[2], count=1)
     np.testing.assert_array_equal(alone.data[0, 0], result.data[0, 1])
 
 
@@ -149,7 +149,7 @@ def test_small_float_slice_is_padded_and_cropped_back(models):
     slice_ = rng.normal(0.5, 0.1, (40, 52)).astype(np.float32)
     mask = np.zeros(slice_.shape, dtype=bool)
     mask[10:30, 15:35] = True
-    params = _params(models, "edit", "instructpix2pix", "instructpix2pix", "instruction")
+    params = _params(models, "edit", "instructpix2pix", "instructpix2pix", "prompt")
     result = api.edit(slice_, mask, method="instructpix2pix", params=params)
     assert result.data.shape == (40, 52) and result.data.dtype == np.float32
     assert result.provenance["extra"]["padding"] == [[12, 12], [6, 6]]
@@ -160,7 +160,7 @@ def test_small_float_slice_is_padded_and_cropped_back(models):
 def test_cancel_at_the_first_step_raises_and_returns_nothing(models):
     volume = _volume(depth=2)
     token = CancelToken()
-    params = _params(models, "edit", "ledits", "ledits", "editing_prompt")
+    params = _params(models, "edit", "ledits", "ledits", "prompt")
     job = api.edit_job(volume, _mask(volume.shape), method="ledits", params=params, cancel=token)
 
     def on_progress(event):
@@ -174,7 +174,7 @@ def test_cancel_at_the_first_step_raises_and_returns_nothing(models):
 def test_prompts_and_ledits_geometry_are_checked_before_anything_loads(models):
     volume = _volume(depth=1)
     params = _params(models, "edit", "instructpix2pix", "instructpix2pix", None)
-    with pytest.raises(Exception, match="instruction is empty"):
+    with pytest.raises(Exception, match="prompt is empty"):
         api.edit(volume, None, method="instructpix2pix", params=params)
     with pytest.raises(ParameterError, match="multiple of 32"):
         get_engine("edit", "ledits").params_class(resolution=72, context=8)
@@ -190,7 +190,7 @@ def test_a_missing_model_offline_is_one_clear_line_and_writes_nothing(tmp_path, 
     assert not out.exists()
     with pytest.raises(ModelNotAvailableError, match="hf download timbrooks/instruct-pix2pix"):
         api.edit(
-            _volume(depth=1), None, method="instructpix2pix", instruction="x", local_files_only=True
+            _volume(depth=1), None, method="instructpix2pix", prompt="x", local_files_only=True
         )
 
 
@@ -209,6 +209,6 @@ def test_the_cli_commands_run_the_engines_with_and_without_a_mask(models, tmp_pa
     outside = ~_mask(volume.shape)
     np.testing.assert_array_equal(np.asarray(written.data)[outside], volume[outside])
     generated = tmp_path / "generated.tif"
-    argv = ["unclip", str(tmp_path / "in.tif"), "--model", str(models.unclip), "--variants", "2"]
+    argv = ["unclip", str(tmp_path / "in.tif"), "--model", str(models.unclip), "--count", "2"]
     assert main([*argv, *common, "-o", str(generated)]) == 0
     assert (tmp_path / "generated_v0.tif").exists() and (tmp_path / "generated_v1.tif").exists()

@@ -27,7 +27,7 @@ DIFFEDIT_VALUES = {
     "local_files_only": True,
     "window_percentiles": (1.0, 98.5),
     "source_prompt": "grains, pores and cracks",
-    "target_prompt": "a large pore",
+    "prompt": "a large pore",
     "strength": 0.6,
     "mask_encode_strength": 0.3,
     "mask_threshold": 2.5,
@@ -46,7 +46,7 @@ CONTROLNET_VALUES = {
     "control_start": 0.1,
     "control_end": 0.9,
     "strength": 0.5,
-    "n_variants": 3,
+    "count": 3,
     "masked_control": "canny",
     "canny_sigma": 1.5,
     "canny_low": 0.05,
@@ -68,7 +68,7 @@ def test_shared_fields_are_declared_once_in_the_base_class():
 def test_widget_only_fields_are_cli_flags_too():
     flags = {spec.flag for spec in fields_of(ControlNetParams) if spec.info.cli}
     assert {"--control-start", "--control-end", "--canny-use-quantiles", "--scheduler"} <= flags
-    assert {"--guidance", "--variants"} <= flags  # the historical flag names
+    assert {"--guidance", "--count", "--prompt"} <= flags
 
 
 @pytest.mark.parametrize(
@@ -96,15 +96,39 @@ def test_historical_flag_names_still_work():
          "--local-files-only", "-o", "out.tif"]
     )  # fmt: skip
     params = params_from_cli(DiffEditParams, args)
-    assert params.target_prompt == "a pore" and params.guidance_scale == 5.0
+    assert params.prompt == "a pore" and params.guidance_scale == 5.0
     assert params.local_files_only is True
-    args = build_parser().parse_args(["controlnet", "in.tif", "--variants", "2", "-o", "o.tif"])
-    assert params_from_cli(ControlNetParams, args).n_variants == 2
+
+
+def test_former_field_names_are_deprecated_aliases_for_one_release(capsys):
+    from napari_scigen.engines.sd.instructpix2pix import InstructPix2PixParams
+    from napari_scigen.engines.sd.ledits import LEditsParams
+
+    with pytest.warns(DeprecationWarning, match="--variants is deprecated, use --count"):
+        args = build_parser().parse_args(["controlnet", "in.tif", "--variants", "2", "-o", "o"])
+    assert params_from_cli(ControlNetParams, args).count == 2
+    assert "--variants is deprecated" in capsys.readouterr().err
+    for cls, old in (
+        (DiffEditParams, "target_prompt"),
+        (InstructPix2PixParams, "instruction"),
+        (LEditsParams, "editing_prompt"),
+    ):
+        with pytest.warns(DeprecationWarning, match=f"{old} is deprecated, use prompt"):
+            params = cls(**{old: "a pore"})
+        assert params == cls(prompt="a pore")
+        with pytest.warns(DeprecationWarning):
+            assert getattr(params, old) == "a pore"
+        with pytest.warns(DeprecationWarning):
+            assert cls.from_mapping({old: "x"}).prompt == "x"
+        with pytest.raises(InvalidInputError, match="give only prompt"):
+            cls(**{old: "a", "prompt": "b"})
+    with pytest.warns(DeprecationWarning, match="n_variants is deprecated, use count"):
+        assert ControlNetParams(n_variants=2).replace(n_variants=3).count == 3
 
 
 def test_cli_values_are_validated_naming_the_flag():
-    args = build_parser().parse_args(["controlnet", "in.tif", "--variants", "0", "-o", "o.tif"])
-    with pytest.raises(InvalidInputError, match="--variants must be >= 1"):
+    args = build_parser().parse_args(["controlnet", "in.tif", "--count", "0", "-o", "o.tif"])
+    with pytest.raises(InvalidInputError, match="--count must be >= 1"):
         params_from_cli(ControlNetParams, args)
 
 
@@ -131,8 +155,8 @@ def test_params_validation_messages():
 def test_controlnet_params_are_validated():
     with pytest.raises(InvalidInputError, match="control_start"):
         ControlNetParams(prompt="x", control_start=0.8, control_end=0.5)
-    with pytest.raises(InvalidInputError, match="n_variants"):
-        ControlNetParams(prompt="x", n_variants=0)
+    with pytest.raises(InvalidInputError, match="count"):
+        ControlNetParams(prompt="x", count=0)
     with pytest.raises(InvalidInputError, match="scheduler"):
         ControlNetParams(prompt="x", scheduler="euler")
     with pytest.raises(InvalidInputError, match="masked_control"):

@@ -62,7 +62,7 @@ def _diffedit(viewer, tiny) -> DiffEditWidget:
     widget = DiffEditWidget(viewer)
     widget.image_picker.value = "vol"
     _set(widget, model=str(tiny.sd), local_files_only=True, source_prompt="rock")
-    _set(widget, target_prompt="a pore", steps=4, strength=0.5, guidance_scale=5.0)
+    _set(widget, prompt="a pore", steps=4, strength=0.5, guidance_scale=5.0)
     _set(widget, resolution=TINY_RESOLUTION, context=8, feather=2.0, device="cpu", seed=7)
     return widget
 
@@ -227,7 +227,7 @@ def test_controlnet_widget_generates_current_slice_at_its_z(disk_viewer, tiny, n
     widget = _controlnet(viewer, tiny)
     viewer.dims.set_point(0, 2 * SCALE[0])
     widget.slices.value = "current"
-    widget.fields["n_variants"].value = 2
+    widget.fields["count"].value = 2
     widget.run()
     assert widget.status.text() == "Done.", widget.status.text()
     result = viewer.layers["vol controlnet 1"]

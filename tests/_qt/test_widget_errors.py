@@ -139,7 +139,7 @@ def _fails_then_runs_again(widget, qtbot, shown, monkeypatch, fragment: str) -> 
 @pytest.mark.parametrize(
     ("module", "widget_class", "prompt_field"),
     [
-        ("_diffedit_widget", "DiffEditWidget", "target_prompt"),
+        ("_diffedit_widget", "DiffEditWidget", "prompt"),
         ("_controlnet_widget", "ControlNetWidget", "prompt"),
     ],
 )

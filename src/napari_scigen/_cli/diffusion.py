@@ -77,7 +77,7 @@ def _register_controlnet(subparsers) -> None:
         help="generate slices following Canny edges or a control layer (ControlNet)",
         description="Generate new slices whose structure follows each slice's Canny edges "
         "(or --control), or with --mask regenerate only the masked region (outside pixels "
-        "copied bit for bit). With --variants N > 1, one file per variant is written: "
+        "copied bit for bit). With --count N > 1, one file per variant is written: "
         "OUT_v0.tif, OUT_v1.tif, ...",
     )
     _add_common_arguments(parser)
@@ -142,7 +142,7 @@ def run_diffedit_command(args: argparse.Namespace) -> int:
         if mask_target.resolve() == target.resolve():
             raise CliError("--save-mask and -o name the same file; give two file names")
     params = params_from_cli(_params_class("edit", "diffedit"), args)
-    if not params.target_prompt.strip():
+    if not params.prompt.strip():
         raise CliError("--prompt is required: describe what the masked region should become")
     volume, data = _read(args.input)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
@@ -174,7 +174,7 @@ def run_controlnet_command(args: argparse.Namespace) -> int:
     inputs = [args.input, args.mask, args.control]
     target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
     params = params_from_cli(_params_class("generate", "controlnet"), args)
-    targets = _variant_paths(target, params.n_variants, args.overwrite, inputs)
+    targets = _variant_paths(target, params.count, args.overwrite, inputs)
     volume, data = _read(args.input)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
     control = _read(args.control, "control", labels=True)[1] if args.control else None
@@ -196,7 +196,7 @@ def run_controlnet_command(args: argparse.Namespace) -> int:
         )
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
-    outputs = result.data if (mask is None or params.n_variants > 1) else result.data[None]
+    outputs = result.data if (mask is None or params.count > 1) else result.data[None]
     voxel_size = result.output_voxel_size(volume.voxel_size)
     for variant, (path, array) in enumerate(zip(targets, outputs, strict=True)):
         provenance = dict(result.provenance, variant=variant)
@@ -240,7 +240,7 @@ def _register_sd_command(subparsers, command) -> None:
 
     name, task, masked_task, method, summary = command
     cls = _params_class(task, method)
-    variants = any(spec.name == "n_variants" for spec in fields_of(cls))
+    variants = any(spec.name == "count" for spec in fields_of(cls))
     parser = subparsers.add_parser(
         name,
         help=summary,
@@ -248,7 +248,7 @@ def _register_sd_command(subparsers, command) -> None:
         "changes (outside pixels copied bit for bit); the output keeps the input dtype. "
         "--adapter FOLDER applies a LoRA adapter written by finetune-sd."
         + (
-            " With --variants N > 1, one file per variant is written: OUT_v0.tif, OUT_v1.tif, ..."
+            " With --count N > 1, one file per variant is written: OUT_v0.tif, OUT_v1.tif, ..."
             if variants
             else ""
         ),
@@ -270,7 +270,7 @@ def run_sd_command(args: argparse.Namespace) -> int:
     target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
     chosen = masked_task if args.mask else task
     params = params_from_cli(_params_class(chosen, method), args)
-    variants = int(getattr(params, "n_variants", 1))
+    variants = int(getattr(params, "count", 1))
     targets = _variant_paths(target, variants, args.overwrite, inputs)
     volume, data = _read(args.input)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None

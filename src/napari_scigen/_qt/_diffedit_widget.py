@@ -115,7 +115,7 @@ class DiffEditWidget(EngineWidget):
         params = self.params()
         if not params.model.strip():
             raise ValueError("type a Stable Diffusion model id or folder")
-        if not params.target_prompt.strip():
+        if not params.prompt.strip():
             raise ValueError("type a target prompt: what the region should become")
         image = layer_data(image_layer)
         mask = None

@@ -49,8 +49,6 @@ COMPARE_METRICS = ("ssim", "lpips", "gmsd", "fid", "kid", "clipscore", "porosity
 HIGHER_IS_BETTER = {"ssim": True, "clipscore": True}
 #: Default edit instruction / concept of the edit engines.
 DEFAULT_EDIT_PROMPT = "larger pores"
-#: Prompt-like fields filled with the edit prompt when an engine leaves them empty.
-EDIT_PROMPT_FIELDS = ("target_prompt", "instruction", "editing_prompt")
 #: Fields naming a sample engine's trained generator.
 GENERATOR_FIELDS = ("generator", "checkpoint")
 
@@ -132,11 +130,11 @@ def _engine_params(key: str, given: Mapping[str, Any], settings: dict[str, Any])
         "local_files_only": not settings["allow_downloads"],
     }
     values = {k: v for k, v in fill.items() if k in declared and k not in user}
-    for field in EDIT_PROMPT_FIELDS:
-        if field in declared and field not in user and not declared[field].default:
-            values[field] = settings["edit_prompt"]
-    if "prompt" in declared and "prompt" not in user and declared["prompt"].default:
-        values["prompt"] = settings["prompt"]  # a generating engine's description of the data
+    if "prompt" in declared and "prompt" not in user:
+        if task == "edit" and not declared["prompt"].default:
+            values["prompt"] = settings["edit_prompt"]  # the instruction / concept of an edit
+        elif declared["prompt"].default:
+            values["prompt"] = settings["prompt"]  # a generating engine's description of the data
     return make_params(cls, {**values, **user})
 
 

@@ -48,12 +48,15 @@ from .declare import (
     FieldSpec,
     ParameterError,
     ParamInfo,
+    aliases_of,
     check_value,
     device_param,
     field_spec,
     fields_of,
     make_params,
     param,
+    translate_aliases,
+    warn_deprecated,
 )
 
 __all__ = [
@@ -65,6 +68,7 @@ __all__ = [
     "ParamInfo",
     "ParameterError",
     "add_cli_arguments",
+    "aliases_of",
     "check_value",
     "cli_values",
     "describe_params",
@@ -76,4 +80,6 @@ __all__ = [
     "params_from_cli",
     "params_to_argv",
     "parse_text",
+    "translate_aliases",
+    "warn_deprecated",
 ]

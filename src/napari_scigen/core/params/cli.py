@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..validation import InvalidInputError
-from .declare import EngineParams, FieldSpec, ParameterError, fields_of
+from .declare import EngineParams, FieldSpec, ParameterError, fields_of, warn_deprecated
 
 #: Prefix of the argparse ``dest`` of parameter flags (keeps them apart from command flags).
 DEST_PREFIX = "param__"
@@ -97,6 +98,35 @@ def _argparse_kwargs(spec: FieldSpec, users: Sequence[str] = ()) -> dict[str, An
     return kwargs
 
 
+def _deprecated_action(base: type[argparse.Action], new_flag: str) -> type[argparse.Action]:
+    """An argparse action that stores like ``base`` after warning that the flag is old."""
+
+    class Deprecated(base):
+        def __call__(self, parser, namespace, values, option_string=None):
+            message = f"{option_string} is deprecated, use {new_flag}"
+            print(f"{parser.prog}: warning: {message}", file=sys.stderr)
+            warn_deprecated(option_string, new_flag, parser.prog, stacklevel=2)
+            super().__call__(parser, namespace, values, option_string)
+
+    return Deprecated
+
+
+def _add_alias_flags(parser, spec: FieldSpec, kwargs: dict[str, Any], taken) -> None:
+    """The former flags of ``spec`` (hidden from ``--help``), warning when used."""
+    for old in spec.info.aliases:
+        flag = "--" + old.replace("_", "-")
+        if taken is not None:
+            if flag in taken:
+                continue
+            taken.add(flag)
+        hidden = {**kwargs, "help": argparse.SUPPRESS}
+        if spec.base is bool:
+            hidden["action"] = _deprecated_action(argparse.BooleanOptionalAction, spec.flag)
+        else:
+            hidden["action"] = _deprecated_action(argparse._StoreAction, spec.flag)
+        parser.add_argument(flag, **hidden)
+
+
 def add_cli_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type,
@@ -135,12 +165,13 @@ def add_cli_arguments(
     for spec in fields_of(cls):
         if not spec.info.cli or spec.name in exclude:
             continue
-        if taken is not None and spec.flag in taken:
-            continue
-        parser.add_argument(spec.flag, **_argparse_kwargs(spec, users))
-        added.append(spec.flag)
-        if taken is not None:
-            taken.add(spec.flag)
+        kwargs = _argparse_kwargs(spec, users)
+        if taken is None or spec.flag not in taken:
+            parser.add_argument(spec.flag, **kwargs)
+            added.append(spec.flag)
+            if taken is not None:
+                taken.add(spec.flag)
+        _add_alias_flags(parser, spec, kwargs, taken)
     return added
 
 

@@ -9,6 +9,7 @@ import math
 import re
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,7 @@ class ParamInfo:
     kind: str | None = None  # "path", "dir", "text", "prompt", "device"
     finite: bool = True
     increasing: bool = False
+    aliases: tuple[str, ...] = ()
 
 
 def param(
@@ -76,6 +78,7 @@ def param(
     kind: str | None = None,
     finite: bool = True,
     increasing: bool = False,
+    aliases: Sequence[str] = (),
 ) -> Any:
     """Declare one engine parameter (a dataclass field with metadata).
 
@@ -106,6 +109,10 @@ def param(
         Floats must be finite (NaN/inf rejected); on by default.
     increasing : bool
         Tuples must be strictly increasing (e.g. a ``(low, high)`` window).
+    aliases : sequence of str
+        Former names of the field, still accepted for one release with a
+        ``DeprecationWarning``: as keyword (``Params(old=...)``), attribute, mapping key
+        and CLI flag (``--old-name``, hidden from ``--help``).
     """
     info = ParamInfo(
         help=help,
@@ -122,6 +129,7 @@ def param(
         kind=kind,
         finite=finite,
         increasing=increasing,
+        aliases=tuple(aliases),
     )
     return dataclasses.field(default=default, metadata={METADATA_KEY: info})
 
@@ -318,14 +326,78 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
     return canonical
 
 
+# ---------------------------------------------------------------------------------------
+# deprecated aliases (former field names kept for one release)
+# ---------------------------------------------------------------------------------------
+
+
+@functools.cache
+def aliases_of(cls: type) -> dict[str, str]:
+    """``{former name: field name}`` of a params class (see ``param(aliases=...)``)."""
+    if not dataclasses.is_dataclass(cls):
+        return {}
+    return {old: spec.name for spec in fields_of(cls) for old in spec.info.aliases}
+
+
+def warn_deprecated(old: str, new: str, where: str, *, stacklevel: int = 3) -> None:
+    """The one ``DeprecationWarning`` of a former parameter name (keyword or flag)."""
+    warnings.warn(
+        f"{where}: {old} is deprecated, use {new} (the old name goes in the next release)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def translate_aliases(cls: type, values: Mapping[str, Any], *, stacklevel: int = 4) -> dict:
+    """``values`` with former field names replaced by the current ones (with a warning).
+
+    Raises
+    ------
+    InvalidInputError
+        When a former name and its current name are both given.
+    """
+    aliases = aliases_of(cls)
+    if not aliases or not any(name in aliases for name in values):
+        return dict(values)
+    translated: dict[str, Any] = {}
+    for name, value in values.items():
+        new = aliases.get(name)
+        if new is None:
+            translated[name] = value
+            continue
+        if new in values:
+            raise InvalidInputError(f"{name} and {new} name the same parameter; give only {new}")
+        warn_deprecated(name, new, cls.__name__, stacklevel=stacklevel)
+        translated[new] = value
+    return translated
+
+
+class _ParamsMeta(type):
+    """Lets a params class accept its former field names as keywords (with a warning)."""
+
+    def __call__(cls, *args: Any, **kwargs: Any):
+        if kwargs:
+            kwargs = translate_aliases(cls, kwargs)
+        return super().__call__(*args, **kwargs)
+
+
 @dataclass(frozen=True)
-class EngineParams:
+class EngineParams(metaclass=_ParamsMeta):
     """Base of every engine's parameter dataclass (declare subclasses frozen).
 
     On construction every field is checked against its declaration and stored in
     canonical form (ints as ``int``, floats as ``float``, sequences as tuples);
-    then :meth:`check` runs the cross-field rules.
+    then :meth:`check` runs the cross-field rules. A field's former names
+    (``param(aliases=...)``) are accepted as keywords and read as attributes, with a
+    ``DeprecationWarning``.
     """
+
+    def __getattr__(self, name: str) -> Any:
+        new = aliases_of(type(self)).get(name) if not name.startswith("__") else None
+        if new is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warn_deprecated(name, new, type(self).__name__)
+        return getattr(self, new)
 
     def __post_init__(self) -> None:
         for spec in fields_of(type(self)):
@@ -345,7 +417,7 @@ class EngineParams:
         InvalidInputError
             Naming the unknown parameters and the accepted ones.
         """
-        merged = {**(values or {}), **overrides}
+        merged = translate_aliases(cls, {**(values or {}), **overrides})
         known = {spec.name for spec in fields_of(cls)}
         unknown = sorted(set(merged) - known)
         if unknown:
@@ -359,6 +431,7 @@ class EngineParams:
         """A copy with some fields replaced (checked like the constructor)."""
         if not overrides:
             return self
+        overrides = translate_aliases(type(self), overrides)
         return type(self).from_mapping(self.to_dict(), **overrides)
 
     def to_dict(self) -> dict[str, Any]:

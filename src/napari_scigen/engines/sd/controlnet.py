@@ -17,10 +17,10 @@ Control images (:mod:`.control`)
 
 Outputs
 -------
-:func:`run_controlnet` returns generated slices shaped ``(n_variants, n_slices, Y, X)``
-(``(n_variants, Y, X)`` for a 2D input), in the input dtype and intensity window.
+:func:`run_controlnet` returns generated slices shaped ``(count, n_slices, Y, X)``
+(``(count, Y, X)`` for a 2D input), in the input dtype and intensity window.
 :func:`run_controlnet_inpaint` returns the input with the masked region regenerated
-(``(n_variants, *image.shape)`` when ``n_variants > 1``), every pixel outside the mask
+(``(count, *image.shape)`` when ``count > 1``), every pixel outside the mask
 bit-identical to the input. Windowing, crops, padding, compositing, seeds and batching
 are shared with DiffEdit (:mod:`.canvas`). Variant ``v`` of slice ``z`` uses seed
 ``seed + z + 1000003 * v``.
@@ -142,9 +142,9 @@ def run_controlnet(
     Returns
     -------
     EngineResult
-        ``data``: ``(n_variants, n_slices, Y, X)`` for a 3D input (``n_slices`` =
+        ``data``: ``(count, n_slices, Y, X)`` for a 3D input (``n_slices`` =
         the selected slices, in order, recorded in ``provenance["source"]["slices"]``)
-        or ``(n_variants, Y, X)`` for a 2D input, in the input dtype. Slices smaller
+        or ``(count, Y, X)`` for a 2D input, in the input dtype. Slices smaller
         than ``resolution`` are generated padded and cropped back; larger ones are
         generated at their own size (rounded up to a multiple of 8).
         ``images["control"]``: the RGB control images used, ``(n_slices, Y, X, 3)``
@@ -183,11 +183,11 @@ def run_controlnet(
     )
     slice_shape = image.shape[-2:]
     pads = pad_widths(slice_shape, params.resolution)
-    items = [(z, v) for z in zs for v in range(int(params.n_variants))]
+    items = [(z, v) for z in zs for v in range(int(params.count))]
     seeds = {f"{z}:{v}": slice_seed(params.seed, z, v) for z, v in items}
     batches = chunked(items, int(params.batch_size))
     counter = StepCounter(len(batches) * int(params.steps))
-    output = np.empty((int(params.n_variants), len(zs), *slice_shape), dtype=image.dtype)
+    output = np.empty((int(params.count), len(zs), *slice_shape), dtype=image.dtype)
     position = {z: i for i, z in enumerate(zs)}
     for number, batch in enumerate(batches, start=1):
         check_cancelled(cancel)
@@ -302,7 +302,7 @@ def run_controlnet_inpaint(
     Returns
     -------
     EngineResult
-        ``data``: the image's shape (``n_variants == 1``) or ``(n_variants, *image.shape)``,
+        ``data``: the image's shape (``count == 1``) or ``(count, *image.shape)``,
         input dtype, every pixel outside the mask bit-identical to the input.
         ``labels["mask"]``: the mask used (uint8). ``provenance["extra"]["control_source"]``
         is ``"inpaint"``, ``"canny"`` or ``"layer"``.
@@ -354,7 +354,7 @@ def run_controlnet_inpaint(
             variant=v,
         )
         for z in zs
-        for v in range(int(params.n_variants))
+        for v in range(int(params.count))
     ]
     layer_controls = None
     if layer_maps is not None:
@@ -378,8 +378,8 @@ def run_controlnet_inpaint(
         for (canvas, k), gray, edit_mask in zip(items, grays, masks, strict=True):
             canvas.paste(k, gray, edit_mask)
         yield Progress(counter.done, counter.total, f"{message}: done")
-    n_variants = int(params.n_variants)
-    output = np.stack([np.array(image, copy=True) for _ in range(n_variants)])
+    count = int(params.count)
+    output = np.stack([np.array(image, copy=True) for _ in range(count)])
     for canvas in canvases:
         original = slice_of(image, canvas.z)
         edited = finish_slice(
@@ -389,7 +389,7 @@ def run_controlnet_inpaint(
             output[canvas.variant] = edited
         else:
             output[canvas.variant, canvas.z] = edited
-    if n_variants == 1:
+    if count == 1:
         output = output[0]
     seeds = {f"{c.z}:{c.variant}": c.seed for c in canvases}
     provenance = _provenance(
@@ -405,7 +405,7 @@ def run_controlnet_inpaint(
         {
             "adapter": adapter_provenance(adapter),
             "control_source": control_source,
-            "output_layout": "image shape" if n_variants == 1 else "(variant, *image shape)",
+            "output_layout": "image shape" if count == 1 else "(variant, *image shape)",
             "tiles": {f"{c.z}:{c.variant}": c.crops_in_slice_coordinates() for c in canvases},
             "padding": [list(p) for p in canvases[0].pads],
             "latent_factor": pipe.vae_scale_factor,

@@ -183,7 +183,7 @@ def run_generate_mask(
     slices=None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, EngineResult]:
-    """Generate DiffEdit's automatic mask from ``source_prompt`` vs ``target_prompt``.
+    """Generate DiffEdit's automatic mask from ``source_prompt`` vs ``prompt``.
 
     Each slice is tiled with model-size crops; per crop, DiffEdit compares the noise
     predicted under both prompts and thresholds the difference at latent resolution.
@@ -194,7 +194,7 @@ def run_generate_mask(
     image : numpy.ndarray
         2D slice or 3D volume (uint8, uint16, int16 or float32).
     params : DiffEditParams
-        ``target_prompt`` must be set.
+        ``prompt`` must be set.
     slices : sequence of int, optional
         Slices to process (all by default).
     cancel : CancelToken, optional
@@ -210,7 +210,7 @@ def run_generate_mask(
         ``data`` and ``labels["diffedit_mask"]``: uint8 labels (1 = edit) of the
         image's shape; unprocessed slices are 0. Provenance records seeds and crops.
     """
-    check_prompt(params.target_prompt, "target_prompt", "describe what the region should become")
+    check_prompt(params.prompt, "prompt", "describe what the region should become")
     selected_slices(check_image(image), slices)  # bad input fails before the model loads
     yield Progress(0, 0, "loading Stable Diffusion")
     image, zs, device, dtype, pipe, source = _prepare(image, params, slices, cancel)
@@ -241,7 +241,7 @@ def run_generate_mask(
                 latent = pipe.generate_mask(
                     image=gray_to_rgb(unit[None]),
                     source_prompt=params.source_prompt,
-                    target_prompt=params.target_prompt,
+                    target_prompt=params.prompt,
                     num_maps_per_mask=int(params.mask_maps),
                     mask_encode_strength=params.mask_encode_strength,
                     mask_thresholding_ratio=params.mask_threshold,
@@ -306,7 +306,7 @@ def _invert_and_edit(pipe, params, units, latent, generators, on_step):
         callback=on_step,
     ).latents
     edited = pipe(
-        prompt=[params.target_prompt] * count,
+        prompt=[params.prompt] * count,
         negative_prompt=[params.source_prompt] * count,
         mask_image=latent,
         image_latents=inverted,
@@ -328,7 +328,7 @@ def run_diffedit(
     slices=None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, EngineResult]:
-    """Edit the masked region of each selected slice towards ``target_prompt``.
+    """Edit the masked region of each selected slice towards ``prompt``.
 
     Parameters
     ----------
@@ -339,7 +339,7 @@ def run_diffedit(
         shared by every slice. ``None`` generates DiffEdit's automatic mask first
         (as :func:`run_generate_mask` would) and returns it in ``labels``.
     params : DiffEditParams
-        ``target_prompt`` must be set.
+        ``prompt`` must be set.
     slices : sequence of int, optional
         Slices to process (all by default); others are copied unchanged.
     cancel : CancelToken, optional
@@ -358,9 +358,7 @@ def run_diffedit(
         ``labels["diffedit_mask"]``: the mask used (uint8). Provenance records model,
         parameters, per-slice seeds, the intensity window and the crops used.
     """
-    check_prompt(
-        params.target_prompt, "target_prompt", "describe what the masked region should become"
-    )
+    check_prompt(params.prompt, "prompt", "describe what the masked region should become")
     image = check_image(image)
     zs = selected_slices(image, slices)
     mask_source = "painted"

@@ -266,8 +266,8 @@ def engine_provenance(
 
 
 def params_variants(params) -> int:
-    """Outputs per slice of a run (1 for engines without ``n_variants``)."""
-    return int(getattr(params, "n_variants", 1))
+    """Outputs per slice of a run (1 for engines without ``count``)."""
+    return int(getattr(params, "count", 1))
 
 
 def masked_inputs(image, mask, slices) -> tuple[np.ndarray, list[int], np.ndarray | None]:
@@ -336,7 +336,7 @@ def run_masked_edit(
 
     The steps every masked Stable Diffusion engine shares: :func:`masked_inputs`, a
     ``loading`` progress message, :func:`load_engine_pipeline`, the run's intensity
-    window, :func:`slice_canvases` (``n_variants`` of ``params`` per slice), the adapter
+    window, :func:`slice_canvases` (``count`` of ``params`` per slice), the adapter
     (:func:`~.adapters.applied_adapter`), :func:`run_rounds` and :func:`masked_result`.
 
     Parameters

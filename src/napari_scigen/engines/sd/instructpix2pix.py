@@ -42,11 +42,11 @@ class InstructPix2PixParams(StableDiffusionParams):
         "Hugging Face id or local folder of an InstructPix2Pix pipeline",
         "InstructPix2Pix model",
     )
-    instruction: str = param(
+    prompt: str = param(
         "",
         help="the edit as an instruction, e.g. 'make the pores larger' (required)",
-        flag="prompt",
         kind="prompt",
+        aliases=("instruction",),
     )
     negative_prompt: str = param("", help="what to avoid", kind="prompt")
     steps: int = steps_param(20)
@@ -68,7 +68,7 @@ def _edit_round(pipe, items, params: InstructPix2PixParams, relay) -> np.ndarray
     units, _, generators = crop_batch(items)
     count = len(generators)
     latents = pipe(
-        prompt=[params.instruction] * count,
+        prompt=[params.prompt] * count,
         negative_prompt=[params.negative_prompt] * count if params.negative_prompt else None,
         image=encode_one_by_one(pipe, units),
         num_inference_steps=int(params.steps),
@@ -89,7 +89,7 @@ def run_instructpix2pix(
     slices=None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, EngineResult]:
-    """Edit the masked region (or whole slices) of ``image`` following ``params.instruction``.
+    """Edit the masked region (or whole slices) of ``image`` following ``params.prompt``.
 
     Parameters
     ----------
@@ -99,7 +99,7 @@ def run_instructpix2pix(
         Non-zero where to edit (the image's shape, or one 2D mask for every slice);
         ``None`` edits the whole of each selected slice.
     params : InstructPix2PixParams
-        ``instruction`` must be set.
+        ``prompt`` must be set.
     slices : sequence of int, optional
         Slices to process (default all); the others are copied unchanged.
     cancel : CancelToken, optional
@@ -116,7 +116,7 @@ def run_instructpix2pix(
         ``labels["mask"]``: the mask used (uint8; absent without a mask). Provenance records the model,
         per-slice seeds, the intensity window, crops and the adapter.
     """
-    check_prompt(params.instruction, "instruction", "say how the slice should change")
+    check_prompt(params.prompt, "prompt", "say how the slice should change")
     return (
         yield from run_masked_edit(
             ENGINE,

@@ -3,7 +3,7 @@
 Built on diffusers' ``LEditsPPPipelineStableDiffusion`` (Brack et al. 2024; with DiffEdit
 the best-scoring open model of Sordo et al., J. Imaging 2025). Each crop is inverted
 exactly (edit-friendly DPM-Solver++ inversion, no optimisation), then regenerated with
-semantic guidance towards ``editing_prompt`` (or away from it with ``reverse``), applied
+semantic guidance towards ``prompt`` (or away from it with ``reverse``), applied
 only where the model's own attention and noise-difference masks say the concept lives
 (``edit_threshold``: the fraction of the crop left out of that implicit mask).
 
@@ -48,11 +48,11 @@ LEDITS_MULTIPLE = 32
 class LEditsParams(StableDiffusionParams):
     """Parameters of a LEDITS++ run (see :func:`run_ledits`)."""
 
-    editing_prompt: str = param(
+    prompt: str = param(
         "",
         help="the concept to add (or, with reverse, to remove), e.g. 'large pores' (required)",
-        flag="prompt",
         kind="prompt",
+        aliases=("editing_prompt",),
     )
     reverse: bool = param(False, help="remove the concept instead of adding it")
     source_prompt: str = param(
@@ -164,7 +164,7 @@ def _edit_one(pipe, item, params: LEditsParams, relay) -> np.ndarray:
         user_mask = torch.from_numpy(latent_mask(masks, pipe.vae_scale_factor))[:, None]
         user_mask = user_mask.to(device=pipe.device, dtype=pipe.unet.dtype)
     latents = pipe(
-        editing_prompt=[params.editing_prompt],
+        editing_prompt=[params.prompt],
         reverse_editing_direction=[params.reverse],
         edit_guidance_scale=[params.guidance_scale],
         edit_threshold=[params.edit_threshold],
@@ -185,7 +185,7 @@ def run_ledits(
     slices=None,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, EngineResult]:
-    """Edit the masked region (or whole slices) of ``image`` towards ``params.editing_prompt``.
+    """Edit the masked region (or whole slices) of ``image`` towards ``params.prompt``.
 
     Parameters
     ----------
@@ -195,7 +195,7 @@ def run_ledits(
         Non-zero where edits may happen (the image's shape, or one 2D mask for every
         slice); ``None`` lets LEDITS++'s implicit masks decide over whole slices.
     params : LEditsParams
-        ``editing_prompt`` must be set.
+        ``prompt`` must be set.
     slices : sequence of int, optional
         Slices to process (default all); the others are copied unchanged.
     cancel : CancelToken, optional
@@ -211,7 +211,7 @@ def run_ledits(
         ``data``: the image's shape and dtype, outside the mask bit-identical;
         ``labels["mask"]``: the mask used (uint8; absent without a mask).
     """
-    check_prompt(params.editing_prompt, "editing_prompt", "name the concept to add or remove")
+    check_prompt(params.prompt, "prompt", "name the concept to add or remove")
     return (
         yield from run_masked_edit(
             ENGINE,

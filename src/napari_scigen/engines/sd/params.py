@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...core.params import EngineParams, ParameterError, param
+from ...core.params import EngineParams, ParameterError, device_param, param
 from ...core.validation import InvalidInputError
 
 #: Default Stable Diffusion base model (SD 1.5 community mirror; the runwayml id was removed).
@@ -129,10 +129,9 @@ class StableDiffusionParams(EngineParams):
     batch_size: int = param(
         1, help="images per pipeline call (the main speed lever on GPUs)", min=1, advanced=True
     )
-    device: str = param(
-        "auto",
-        help="auto, cpu, cuda, cuda:N or mps; fp16 on CUDA, fp32 elsewhere",
-        kind="device",
+    device: str = device_param(
+        "torch device: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps; "
+        "fp16 on CUDA, fp32 elsewhere"
     )
     local_files_only: bool = local_files_only_param()
     window_percentiles: tuple[float, float] = window_percentiles_param(
@@ -179,11 +178,11 @@ class DiffEditParams(StableDiffusionParams):
         help="what the image shows now (used for inversion and the automatic mask)",
         kind="prompt",
     )
-    target_prompt: str = param(
+    prompt: str = param(
         "",
         help="what the masked region should become (required)",
-        flag="prompt",
         kind="prompt",
+        aliases=("target_prompt",),
     )
     strength: float = strength_param(
         0.8,
@@ -265,12 +264,11 @@ class ControlNetParams(StableDiffusionParams):
     strength: float = strength_param(
         1.0, "masked mode: 1 regenerates the mask from noise, lower keeps more of it"
     )
-    n_variants: int = param(
+    count: int = param(
         1,
         help="outputs per slice, each with its own seed (seed + z + 1000003 * variant)",
         min=1,
-        flag="variants",
-        label="variants",
+        aliases=("n_variants", "variants"),
     )
     masked_control: str = param(
         "inpaint",

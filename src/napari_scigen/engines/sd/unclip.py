@@ -7,7 +7,7 @@ input's pixels are *not* kept, only what CLIP sees in them.
 
 * :func:`run_unclip` (task ``generate``): one variation per slice and variant, at the
   slice's own size (padded to at least ``resolution``, cropped back), mapped to the
-  input's dtype and intensity window: ``(n_variants, n_slices, Y, X)`` like ControlNet.
+  input's dtype and intensity window: ``(count, n_slices, Y, X)`` like ControlNet.
 * :func:`run_unclip_inpaint` (task ``inpaint``): each crop around the mask is replaced by
   a variation of that crop inside the mask (feathered seam inside the mask, every pixel
   outside bit-identical).
@@ -92,12 +92,11 @@ class UnCLIPParams(StableDiffusionParams):
         min=0,
         max=999,
     )
-    n_variants: int = param(
+    count: int = param(
         1,
         help="outputs per slice, each with its own seed (seed + z + 1000003 * variant)",
         min=1,
-        flag="variants",
-        label="variants",
+        aliases=("n_variants", "variants"),
     )
 
 
@@ -183,8 +182,8 @@ def run_unclip(
     Returns
     -------
     EngineResult
-        ``data``: ``(n_variants, n_slices, Y, X)`` for a 3D input (the selected slices
-        in order) or ``(n_variants, Y, X)`` for a 2D one, in the input dtype.
+        ``data``: ``(count, n_slices, Y, X)`` for a 3D input (the selected slices
+        in order) or ``(count, Y, X)`` for a 2D one, in the input dtype.
     """
     image = check_image(image)
     zs = selected_slices(image, slices)
@@ -194,11 +193,11 @@ def run_unclip(
     device, dtype, cached, source, overrides = _prepare(params)
     slice_shape = image.shape[-2:]
     pads = pad_widths(slice_shape, params.resolution)
-    items = [(z, v) for z in zs for v in range(int(params.n_variants))]
+    items = [(z, v) for z in zs for v in range(int(params.count))]
     seeds = {f"{z}:{v}": slice_seed(params.seed, z, v) for z, v in items}
     batches = chunked(items, int(params.batch_size))
     counter = StepCounter(len(batches) * int(params.steps))
-    output = np.empty((int(params.n_variants), len(zs), *slice_shape), dtype=image.dtype)
+    output = np.empty((int(params.count), len(zs), *slice_shape), dtype=image.dtype)
     position = {z: i for i, z in enumerate(zs)}
     with applied_adapter(cached, params, **overrides) as (pipe, adapter):
         for number, batch in enumerate(batches, start=1):
@@ -257,8 +256,8 @@ def run_unclip_inpaint(
     Returns
     -------
     EngineResult
-        ``data``: the image's shape (``(n_variants, *image.shape)`` when
-        ``n_variants > 1``) and dtype, every pixel outside the mask bit-identical;
+        ``data``: the image's shape (``(count, *image.shape)`` when
+        ``count > 1``) and dtype, every pixel outside the mask bit-identical;
         ``labels["mask"]``: the mask used (uint8).
     """
 
