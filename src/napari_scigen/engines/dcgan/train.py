@@ -82,9 +82,15 @@ def run_train_dcgan(
     import torch.nn.functional as F
 
     from ...core.device import resolve_device
+    from ...core.io.identity import array_identity
     from ...core.stack import Window, percentile_window
     from ..stylegan.augment import diff_augment, random_dihedral
-    from ..stylegan.checkpoint import latest_checkpoint, save_tensors_checkpoint
+    from ..stylegan.checkpoint import (
+        check_resume_source,
+        latest_checkpoint,
+        list_checkpoints,
+        save_tensors_checkpoint,
+    )
     from ..stylegan.train import (
         SliceDataset,
         TrainingDivergedError,
@@ -95,12 +101,15 @@ def run_train_dcgan(
     from .networks import build_dcgan
 
     array = check_image(volume, name="training volume", ndim=(3,))
+    identity = array_identity(array)
     device = resolve_device(params.device)
     out_dir = Path(out_dir)
     checkpoint_path = latest_checkpoint(out_dir) if resume else None
+    replaced = [] if resume else list_checkpoints(out_dir)  # a run started over replaces them
     if checkpoint_path is not None:
         G, D, loaded = load_dcgan(checkpoint_path, device)
         meta = loaded["metadata"]
+        check_resume_source(meta, identity, array, checkpoint_path)
         config = G.config
         params = params.replace(
             seed=int(meta["seed"]), **{name: getattr(config, name) for name in DCGAN_NETWORK_FIELDS}
@@ -147,7 +156,7 @@ def run_train_dcgan(
             "train_params": to_jsonable(params.to_dict()),
             "seed": seed,
             "step": step,
-            "source": {"shape": list(array.shape), "dtype": array.dtype.name},
+            "source": {"shape": list(array.shape), "dtype": array.dtype.name, "content": identity},
             "training": {
                 "wall_seconds": wall_before + (time.perf_counter() - started),
                 "hardware": hardware_description(device),
@@ -172,6 +181,7 @@ def run_train_dcgan(
             train_state=train_state,
             keep=params.keep_checkpoints,
             format=DCGAN_FORMAT,
+            replaces=replaced,
         )
 
     def result(path: Path, step: int, preview) -> TrainResult:

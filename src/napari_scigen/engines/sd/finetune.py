@@ -392,26 +392,45 @@ def run_finetune_sd(
     import torch
 
     from ...core.device import resolve_device
+    from ...core.io.identity import array_identity
     from ...core.stack import Window, percentile_window
     from ..stylegan.checkpoint import (
+        check_resume_source,
         latest_checkpoint,
+        list_checkpoints,
         load_tensors_checkpoint,
         save_tensors_checkpoint,
     )
     from ..stylegan.train import SliceDataset, TrainResult, hardware_description
 
     array = check_image(volume, name="training volume", ndim=(3,))
+    identity = array_identity(array)
     device = resolve_device(params.device)
     mode, weight_dtype, autocast = _precision(params, device)
     out_dir = Path(out_dir)
     checkpoint_path = latest_checkpoint(out_dir) if resume else None
+    replaced = [] if resume else list_checkpoints(out_dir)  # a run started over replaces them
     saved = None
     if checkpoint_path is not None:
         saved = load_tensors_checkpoint(
             checkpoint_path, format=LORA_FORMAT, what="LoRA fine-tuning"
         )
         _check_resumable(saved["metadata"]["adapter"], params, checkpoint_path)
+        check_resume_source(saved["metadata"], identity, array, checkpoint_path)
         params = params.replace(seed=int(saved["metadata"]["seed"]))
+    data_gen = torch.Generator().manual_seed(params.seed)
+    noise_gen = torch.Generator().manual_seed(params.seed + 1)
+    state = (saved["train_state"] or {}) if saved else {}
+    if state:  # checked before the model loads
+        try:
+            data_gen.set_state(state["rng_data"])
+            noise_gen.set_state(state["rng_noise"])
+        except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as error:
+            raise InvalidInputError(
+                f"{saved['path']}: its random-generator state is missing or damaged "
+                f"({type(error).__name__}); choose another output folder, or resume=False "
+                "to start over"
+            ) from None
     yield Progress(0, 0, f"loading {params.model}")
     pipe, source = _load_components(params, weight_dtype)
     check_cancelled(cancel)
@@ -426,24 +445,12 @@ def run_finetune_sd(
         yield Progress(0, 0, f"making {params.class_images} class images for prior preservation")
         class_images = _class_images(pipe, params, out_dir, device)
     trainer = _Trainer(pipe, params, device, weight_dtype, autocast)
-    data_gen = torch.Generator().manual_seed(params.seed)
-    noise_gen = torch.Generator().manual_seed(params.seed + 1)
     start_step, wall_before = 0, 0.0
     history: dict[str, list[float]] = {"step": [], "loss": [], "eval_loss": []}
     if saved:
         trainer.load_lora_tensors(saved["tensors"])
-        state = saved["train_state"] or {}
         if state:
             trainer.optimizer.load_state_dict(state["optimizer"])
-            try:
-                data_gen.set_state(state["rng_data"])
-                noise_gen.set_state(state["rng_noise"])
-            except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as error:
-                raise InvalidInputError(
-                    f"{saved['path']}: its random-generator state is missing or damaged "
-                    f"({type(error).__name__}); choose another output folder, or resume=False "
-                    "to start over"
-                ) from None
         start_step = int(saved["metadata"]["step"])
         wall_before = float(saved["metadata"]["training"]["wall_seconds"])
     eval_gen = torch.Generator().manual_seed(params.seed + 99)
@@ -471,7 +478,7 @@ def run_finetune_sd(
             "seed": params.seed,
             "step": step,
             "mixed_precision": mode,
-            "source": {"shape": list(array.shape), "dtype": array.dtype.name},
+            "source": {"shape": list(array.shape), "dtype": array.dtype.name, "content": identity},
             "training": {
                 "wall_seconds": wall_before + (time.perf_counter() - started),
                 "hardware": hardware_description(device),
@@ -494,6 +501,7 @@ def run_finetune_sd(
             train_state=state,
             keep=params.keep_checkpoints,
             format=LORA_FORMAT,
+            replaces=replaced,
         )
 
     history["eval_loss"].append(evaluate())

@@ -14,6 +14,8 @@ diffusers and huggingface_hub are imported lazily inside functions.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import importlib.util
 import inspect
 import os
@@ -372,6 +374,29 @@ def pretrained_kwargs(dtype) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _without_loading_bars():
+    """diffusers' and transformers' loading bars off while a model loads from disk.
+
+    They write to stderr even under ``-q`` and before a one-line error; the engines report
+    their own progress ("loading MODEL"). Download bars (huggingface_hub) are kept.
+    """
+    restore = []
+    for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pragma: no cover - both ship with the SD extra
+            continue
+        if module.is_progress_bar_enabled():
+            module.disable_progress_bar()
+            restore.append(module.enable_progress_bar)
+    try:
+        yield
+    finally:
+        for enable in restore:
+            enable()
+
+
 def load_pipeline(cls, source: ModelSource, dtype, **components: Any):
     """``cls.from_pretrained`` of ``source`` without the safety checker (see :func:`load_from_source`).
 
@@ -390,7 +415,8 @@ def load_pipeline(cls, source: ModelSource, dtype, **components: Any):
             **flags,
         )
 
-    return load_from_source(source, load, what=SD_WHAT)
+    with _without_loading_bars():
+        return load_from_source(source, load, what=SD_WHAT)
 
 
 def cached_model(key: tuple, loader: Callable[[], T]) -> T:

@@ -125,6 +125,7 @@ def save_checkpoint(
     metadata: dict[str, Any],
     train_state: dict[str, Any] | None = None,
     keep: int | None = 2,
+    replaces: list[Path] | tuple[Path, ...] = (),
 ) -> Path:
     """Write a complete training checkpoint into ``run_dir`` (atomically).
 
@@ -142,6 +143,8 @@ def save_checkpoint(
         Optimizer and RNG states (tensors, numbers, lists, dicts only).
     keep : int, optional
         Keep only the newest ``keep`` checkpoints (``None`` keeps all).
+    replaces : sequence of pathlib.Path
+        Checkpoints of an earlier run that this (started-over) run replaces.
 
     Returns
     -------
@@ -153,7 +156,13 @@ def save_checkpoint(
     tensors.update(_state_tensors("G_ema", generator_ema))
     tensors.update(_state_tensors("D", discriminator))
     return save_tensors_checkpoint(
-        run_dir, step=step, tensors=tensors, metadata=metadata, train_state=train_state, keep=keep
+        run_dir,
+        step=step,
+        tensors=tensors,
+        metadata=metadata,
+        train_state=train_state,
+        keep=keep,
+        replaces=replaces,
     )
 
 
@@ -166,6 +175,7 @@ def save_tensors_checkpoint(
     train_state: dict[str, Any] | None = None,
     keep: int | None = 2,
     format: str = FORMAT,  # noqa: A002 - the word of the JSON files
+    replaces: list[Path] | tuple[Path, ...] = (),
 ) -> Path:
     """Write ``checkpoint-<step>/`` (tensors, train state, JSON) into ``run_dir`` atomically.
 
@@ -174,7 +184,9 @@ def save_tensors_checkpoint(
     ``networks.safetensors``, ``train_state`` (tensors, numbers, lists, dicts only) to
     ``train_state.pt`` (read back with ``weights_only=True``), ``metadata`` plus
     ``format`` and ``step`` to ``checkpoint.json``, written last. Only the newest
-    ``keep`` checkpoints are kept (``None`` keeps all).
+    ``keep`` checkpoints are kept (``None`` keeps all). ``replaces``: the checkpoints of
+    an earlier run in ``run_dir`` that a run started over replaces; they are removed once
+    this one is written (so the newest checkpoint is always this run's).
     """
     from safetensors.torch import save_file
 
@@ -194,10 +206,57 @@ def save_tensors_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
+    for old in replaces:
+        if Path(old) != final:
+            shutil.rmtree(old, ignore_errors=True)
     if keep is not None and keep > 0:
         for old in list_checkpoints(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def check_resume_source(metadata: dict[str, Any], identity: str, array, path: Path) -> None:
+    """Refuse to resume a training run on other data than it was trained on.
+
+    Parameters
+    ----------
+    metadata : dict
+        The checkpoint's metadata; ``source.content`` is the saved
+        :func:`~napari_scigen.core.io.identity.array_identity` (checkpoints written
+        before it was recorded are compared by shape and dtype only).
+    identity : str
+        The identity of the volume given now.
+    array : numpy.ndarray
+        The volume given now.
+    path : pathlib.Path
+        The checkpoint, for the message.
+
+    Raises
+    ------
+    InvalidInputError
+        When the content (or shape/dtype) differs.
+    """
+    from ...core.validation import InvalidInputError
+
+    source = metadata.get("source") if isinstance(metadata.get("source"), dict) else {}
+    saved = source.get("content")
+    now = {"shape": list(array.shape), "dtype": array.dtype.name}
+    same_layout = (
+        source.get("shape", now["shape"]) == now["shape"]
+        and source.get("dtype", now["dtype"]) == now["dtype"]
+    )
+    if (saved is None or saved == identity) and same_layout:
+        return
+    was = f"{source.get('shape')} {source.get('dtype')}"
+    detail = (
+        f"same shape and dtype, other values: content {saved} -> {identity}"
+        if same_layout
+        else f"{was} -> {now['shape']} {now['dtype']}"
+    )
+    raise InvalidInputError(
+        f"{path} was trained on other data ({detail}): pass the volume it was trained on to "
+        "resume, another output folder, or resume=False to start over"
+    )
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:

@@ -239,21 +239,32 @@ def run_train_stylegan(
     import torch.nn.functional as F
 
     from ...core.device import resolve_device
+    from ...core.io.identity import array_identity
     from .augment import diff_augment, random_dihedral
-    from .checkpoint import build_networks, latest_checkpoint, load_checkpoint, save_checkpoint
+    from .checkpoint import (
+        build_networks,
+        check_resume_source,
+        latest_checkpoint,
+        list_checkpoints,
+        load_checkpoint,
+        save_checkpoint,
+    )
     from .networks import StyleGANConfig
 
     array = check_image(volume, name="training volume", ndim=(3,))
+    identity = array_identity(array)
     requested_config = params.network_config()
     config = requested_config
     device = resolve_device(params.device)
     out_dir = Path(out_dir)
 
     checkpoint_path = latest_checkpoint(out_dir) if resume else None
+    replaced = [] if resume else list_checkpoints(out_dir)  # a run started over replaces them
     adopted = False
     if checkpoint_path is not None:
         loaded = load_checkpoint(checkpoint_path, device)
         meta = loaded["metadata"]
+        check_resume_source(meta, identity, array, checkpoint_path)
         config = StyleGANConfig.from_dict(meta["config"])
         if config != requested_config:
             adopted = True
@@ -322,7 +333,7 @@ def run_train_stylegan(
             "resolved": {"r1_gamma": r1_gamma, "ema_kimg": params.resolved_ema_kimg()},
             "seed": seed,
             "step": step,
-            "source": {"shape": list(array.shape), "dtype": array.dtype.name},
+            "source": {"shape": list(array.shape), "dtype": array.dtype.name, "content": identity},
             "training": {
                 "images_seen": images_seen,
                 "wall_seconds": wall_before + (time.perf_counter() - started),
@@ -378,6 +389,7 @@ def run_train_stylegan(
             metadata=metadata(step),
             train_state=train_state,
             keep=params.keep_checkpoints,
+            replaces=replaced,
         )
 
     def sample_ws(batch: int):
