@@ -78,6 +78,7 @@ def test_an_engine_raising_a_runtime_error_notifies_resets_and_the_next_job_runs
     widget = _interpolate_widget(viewer)
     n_layers = len(viewer.layers)
     with pytest.MonkeyPatch.context() as patch:  # superqt would swallow a RuntimeError
+        patch.setattr("napari_scigen._qt._offload.OFFLOADED", frozenset())  # in this process
         patch.setattr("napari_scigen.api.interpolate_job", _engine_failing_with(error))
         job = widget.run()
         qtbot.waitUntil(lambda: job.finished, timeout=30_000)
@@ -100,6 +101,7 @@ def test_cancel_stops_an_engine_that_never_checks_the_token(rock_viewer, qtbot, 
     viewer, _ = rock_viewer
     widget = _interpolate_widget(viewer)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("napari_scigen._qt._offload.OFFLOADED", frozenset())  # in this process
         patch.setattr("napari_scigen.api.interpolate_job", endless)
         job = widget.run()
         qtbot.waitUntil(lambda: "loading Stable Diffusion" in widget.status.text(), timeout=30_000)

@@ -12,11 +12,11 @@ from typing import Any
 
 import napari
 
-from .. import api
 from ..core.progress import CancelToken
 from ..core.validation import check_mask
 from ._base import EngineWidget, LayerPicker, layer_data
 from ._methods import MethodChooser
+from ._offload import engine_job
 from ._pickers import MaskPicker, large_mask_warning
 from ._shared import read_slices, slices_field
 
@@ -92,11 +92,13 @@ class InpaintWidget(EngineWidget):
         }
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        return api.inpaint_job(
+        # biharmonic runs in a child process: scipy's spsolve holds the GIL for seconds
+        return engine_job(
+            "inpaint",
+            spec["method"],
+            cancel,
             spec["image"],
             spec["mask"],
-            method=spec["method"],
             params=spec["params"],
             slices=spec["slices"],
-            cancel=cancel,
         )

@@ -17,11 +17,11 @@ from typing import Any
 import napari
 from magicgui.widgets import ComboBox, LineEdit, SpinBox
 
-from .. import api
 from ..core.indices import parse_indices
 from ..core.progress import CancelToken
 from ._base import EngineWidget, LayerPicker, layer_data
 from ._methods import MethodChooser
+from ._offload import engine_job
 
 
 def with_layer_voxel_size(params, layer):
@@ -123,11 +123,13 @@ class InterpolateWidget(EngineWidget):
         self.methods.form.set_values({"generator": str(path)})
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        return api.interpolate_job(
+        # the classical engines run in a child process: the GUI never waits on their GIL
+        return engine_job(
+            "interpolate",
+            spec["method"],
+            cancel,
             spec["volume"],
-            method=spec["method"],
             missing=spec["missing"],
             factor=spec["factor"],
             params=spec["params"],
-            cancel=cancel,
         )
