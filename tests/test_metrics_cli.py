@@ -10,7 +10,7 @@ import pytest
 tifffile = pytest.importorskip("tifffile")
 
 from napari_scigen.cli import main  # noqa: E402
-from napari_scigen.metrics.pixel import psnr, ssim  # noqa: E402
+from napari_scigen.metrics.pixel import psnr, scoring_window, ssim  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -55,8 +55,10 @@ def test_metrics_prints_a_table_and_writes_json_and_csv(tiffs, tmp_path, capsys)
     assert "ssim" in printed and "psnr" in printed
     record = json.loads(out_json.read_text())
     values = {row["metric"]: row["value"] for row in record["table"]}
-    assert values["ssim"] == pytest.approx(ssim(reference, generated).value)
-    assert values["psnr"] == pytest.approx(psnr(reference, generated).value)
+    window = scoring_window(reference).data_range  # the default of every front-end
+    assert values["ssim"] == pytest.approx(ssim(reference, generated, data_range=window).value)
+    assert values["psnr"] == pytest.approx(psnr(reference, generated, data_range=window).value)
+    assert "scale of SSIM/PSNR/GMSD: window: reference 0.5-99.5 percentiles" in printed
     assert record["source"]["reference"]["file"] == str(paths["reference"])
     assert out_csv.read_text().splitlines()[0] == "metric,value,region,details,note"
 
@@ -70,7 +72,7 @@ def test_metrics_with_mask_and_window_reports_both_regions(tiffs, capsys):
             str(paths["generated"]),
             "--mask",
             str(paths["mask"]),
-            "--window",
+            "--data-range",
             "8000,30000",
             "--metrics",
             "psnr",

@@ -9,7 +9,7 @@ from napari_scigen.core.models import MODEL_CACHE, ModelNotAvailableError
 from napari_scigen.core.progress import Cancelled, CancelToken, Progress, drain
 from napari_scigen.core.validation import InvalidInputError
 from napari_scigen.metrics.evaluate import parse_metrics, run_evaluate, table_rows_for_json
-from napari_scigen.metrics.pixel import psnr, ssim
+from napari_scigen.metrics.pixel import psnr, scoring_window, ssim
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +43,9 @@ def test_evaluate_reports_ssim_psnr_rows_and_the_ssim_map(pair):
     result = drain(run_evaluate(reference, generated), on_progress=events.append)
     (ssim_row,) = _rows(result, "ssim")
     (psnr_row,) = _rows(result, "psnr")
-    assert ssim_row["value"] == pytest.approx(ssim(reference, generated).value)
-    assert psnr_row["value"] == pytest.approx(psnr(reference, generated).value)
+    window = scoring_window(reference).data_range  # the reference's percentile window
+    assert ssim_row["value"] == pytest.approx(ssim(reference, generated, data_range=window).value)
+    assert psnr_row["value"] == pytest.approx(psnr(reference, generated, data_range=window).value)
     assert ssim_row["region"] == "all" and ssim_row["note"] == ""
     assert result.data.dtype == np.float32 and result.data.shape == reference.shape
     np.testing.assert_array_equal(result.data, result.images["ssim map"])
@@ -58,7 +59,8 @@ def test_evaluate_reports_gmsd_inside_and_outside_a_mask(pair):
     whole = drain(run_evaluate(reference, generated, metrics="gmsd"))
     (row,) = _rows(whole, "gmsd")
     assert row["region"] == "all"
-    assert row["value"] == pytest.approx(gmsd(reference, generated).value)
+    window = scoring_window(reference).data_range
+    assert row["value"] == pytest.approx(gmsd(reference, generated, data_range=window).value)
     result = drain(run_evaluate(reference, generated, metrics="gmsd", mask=mask))
     by_region = {row["region"]: row["value"] for row in _rows(result, "gmsd")}
     assert set(by_region) == {"inside", "outside"}
@@ -273,7 +275,8 @@ def test_slices_score_only_those_slices_and_are_recorded(pair):
     every = drain(run_evaluate(reference, generated, metrics="psnr"))
     assert chosen.provenance["params"]["slices"] == [0, 1]
     assert chosen.provenance["source"]["reference"]["shape"] == [2, 40, 40]
-    expected = psnr(reference[:2], generated[:2]).value
+    window = scoring_window(reference).data_range  # of the whole reference, not the slices
+    expected = psnr(reference[:2], generated[:2], data_range=window).value
     assert _rows(chosen, "psnr")[0]["value"] == pytest.approx(expected)
     assert _rows(every, "psnr")[0]["value"] < expected
     volume_mask = np.broadcast_to(mask, reference.shape).copy()

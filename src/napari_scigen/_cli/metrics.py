@@ -10,6 +10,9 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     """Add the ``metrics`` and ``weights`` subcommands."""
+    from ..core.params import add_cli_arguments
+    from ..metrics.settings import MetricsParams
+
     metrics = subparsers.add_parser(
         "metrics",
         help="compare a generated image with its reference (SSIM, PSNR, LPIPS, FID, morphology...)",
@@ -21,35 +24,12 @@ def register(subparsers) -> None:
     metrics.add_argument("reference", help="reference TIFF (or folder of TIFF slices)")
     metrics.add_argument("generated", help="generated TIFF (or folder of TIFF slices)")
     metrics.add_argument("--mask", help="mask TIFF (non-zero = region of interest)")
-    metrics.add_argument(
-        "--metrics",
-        default="ssim,psnr",
-        help="comma-separated: ssim, psnr, lpips, gmsd, morphology, fid, kid, prdc, clipscore, "
-        "or 'all' (default: ssim,psnr)",
-    )
-    range_group = metrics.add_mutually_exclusive_group()
-    range_group.add_argument(
-        "--data-range", type=float, help="SSIM/PSNR data range (default: dtype span)"
-    )
-    range_group.add_argument(
-        "--window",
-        help="LOW,HIGH intensity window: both images are clipped to it and the data range is "
-        "HIGH-LOW (recommended for 16-bit data)",
-    )
-    metrics.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    metrics.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex")
-    metrics.add_argument(
-        "--voxel-size",
-        type=float,
-        help="voxel size for morphology (default: the reference file's x voxel size)",
-    )
-    metrics.add_argument(
-        "--slices", help="score only these z slices of both stacks, e.g. '3, 5, 10-12' or '10:20'"
-    )
-    metrics.add_argument("--prompt", help="text for clipscore")
-    metrics.add_argument("--clip-model", help="CLIP model id or folder for clipscore")
+    add_cli_arguments(metrics.add_argument_group("metrics options"), MetricsParams)
     metrics.add_argument("--json", dest="json_path", help="write the table and provenance as JSON")
     metrics.add_argument("--csv", dest="csv_path", help="write the table as CSV")
+    metrics.add_argument(
+        "--overwrite", action="store_true", help="replace existing --json/--csv files"
+    )
     metrics.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     metrics.set_defaults(func=run_metrics_command)
 
@@ -62,6 +42,7 @@ def register(subparsers) -> None:
     )
     weights.add_argument("--clip-model", help="CLIP model id or folder to check")
     weights.add_argument("--json", dest="json_path", help="also write the list as JSON")
+    weights.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     weights.set_defaults(func=run_weights_command)
 
 
@@ -78,25 +59,15 @@ def _read(path: str, what: str, *, labels: bool = False):
     return volume, data
 
 
-def _parse_window(text: str) -> tuple[float, float]:
-    from ..cli import CliError
-
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise CliError(f"--window must be LOW,HIGH (two numbers), got {text!r}") from None
-    if high <= low:
-        raise CliError(f"--window needs LOW < HIGH, got {text!r}")
-    return low, high
-
-
-def _check_writable(path: str | None, suffix: str, flag: str, inputs=()) -> Path | None:
-    """An optional report file: checked like every output, and replaced when it exists."""
+def _check_writable(
+    path: str | None, suffix: str, flag: str, overwrite: bool, inputs=()
+) -> Path | None:
+    """An optional report file: checked like every output; replaced only with --overwrite."""
     from .common import output_path
 
     if path is None:
         return None
-    return output_path(path, overwrite=True, inputs=inputs, suffixes=(suffix,), flag=flag)
+    return output_path(path, overwrite=overwrite, inputs=inputs, suffixes=(suffix,), flag=flag)
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,45 +81,48 @@ def run_metrics_command(args: argparse.Namespace) -> int:
     from ..cli import CliError
     from ..core.indices import parse_slice_selection
     from ..core.io.outputs import atomic_path
+    from ..core.params import params_from_cli
     from ..metrics.evaluate import parse_metrics
     from ..metrics.report import format_table, write_rows_csv, write_rows_json
+    from ..metrics.settings import MetricsParams
     from .common import ProgressPrinter
 
     inputs = [args.reference, args.generated, args.mask]
-    json_path = _check_writable(args.json_path, ".json", "--json", inputs)
-    csv_path = _check_writable(args.csv_path, ".csv", "--csv", inputs)
+    json_path = _check_writable(args.json_path, ".json", "--json", args.overwrite, inputs)
+    csv_path = _check_writable(args.csv_path, ".csv", "--csv", args.overwrite, inputs)
     if json_path is not None and csv_path is not None and json_path == csv_path:
         raise CliError("--json and --csv name the same file")
-    wanted = parse_metrics(args.metrics)
-    data_range = _parse_window(args.window) if args.window else args.data_range
+    settings = params_from_cli(MetricsParams, args)
+    wanted = parse_metrics(settings.metrics)
     reference, ref_data = _read(args.reference, "reference")
     _, gen_data = _read(args.generated, "generated")
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
     slices = None
-    if args.slices is not None:
+    if settings.slices is not None:
         if ref_data.ndim != 3:
             raise CliError(f"--slices needs stacks, but {args.reference} is a single 2D slice")
         depth = min(ref_data.shape[0], gen_data.shape[0] if gen_data.ndim == 3 else 1)
-        slices = parse_slice_selection(args.slices, depth)
-    voxel_size = args.voxel_size if args.voxel_size else float(reference.voxel_size[-1])
+        slices = parse_slice_selection(settings.slices, depth)
+    voxel_size = settings.voxel_size or float(reference.voxel_size[-1])
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.evaluate(
         ref_data,
         gen_data,
         metrics=wanted,
         mask=mask,
-        data_range=data_range,
-        device=args.device,
-        lpips_net=args.lpips_net,
+        data_range=settings.scoring_range(),
+        device=settings.device,
+        lpips_net=settings.lpips_net,
         voxel_size=voxel_size,
-        prompt=args.prompt,
-        clip_model=args.clip_model,
+        prompt=settings.prompt,
+        clip_model=settings.clip_model,
         slices=slices,
         on_progress=printer,
     )
     printer.close()
     rows = result.provenance["table"]
     print(format_table(rows))
+    print(f"scale of SSIM/PSNR/GMSD: {result.provenance['extra']['scoring_window']['description']}")
     failed = {row["metric"]: row["note"] for row in rows if row["note"].startswith("failed: ")}
     for metric, note in failed.items():
         print(f"napari-scigen metrics: {metric} {note}", file=sys.stderr)
@@ -174,7 +148,7 @@ def run_weights_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen weights``."""
     from ..metrics.weights import DEFAULT_CLIP_MODEL, weights_report
 
-    target = _check_writable(args.json_path, ".json", "--json")
+    target = _check_writable(args.json_path, ".json", "--json", args.overwrite)
     report = weights_report(args.clip_model or DEFAULT_CLIP_MODEL)
     for entry in report:
         print(f"[{entry['status']:>8}] {entry['key']:<20} {entry['used_by']}")

@@ -41,12 +41,13 @@ from qtpy.QtWidgets import (
 
 from .. import api
 from .._napari.layers import layer_metadata, next_layer_name, source_geometry
+from ..core.params import field_spec
 from ..core.progress import CancelToken
 from ..core.provenance import to_jsonable
 from ..core.result import EngineResult
-from ..core.stack import percentile_window
 from ..core.validation import check_mask
 from ..metrics.evaluate import DEFAULT_METRICS, EVALUATE_METRICS
+from ..metrics.pixel import SPAN
 from ..metrics.report import (
     COLUMNS,
     format_value,
@@ -55,7 +56,9 @@ from ..metrics.report import (
     write_rows_csv,
     write_rows_json,
 )
+from ..metrics.settings import MetricsParams
 from ._base import EngineWidget, LayerPicker, layer_data, open_dock
+from ._fields import widget_for
 from ._pickers import MaskPicker
 
 #: Display name of the Compare engines dock (napari.yaml).
@@ -336,15 +339,10 @@ class MetricsWidget(EngineWidget):
             label="data range",
             tooltip="the data range (max - min) SSIM and PSNR assume",
         )
-        self.device = ComboBox(
-            choices=["auto", "cpu", "cuda", "mps"],
-            value="auto",
-            label="device",
-            tooltip="where the network metrics (LPIPS, FID/KID/PRDC, CLIPScore) run",
-        )
-        self.lpips_net = ComboBox(
-            choices=["alex", "vgg"], value="alex", label="LPIPS net", tooltip="LPIPS backbone"
-        )
+        # the workflow's own declaration (metrics.settings): same choices, default and help
+        # as `napari-scigen metrics --device/--lpips-net`
+        self.device = widget_for(field_spec(MetricsParams, "device"), "auto")
+        self.lpips_net = widget_for(field_spec(MetricsParams, "lpips_net"), "alex")
         self.prompt = LineEdit(value="", label="CLIP prompt", tooltip="text scored by clipscore")
         self.add_maps = CheckBox(
             value=True,
@@ -447,14 +445,13 @@ class MetricsWidget(EngineWidget):
         if mode == RANGE_CONTRAST:
             low, high = (float(v) for v in reference_layer.contrast_limits)
         elif mode == RANGE_PERCENTILE:
-            window = percentile_window(reference, 0.5, 99.5)
-            low, high = window.low, window.high
+            return None  # metrics.evaluate's default: the one of every front-end
         elif mode == RANGE_WINDOW:
             low, high = float(self.window_low.value), float(self.window_high.value)
         elif mode == RANGE_VALUE:
             return float(self.range_value.value)
         else:
-            return None
+            return SPAN
         if not high > low:
             raise ValueError(f"the intensity window needs low < high, got {low}, {high}")
         return (low, high)
@@ -506,6 +503,7 @@ class MetricsWidget(EngineWidget):
     def run(self):
         """Clear the previous table, then evaluate (errors leave an empty table)."""
         if self.job is None or self.job.finished:
+            self.provenance = {}
             self.show_rows([])
         return super().run()
 
@@ -517,8 +515,9 @@ class MetricsWidget(EngineWidget):
             button.setEnabled(bool(rows))
 
     def _show_notes(self) -> None:
-        """Each selected row's (every row's when none is) details and note, in full."""
-        lines = []
+        """The scale scored on, then each selected row's (every row's) details and note."""
+        scoring = (self.provenance or {}).get("extra", {}).get("scoring_window")
+        lines = [f"scale of SSIM/PSNR/GMSD: {scoring['description']}"] if scoring else []
         for row in self.table.selected_rows():
             details = summarize_details(row.get("details") or {})
             note = str(row.get("note") or "")

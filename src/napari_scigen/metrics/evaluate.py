@@ -444,8 +444,12 @@ def run_evaluate(
     mask : numpy.ndarray, optional
         Region of interest (e.g. the inpainted area). Paired metrics are then reported
         ``"inside"`` and ``"outside"`` the mask (see the module notes).
-    data_range : float, (low, high) or None
-        For SSIM/PSNR/GMSD (see :mod:`napari_scigen.metrics.pixel`).
+    data_range : None, "span", float or (low, high)
+        For SSIM/PSNR/GMSD. ``None`` (default): the reference's 0.5-99.5 percentile
+        window, computed on the whole reference before ``slices`` are picked, the same
+        default as the Metrics dock, ``validate`` and ``compare``; ``"span"``: the dtype
+        span (see :func:`napari_scigen.metrics.pixel.scoring_window`). The window used
+        is stated in ``provenance["extra"]["scoring_window"]``.
     device : str
         For LPIPS, Inception and CLIP.
     lpips_net : {"alex", "vgg"}
@@ -485,6 +489,12 @@ def run_evaluate(
     wanted = parse_metrics(metrics)
     ref = check_image(reference, name="reference")
     gen = check_image(generated, name="generated")
+    from ..core.params import check_value, field_spec
+    from .pixel import scoring_window
+    from .settings import MetricsParams
+
+    device = check_value(field_spec(MetricsParams, "device"), device)  # "gpu": a clear error
+    scoring = scoring_window(ref, data_range)  # on the whole reference, before --slices
     chosen_slices = None
     if slices is not None:
         ref, gen, mask, chosen_slices = _select_slices(ref, gen, mask, slices)
@@ -498,7 +508,7 @@ def run_evaluate(
         mask = check_mask(mask, ref.shape)
     steps = [name for name in EVALUATE_METRICS if name in wanted]
     options = {
-        "data_range": data_range,
+        "data_range": scoring.data_range,
         "device": device,
         "lpips_net": lpips_net,
         "voxel_size": voxel_size,
@@ -557,6 +567,7 @@ def run_evaluate(
             "clip_model": clip_model,
             "slices": chosen_slices,
         },
+        extra={"scoring_window": scoring.as_dict()},
         source={
             "reference": {"shape": ref.shape, "dtype": ref.dtype.name},
             "generated": {"shape": gen.shape, "dtype": gen.dtype.name},

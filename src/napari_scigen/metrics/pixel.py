@@ -151,6 +151,85 @@ def resolve_data_range(
     return high - low, (low, high)
 
 
+#: The default scoring window of every front-end: these percentiles of the reference.
+SCORING_PERCENTILES = (0.5, 99.5)
+#: ``data_range`` value asking for the old default, the dtype span / reference max-min.
+SPAN = "span"
+
+
+@dataclass(frozen=True)
+class ScoringWindow:
+    """The intensity scale pixel metrics are scored on, and the sentence saying which.
+
+    Attributes
+    ----------
+    data_range : float, (low, high) or None
+        What to pass as ``data_range`` to :func:`psnr`, :func:`ssim` and
+        :func:`~napari_scigen.metrics.gradient.gmsd`.
+    description : str
+        One line for every report (``"window: reference 0.5-99.5 percentiles [a, b]"``).
+    """
+
+    data_range: DataRange
+    description: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready ``{"data_range", "description"}``."""
+        value = self.data_range
+        return {
+            "data_range": list(value) if isinstance(value, tuple) else value,
+            "description": self.description,
+        }
+
+
+def scoring_window(reference: np.ndarray, data_range: DataRange | str = None) -> ScoringWindow:
+    """The one default scoring window every front-end uses (metrics, dock, validate, compare).
+
+    Parameters
+    ----------
+    reference : numpy.ndarray
+        The whole reference (volume or slice), before any slice selection.
+    data_range : None, "span", float or (low, high)
+        ``None`` (default): the reference's :data:`SCORING_PERCENTILES` window, so a
+        16-bit scan that fills part of its dtype is not flattered by the dtype span (a
+        constant reference's window is widened to one grey level). ``"span"``: the dtype span for
+        integers, ``max - min`` for floats. A number or a window: used as given.
+
+    Returns
+    -------
+    ScoringWindow
+
+    Examples
+    --------
+    >>> reference = np.array([[0, 1000], [2000, 4000]], dtype=np.uint16)
+    >>> scoring_window(reference, "span").description
+    'data range: dtype span 65535'
+    >>> scoring_window(reference, (0, 4000)).data_range
+    (0.0, 4000.0)
+    """
+    from ..core.stack import percentile_window
+
+    if isinstance(data_range, str):
+        if data_range.strip().lower() != SPAN:
+            raise InvalidInputError(
+                f"data_range must be a number, (low, high), {SPAN!r} or None; got {data_range!r}"
+            )
+        value = data_range_for(reference)
+        what = "dtype span" if np.issubdtype(np.asarray(reference).dtype, np.integer) else "max-min"
+        return ScoringWindow(None, f"data range: {what} {value:g}")
+    if data_range is None:
+        low, high = SCORING_PERCENTILES
+        window = percentile_window(reference, low, high)  # a constant one is widened by 1
+        return ScoringWindow(
+            (float(window.low), float(window.high)),
+            f"window: reference {low:g}-{high:g} percentiles [{window.low:g}, {window.high:g}]",
+        )
+    value_range, window = resolve_data_range(reference, data_range)
+    if window is not None:
+        return ScoringWindow(window, f"window: given [{window[0]:g}, {window[1]:g}]")
+    return ScoringWindow(value_range, f"data range: given {value_range:g}")
+
+
 def _region_mask(mask: np.ndarray | None, region: str, shape: tuple[int, ...]) -> np.ndarray | None:
     """Boolean array of the counted pixels (``None`` means every pixel)."""
     if region not in REGIONS:

@@ -44,9 +44,20 @@ from .validate import parse_names
 #: Tasks whose engines ``compare`` can run, in the order they are compared.
 COMPARE_TASKS = ("inpaint", "edit", "generate", "interpolate", "sample")
 #: Scores of the table (LPIPS, FID/KID and CLIPScore need weights; the rest do not).
-COMPARE_METRICS = ("ssim", "lpips", "gmsd", "fid", "kid", "clipscore", "porosity", "s2", "surface")
+COMPARE_METRICS = (
+    "ssim",
+    "psnr",
+    "lpips",
+    "gmsd",
+    "fid",
+    "kid",
+    "clipscore",
+    "porosity",
+    "s2",
+    "surface",
+)
 #: Direction of each score, for the report.
-HIGHER_IS_BETTER = {"ssim": True, "clipscore": True}
+HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "clipscore": True}
 #: Default edit instruction / concept of the edit engines.
 DEFAULT_EDIT_PROMPT = "larger pores"
 #: Fields naming a sample engine's trained generator.
@@ -242,7 +253,7 @@ def _score(key, real, generated, metrics, context, cancel) -> list[dict]:
     """The table rows of one engine (mean ± std over slices; FID/KID over the set)."""
     from ..metrics.gradient import gmsd
     from ..metrics.morphology import specific_surface_area, two_point_correlation
-    from ..metrics.pixel import ssim
+    from ..metrics.pixel import psnr, ssim
 
     rows = []
 
@@ -253,6 +264,8 @@ def _score(key, real, generated, metrics, context, cancel) -> list[dict]:
     window = context["window"]
     if "ssim" in metrics:
         add("ssim", _stats(ssim(real_c, gen_c, data_range=window).values))
+    if "psnr" in metrics:
+        add("psnr", _stats(psnr(real_c, gen_c, data_range=window).values), "dB, per slice")
     if "gmsd" in metrics:
         add("gmsd", _stats(gmsd(real_c, gen_c, data_range=window).values))
     if "lpips" in metrics:
@@ -445,9 +458,9 @@ def run_compare(
     """
     import tempfile
 
-    from ..core.stack import percentile_window
     from ..engines.sd.params import DEFAULT_ROCK_PROMPT
     from ..metrics.morphology import otsu_threshold
+    from ..metrics.pixel import scoring_window
 
     array = check_image(volume, name="volume", ndim=(3,))
     keys = resolve_engines(engines)
@@ -472,9 +485,9 @@ def run_compare(
     }
     given = dict(engine_params or {})
     real = array[chosen].copy()
-    volume_window = percentile_window(array, 0.5, 99.5)
+    scoring = scoring_window(array)  # the one default of every front-end (metrics, validate)
     context = {
-        "window": (volume_window.low, volume_window.high),
+        "window": scoring.data_range,
         "threshold": otsu_threshold(array),
         "device": device,
         "lpips_net": lpips_net,
@@ -552,6 +565,7 @@ def run_compare(
             "mask": "given" if mask is not None else f"centred square, {mask_size:g} of the side",
             "mask_fraction": float(mask_bool[chosen].mean()),
             "window": list(context["window"]),
+            "scoring_window": scoring.as_dict(),
             "morphology_threshold": float(context["threshold"]),
             "skipped_engines": skipped,
             "skipped_metrics": skipped_metrics,

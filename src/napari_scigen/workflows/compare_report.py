@@ -20,6 +20,7 @@ from .validation_report import PIXEL_METRICS_CAVEAT
 #: Column titles of the scores.
 METRIC_TITLES = {
     "ssim": "SSIM ↑",
+    "psnr": "PSNR ↑ (dB)",
     "lpips": "LPIPS ↓",
     "gmsd": "GMSD ↓",
     "fid": "FID ↓",
@@ -103,6 +104,9 @@ def _markdown(result: EngineResult, figure: str) -> str:
     lines += ["", "## Skipped metrics", ""]
     lines += [f"- {k}: {why}" for k, why in extra.get("skipped_metrics", {}).items()] or ["None."]
     lines += ["", "## Notes", "", f"- {PIXEL_METRICS_CAVEAT}"]
+    scoring = extra.get("scoring_window")
+    if scoring:
+        lines.append(f"- SSIM, PSNR, GMSD, FID and KID scale: {scoring['description']}.")
     if extra.get("engine_params"):
         lines.append("- Every engine's parameters are in compare.json (`extra.engine_params`).")
     lines += ["", f"![real slices and every engine's output]({figure})", ""]

@@ -285,9 +285,11 @@ def run_validation(
     metrics : str or sequence of {"psnr", "ssim", "lpips", "gmsd", "porosity", "surface"}
         Scores on the held-out slices. LPIPS is skipped with a note when its backbone
         weights are missing; GMSD needs no weights and is the offline substitute.
-    data_range : float, (low, high) or None
+    data_range : None, "span", float or (low, high)
         For PSNR/SSIM/GMSD. ``None`` (default) uses the 0.5-99.5 percentile window of
-        the whole volume, so scores reflect the grey levels the sample occupies.
+        the whole volume (:func:`napari_scigen.metrics.pixel.scoring_window`, the default
+        of ``metrics``, the Metrics dock and ``compare`` too), so scores reflect the grey
+        levels the sample occupies; ``"span"``: the dtype span.
     device : str
         For LPIPS and for every engine that declares a ``device`` parameter.
     lpips_net : {"alex", "vgg"}
@@ -318,8 +320,7 @@ def run_validation(
     import time
 
     from .. import api
-    from ..core.stack import percentile_window
-    from ..metrics.pixel import resolve_data_range
+    from ..metrics.pixel import resolve_data_range, scoring_window
 
     array = check_image(volume, name="volume", ndim=(3,))
     chosen_methods = parse_names(methods, validation_methods(), "methods")
@@ -337,11 +338,8 @@ def run_validation(
     observed[list(missing)] = 0  # no engine can peek at the held-out slices
     kept = [z for z in range(array.shape[0]) if z not in set(missing)]
     requested_range = data_range
-    if data_range is None:
-        volume_window = percentile_window(array, 0.5, 99.5)
-        if volume_window.high > volume_window.low:
-            data_range = (volume_window.low, volume_window.high)
-    value_range, window = resolve_data_range(array, data_range)
+    scoring = scoring_window(array, data_range)  # the one default of every front-end
+    value_range, window = resolve_data_range(array, scoring.data_range)
     pixel_range = window if window is not None else value_range
     ceiling = noise_ceiling(array, kept, value_range)
     skipped: dict[str, str] = {}
@@ -421,6 +419,7 @@ def run_validation(
             "geometry": geometry["geometry"],
             "data_range_used": value_range,
             "window": window,
+            "scoring_window": scoring.as_dict(),
             "noise_ceiling": ceiling,
             "morphology_threshold": threshold,
             "skipped_metrics": skipped,
