@@ -290,7 +290,7 @@ for _engine in (
         "stylegan",
         "napari_scigen.engines.stylegan.params:StyleGANInterpolateParams",
         "napari_scigen.engines.stylegan.interpolate:run_interpolate_stylegan",
-        "StyleGAN2 latent walk between projected kept slices (embedded or own generator)",
+        "linear base plus the in-between detail of a StyleGAN2 walk between projected kept slices, checked on held-out kept slices (falls back to linear when it loses)",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
         halo=1,

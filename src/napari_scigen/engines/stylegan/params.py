@@ -102,9 +102,22 @@ class StyleGANInterpolateParams(EngineParams):
         step=0.05,
     )
     residual_correction: bool = param(
+        True,
+        help="build on the linear interpolation of the kept slices and add only what the "
+        "generator changes between them, so results meet the kept slices at both ends "
+        "(off: the generator's own slices)",
+    )
+    validation_slices: int = param(
+        4,
+        help="kept slices held out, rebuilt and scored against linear before filling; "
+        "linear fills when StyleGAN loses (0 = no check: StyleGAN fills unchecked)",
+        min=0,
+        max=64,
+    )
+    force_stylegan: bool = param(
         False,
-        help="add the part of the kept slices the generator cannot reproduce, so results "
-        "meet the kept slices at both ends",
+        help="fill with StyleGAN even when it loses its self-validation (the result says so)",
+        advanced=True,
     )
     seed: int = _seed_param("seed of the projections' initial noise maps and latent jitter")
     device: str = _device_param()
