@@ -3,8 +3,9 @@
 Each row of :data:`CASES` reuses the table of :mod:`test_reliability_surfaces`: one command
 on a folder of inputs, exit 2, one line on stderr without a traceback, every file under the
 folder unchanged (sha256) and nothing left behind. The rows cover ``--uncertainty-out``
-(both outputs or neither), ``validate -o`` into a read-only folder, and learned-engine
-checkpoints whose ``step`` or random-generator state was edited.
+(both outputs or neither), ``validate -o`` into a read-only folder, learned-engine
+checkpoints whose ``step`` or random-generator state was edited, and NaN/infinite values in
+a slice that ``batch`` rebuilds (refused before any chunk, like the single-process command).
 """
 
 from __future__ import annotations
@@ -118,6 +119,24 @@ def _stylegan_declaring(**declared):
     return make
 
 
+def _float_volume_with(*values):
+    """Setup: ``f.tif``, a float32 copy of ``v.tif`` with ``(z, y, x, value)`` set."""
+
+    def make(d: Path) -> None:
+        from napari_scigen.core.io import read_volume, write_volume
+
+        volume = read_volume(d / "v.tif").data.astype(np.float32)
+        for z, y, x, value in values:
+            volume[z, y, x] = value
+        write_volume(d / "f.tif", volume)
+
+    return make
+
+
+def _batch_f(*extra: str) -> tuple[str, ...]:
+    return ("batch", "interpolate", "linear", "{d}/f.tif", "--missing", "3", "-o", "{d}/out/b.ome.zarr", "--workers", "1", "--dashboard", "off", "-q", *extra)  # fmt: skip
+
+
 _SAMPLE = ("sample-stylegan", "--checkpoint", "{d}/g.safetensors", "-n", "1", "-o", "{d}/out/s.tif", "-q")  # fmt: skip
 
 CASES = [
@@ -136,6 +155,11 @@ CASES = [
     Case("learned-checkpoint-step-is-a-fraction", _interpolate(*_LEARNED, *_RESUME), "'step' must be a whole number >= 0", setup=_learned_checkpoint(_set("step", 2.5))),
     Case("learned-checkpoint-rng-garbage", _interpolate(*_LEARNED, *_RESUME), "random-generator state is missing or damaged", setup=_learned_checkpoint(_set("rng_state", "garbage"))),
     Case("learned-checkpoint-rng-of-another-generator", _interpolate(*_LEARNED, *_RESUME), "random-generator state is missing or damaged", setup=_learned_checkpoint(_set("rng_state", {"bit_generator": "MT19937", "state": {}}))),
+    # a NaN/inf in a slice that batch rebuilds: refused before any chunk, as interpolate does
+    Case("interpolate-nan-in-a-missing-slice", ("interpolate", "{d}/f.tif", "--missing", "3", "-o", "{d}/out/o.tif", "-q"), "contains 1 NaN/infinite value(s)", setup=_float_volume_with((3, 5, 5, np.nan))),
+    Case("batch-nan-in-a-missing-slice", _batch_f(), "contains 1 NaN/infinite value(s)", setup=_float_volume_with((3, 5, 5, np.nan))),
+    Case("batch-inf-in-a-missing-slice-of-one-of-four-chunks", _batch_f("--chunk-slices", "4"), "volume (slices 0-3) contains 1 NaN/infinite value(s)", setup=_float_volume_with((3, 5, 5, np.inf))),
+    Case("batch-inf-in-a-kept-slice-of-another-chunk", _batch_f("--chunk-slices", "4"), "volume (slices 8-11) contains 1 NaN/infinite value(s)", setup=_float_volume_with((9, 0, 0, -np.inf))),
     # a StyleGAN config declaring a huge network: refused from its numbers, nothing allocated
     Case("stylegan-config-huge-channels", _SAMPLE, "declares a generator of about", setup=_stylegan_declaring(channel_base=2**30, channel_max=2**20)),
     Case("stylegan-config-huge-style", _SAMPLE, "declares a generator of about", setup=_stylegan_declaring(z_dim=10**6, w_dim=10**6)),

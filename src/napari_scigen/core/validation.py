@@ -17,6 +17,53 @@ def _count_nonfinite(array: np.ndarray) -> int:
     return int(array.size - np.count_nonzero(np.isfinite(array)))
 
 
+def _nonfinite_error(name: str, bad: int) -> InvalidInputError:
+    return InvalidInputError(
+        f"{name} contains {bad} NaN/infinite value(s); fill or mask them before running an engine"
+    )
+
+
+def finite_range(
+    data, *, name: str = "volume", refuse_nonfinite: bool = True
+) -> tuple[float, float]:
+    """The lowest and highest finite values of ``data`` (e.g. one slab of a volume read in parts).
+
+    Where a job reads a volume in parts (``batch``), this is its pass over the data: it
+    refuses NaN/infinite values with the message of :func:`check_image`, before anything
+    is computed, so that a value in a slice the engine replaces anyway (a missing slice)
+    is refused as the single-process command refuses it.
+
+    Parameters
+    ----------
+    data : array-like
+        The values.
+    name : str
+        How to call the data in the message (e.g. ``"volume (slices 0-15)"``).
+    refuse_nonfinite : bool
+        ``False`` ignores NaN/infinite values instead (inpainting, where masked pixels
+        may hold them and are replaced; the engine checks the others).
+
+    Returns
+    -------
+    tuple of float
+        ``(low, high)``; ``(inf, -inf)`` when no value is finite.
+
+    Raises
+    ------
+    InvalidInputError
+        For NaN/infinite values when ``refuse_nonfinite``.
+    """
+    array = np.asarray(data)
+    if not np.issubdtype(array.dtype, np.floating):
+        return float(array.min()), float(array.max())
+    finite = np.isfinite(array)
+    if refuse_nonfinite and not finite.all():
+        raise _nonfinite_error(name, int(array.size - np.count_nonzero(finite)))
+    low = float(np.min(array, where=finite, initial=np.inf))
+    high = float(np.max(array, where=finite, initial=-np.inf))
+    return low, high
+
+
 def check_image(
     data, *, name: str = "image", ndim: tuple[int, ...] = (2, 3), finite: bool = True
 ) -> np.ndarray:
@@ -68,10 +115,7 @@ def check_image(
     if finite:
         bad = _count_nonfinite(array)
         if bad:
-            raise InvalidInputError(
-                f"{name} contains {bad} NaN/infinite value(s); fill or mask them before "
-                "running an engine"
-            )
+            raise _nonfinite_error(name, bad)
     return array
 
 
