@@ -117,30 +117,89 @@ def test_biharmonic_batch_equals_single_process_with_a_2d_and_a_3d_mask(client, 
 @pytest.mark.skipif(
     "learned" not in engine_names("interpolate"), reason="the learned engine is not registered"
 )
-def test_a_learned_engine_is_one_task_equal_to_single_process(client, rock, tmp_path):
-    # the learned engine trains on the volume it is given (and takes its intensity window
-    # and z context from it): one task over the whole volume by default, which equals one
-    # process for the same seed, step budget and threads; split only on request
+def test_a_learned_engine_is_trained_once_and_its_chunks_equal_one_process(client, rock, tmp_path):
+    # one task over the whole volume by default (one process); with
+    # --chunk-slices the network is trained once on one worker, shipped as safetensors,
+    # and every chunk applies it: within one grey level of one process (float32 rounding
+    # of differently shaped tiles)
     volume, path = rock
     params = {
-        "train_steps": 2, "batch_size": 2, "crop_size": 32, "seed": 3, "threads": 1,
-        "uncertainty": False, "force_learned": True,
+        "train_steps": 2, "batch_size": 2, "crop_size": 16, "seed": 3, "threads": 1,
+        "uncertainty": False, "force_learned": True, "base_channels": 8, "init": "scratch",
+        "tta": 2,
     }  # fmt: skip
-    out = tmp_path / "learned.ome.zarr"
     request = BatchRequest(
-        "interpolate", "learned", str(path), str(out), params=params, missing=ODD
-    )
+        "interpolate", "learned", str(path), str(tmp_path / "one.ome.zarr"), params=params,
+        missing=ODD,
+    )  # fmt: skip
     job = plan_batch(request)
-    assert job.learns_from_input and len(job.chunks) == 1 and "one task" in job.note
-    summary, result = _batch(request, client)
+    assert len(job.chunks) == 1 and not job.fit_once and job.note is None
     reference = api.interpolate(volume, method="learned", missing=ODD, **params)
-    assert summary.complete and summary.computed == 1
-    np.testing.assert_array_equal(result.data, reference.data)
-    assert result.provenance["extra"]["chunking_note"] == job.note
-    assert reference.provenance["extra"]["training"]["steps"] == 2
-    split = plan_batch(replace(request, chunk_slices=8))
-    assert len(split.chunks) == 3 and "depends on the chunking" in split.note
-    assert plan_batch(replace(request, method="linear", params=None)).note is None
+    split = replace(request, output=str(tmp_path / "split.ome.zarr"), chunk_slices=8)
+    job = plan_batch(split)
+    assert len(job.chunks) == 3 and job.fit_once and "trained once" in job.note
+    summary, chunked = _batch(split, client)
+    assert summary.computed == 3 and len(summary.workers) >= 1
+    model = tmp_path / "split.ome.zarr" / ".napari_scigen_batch" / "model"
+    assert sorted(p.name for p in model.iterdir()) == ["learned.json", "learned.safetensors"]
+    difference = np.abs(chunked.data.astype(int) - reference.data.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+    assert chunked.provenance["extra"]["chunking_note"] == job.note
+    auto_params = {k: v for k, v in params.items() if k != "force_learned"}
+    auto = plan_batch(replace(split, method="auto", params=auto_params))
+    assert not auto.fit_once and "depends on the chunking" in auto.note
+
+
+@pytest.mark.skipif(
+    "learned" not in engine_names("inpaint"), reason="the learned engine is not registered"
+)
+def test_learned_inpainting_trained_once_gives_chunks_bit_identical_to_one_process(
+    client, rock, tmp_path
+):
+    volume, path = rock
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[1:23, 20:30, 24:36] = 1
+    mask_path = write_volume(tmp_path / "mask.ome.zarr", mask, kind="labels")
+    params = {
+        "train_steps": 2, "batch_size": 2, "crop_size": 16, "seed": 4, "threads": 1,
+        "uncertainty": False, "force_learned": True, "base_channels": 8, "init": "scratch",
+    }  # fmt: skip
+    request = BatchRequest(
+        "inpaint", "learned", str(path), str(tmp_path / "filled.ome.zarr"), params=params,
+        mask=str(mask_path), chunk_slices=8,
+    )  # fmt: skip
+    job = plan_batch(request)
+    assert job.fit_once and job.halo == 16 and len(job.chunks) == 3
+    summary, chunked = _batch(request, client)
+    reference = api.inpaint(volume, mask.astype(bool), method="learned", **params)
+    assert summary.computed == 3
+    np.testing.assert_array_equal(chunked.data, reference.data)
+
+
+def test_every_engine_says_whether_z_chunks_change_its_result():
+    from napari_scigen.engines.registry import engines
+
+    flags = {(e.task, e.name): (e.chunk_invariant, e.halo) for e in engines()}
+    assert flags[("interpolate", "linear")] == (True, 1)
+    assert flags[("interpolate", "learned")] == (True, 48)
+    assert flags[("inpaint", "learned")] == (True, 16)
+    assert flags[("inpaint", "biharmonic")] == (True, 0)
+    # window, self-validation and projection seeds come from the volume it is given
+    assert flags[("interpolate", "stylegan")][0] is False
+    assert flags[("interpolate", "auto")][0] is False
+    assert not any(e.chunk_invariant for e in engines() if not e.deterministic and
+                   e.name != "learned")  # fmt: skip
+
+
+def test_a_job_of_an_engine_that_is_not_chunk_invariant_warns_in_one_line(rock, tmp_path):
+    pytest.importorskip("torch")
+    _, path = rock
+    request = BatchRequest(
+        "interpolate", "stylegan", str(path), str(tmp_path / "s.ome.zarr"), factor=2,
+        chunk_slices=16,
+    )  # fmt: skip
+    note = plan_batch(request).note
+    assert note.startswith("warning:") and "not chunk-invariant" in note and "\n" not in note
 
 
 def test_an_interrupted_job_resumes_without_recomputing_done_chunks(client, rock, tmp_path):

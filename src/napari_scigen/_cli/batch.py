@@ -282,7 +282,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise CliError(str(error)) from None
     if job.note and not args.quiet:
-        print(f"note: {job.note}", file=sys.stderr)
+        print(job.note if job.note.startswith("warning:") else f"note: {job.note}", file=sys.stderr)
     printer = ProgressPrinter(quiet=args.quiet)
     first = [True]
 

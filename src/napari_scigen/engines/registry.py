@@ -122,7 +122,13 @@ class Engine:
         on it to promise chunked == single-process results).
     halo : int
         Context slices on each side a z-chunk needs so that chunked and whole-volume
-        runs agree (per-slice engines: 0).
+        runs agree (per-slice engines: 0; interpolation: kept slices).
+    chunk_invariant : bool
+        A batch job over z-chunks (each reading ``halo`` slices around it) gives the
+        single-process result: bit for bit, or, for the learned interpolation (trained
+        once, its weights shipped to the chunks), within one grey level where float32
+        rounding of differently shaped tiles crosses a half level. ``batch`` warns for
+        engines without it.
     needs_weights : bool
         Needs model weights that are not shipped with the package.
     inputs : tuple of str
@@ -139,6 +145,7 @@ class Engine:
     install_hint: str = ""
     deterministic: bool = True
     halo: int = 0
+    chunk_invariant: bool = False
     needs_weights: bool = False
     inputs: tuple[str, ...] = ()
 
@@ -268,6 +275,7 @@ for _engine in (
         "napari_scigen.engines.interpolation.classical:run_linear",
         "blend of the two nearest kept slices",
         halo=1,
+        chunk_invariant=True,
     ),
     Engine(
         "interpolate",
@@ -276,6 +284,7 @@ for _engine in (
         "napari_scigen.engines.interpolation.nearest:run_nearest",
         "copy of the nearer kept slice (the do-nothing baseline)",
         halo=1,
+        chunk_invariant=True,
     ),
     Engine(
         "interpolate",
@@ -284,6 +293,7 @@ for _engine in (
         "napari_scigen.engines.interpolation.classical:run_flow",
         "motion-compensated blend along a TV-L1 optical flow",
         halo=1,
+        chunk_invariant=True,
     ),
     Engine(
         "interpolate",
@@ -293,6 +303,9 @@ for _engine in (
         "linear base plus the in-between detail of a StyleGAN2 walk between projected kept slices, checked on held-out kept slices (falls back to linear when it loses)",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
+        # halo 1 is what one gap's blend reads, but the intensity window (kept slices of
+        # the whole volume), the self-validation and the projection seeds (global slice
+        # indices) come from the volume it is given: a z-chunk gives another result
         halo=1,
     ),
     Engine(
@@ -305,8 +318,12 @@ for _engine in (
         "back to linear when it loses)",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
-        deterministic=False,  # trained on the whole volume: z-chunks would train other networks
-        halo=1,
+        deterministic=False,
+        # trained once on the whole volume (batch: before the chunks, weights shipped as
+        # safetensors); a chunk reads the tiles' halo (HALO + 3 output rows) and the
+        # known neighbours of its edge rows: at most 48 kept slices on each side
+        halo=48,
+        chunk_invariant=True,
     ),
     Engine(
         "interpolate",
@@ -326,6 +343,7 @@ for _engine in (
         "napari_scigen.engines.inpainting.biharmonic:BiharmonicParams",
         "napari_scigen.engines.inpainting.biharmonic:run_biharmonic",
         "smooth biharmonic continuation of the surrounding pixels, slice by slice",
+        chunk_invariant=True,
     ),
     Engine(
         "inpaint",
@@ -359,7 +377,10 @@ for _engine in (
         "3D context, checked against biharmonic on held-out masks",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
-        deterministic=False,  # trained on the whole volume: z-chunks would train other networks
+        deterministic=False,
+        # trained once on the whole volume; a slice's inputs reach Z_WINDOW = 16 slices
+        halo=16,
+        chunk_invariant=True,
     ),
     Engine(
         "mask",

@@ -85,7 +85,10 @@ class BatchJob:
     """A planned batch job: the request checked, with the geometry every worker shares.
 
     ``learns_from_input``: the engine trains a network on the volume it is given (the
-    learned engines); such a job is one task over the whole volume unless the request
+    learned engines). ``fit_once``: such an engine that is chunk-invariant (see the
+    registry): the job trains it once on the whole volume, before the chunks, and the
+    chunks apply the shipped weights (:mod:`napari_scigen.engines.learned.fitted`);
+    another learned engine's job is one task over the whole volume unless the request
     sets ``chunk_slices``. ``note``: what the chunking changes, for the log and the
     provenance (None when the result does not depend on it). ``inputs_content``: per
     input file or store (volume, mask, control, weights named by a parameter), its
@@ -110,6 +113,7 @@ class BatchJob:
     carry_range: bool
     value_range: tuple[float, float] | None = None
     learns_from_input: bool = False
+    fit_once: bool = False
     note: str | None = None
     inputs_content: tuple[tuple[str, str], ...] = ()
     created: bool = False
@@ -318,7 +322,12 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     output_shape = (n_out, *shape[1:])
     store_chunk = slice_chunks(output_shape, output_dtype)[0]
     learns = learns_from_input(params)
-    default = n_out if learns else store_chunk  # a learned engine: one task by default
+    fit_once = learns and engine.chunk_invariant
+    default = store_chunk
+    if learns and not fit_once:  # trains on what it is given: one task by default
+        default = n_out
+    elif fit_once and task == "interpolate":  # tiles read ~48 rows around a chunk: not tiny
+        default = max(store_chunk, FITTED_CHUNK_SLICES)
     if request.chunk_slices is not None and (
         isinstance(request.chunk_slices, bool) or int(request.chunk_slices) < 1
     ):
@@ -333,8 +342,40 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         store_chunk_slices=store_chunk,
         chunk_slices=chunk_slices,
         learns_from_input=learns,
-        note=_learned_note(request.method, n_chunks) if learns else None,
+        fit_once=fit_once and n_chunks > 1,
+        note=_chunking_note(engine, n_chunks, learns, fit_once),
     )
+
+
+#: Default output slices per task of a learned interpolation trained once (its tiles
+#: read about 48 output rows on each side of a chunk, so small chunks would mostly
+#: compute halo).
+FITTED_CHUNK_SLICES = 192
+
+
+def _chunking_note(engine, n_chunks: int, learns: bool, fit_once: bool) -> str | None:
+    """What the chunking does to the result (one line), None when it changes nothing."""
+    if fit_once:
+        if n_chunks == 1:
+            return None
+        same = (
+            "equal to one process bit for bit"
+            if engine.task != "interpolate"
+            else "equal to one process within one grey level (float32 rounding of other tiles)"
+        )
+        return (
+            f"the {engine.name} engine is trained once on the whole volume, then its weights "
+            f"are shipped to the {n_chunks} chunks: {same}"
+        )
+    if learns:
+        return _learned_note(engine.name, n_chunks)
+    if not engine.chunk_invariant and n_chunks > 1:
+        return (
+            f"warning: the {engine.task} engine {engine.name} is not chunk-invariant: its "
+            f"result depends on the chunking ({n_chunks} chunks; --chunk-slices "
+            "larger than the output makes it one task)"
+        )
+    return None
 
 
 #: At most this many output slices per job (a larger --factor is a typing error).

@@ -112,6 +112,113 @@ def _run_engine(job: BatchJob, chunk: Chunk) -> np.ndarray:
     return result.data[: chunk.source_stop - chunk.source_start]
 
 
+def model_folder(store) -> Path:
+    """Where a job trained once keeps its network (safetensors) and record (JSON)."""
+    return _batch_folder(store) / "model"
+
+
+def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> dict:
+    """Train the job's learned engine once on the whole volume; write it for the chunks.
+
+    Runs on one worker before the chunks (a ``fit_once`` job). The network goes to
+    :func:`model_folder` as safetensors + JSON (written to a temporary folder, then
+    renamed, so a killed worker leaves none half written); a rerun reuses it.
+
+    Returns
+    -------
+    dict
+        ``{"status": "trained" | "reused", "filled_with", "seconds", "worker"}``.
+    """
+    from ..core.progress import drain
+    from ..engines.learned.fitted import load_fitted, save_fitted
+
+    folder = model_folder(job.store)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    if (folder / "learned.json").is_file():
+        fitted = load_fitted(folder)
+        return {"status": "reused", "filled_with": fitted.record["filled_with"], "worker": worker}
+    started = time.time()
+    if gpu_slots:
+        pin_one_gpu(gpu_slots)
+    _limit_threads(threads, True)
+    request = job.request
+    image = _read_slices(request.input, 0, job.input_shape[0])
+    if request.task == "interpolate":
+        from ..engines.learned.interpolate import run_learned_interpolation
+
+        generator = run_learned_interpolation(
+            image, job.params, missing=request.missing, factor=request.factor, fit_only=True
+        )
+    else:
+        from ..engines.learned.inpaint import run_learned_inpainting
+
+        mask = _read_slices(request.mask, 0, job.input_shape[0], labels=True)
+        generator = run_learned_inpainting(
+            image, mask, job.params, slices=request.slices, fit_only=True
+        )
+    fitted = drain(generator)
+    draft = folder.with_name(f"model.{os.getpid()}.{secrets.token_hex(4)}")
+    save_fitted(fitted, draft)
+    try:
+        os.replace(draft, folder)
+    except OSError:  # another worker finished first: keep its network
+        import shutil
+
+        shutil.rmtree(draft, ignore_errors=True)
+    return {
+        "status": "trained",
+        "filled_with": fitted.record["filled_with"],
+        "seconds": round(time.time() - started, 2),
+        "worker": worker,
+    }
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(folder: str, stamp: tuple):
+    from ..engines.learned.fitted import load_fitted
+
+    return load_fitted(folder)
+
+
+def _run_fitted(job: BatchJob, chunk: Chunk) -> np.ndarray:
+    """A chunk of a job trained once: the shipped network applied to the chunk's slices.
+
+    Returns the chunk's slices from output slice ``chunk.first_output`` on, as
+    :func:`_run_engine` does.
+    """
+    from ..core.device import resolve_device
+    from ..engines.learned.fitted import inpaint_chunk, interpolation_chunk, interpolation_sources
+
+    folder = model_folder(job.store)
+    record = folder / "learned.json"
+    if not record.is_file():
+        raise RuntimeError(f"{record} is missing: the job's network was not trained yet")
+    status = record.stat()
+    fitted = _load_model(str(folder), (status.st_mtime_ns, status.st_size))
+    request = job.request
+    device = resolve_device(getattr(job.params, "device", "auto"))
+    depth = job.input_shape[0]
+    if request.task == "interpolate":
+        first, last = interpolation_sources(
+            depth, request.missing, request.factor, chunk.start, chunk.stop
+        )
+        block = interpolation_chunk(
+            fitted, _read_slices(request.input, first, last), source_start=first,
+            n_slices=depth, missing=request.missing, factor=request.factor,
+            start=chunk.start, stop=chunk.stop, device=device,
+        )  # fmt: skip
+        # as the engine's result for the chunk's sub-volume: output slices from first_output
+        result = np.empty((chunk.stop - chunk.first_output, *block.shape[1:]), block.dtype)
+        result[chunk.start - chunk.first_output :] = block
+        return result
+    image = _read_slices(request.input, chunk.source_start, chunk.source_stop)
+    mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
+    return inpaint_chunk(
+        fitted, image, mask, source_start=chunk.source_start, n_slices=depth,
+        slices=chunk.slices, device=device,
+    )  # fmt: skip
+
+
 def compute_chunk(
     job: BatchJob, index: int, threads: int | None = None, gpu_slots: int = 0
 ) -> dict:
@@ -166,6 +273,8 @@ def _compute(job: BatchJob, index: int, threads, gpu_slots, folder, marker, work
     chunk = job.chunks[index]
     if chunk.copy:
         result = _read_slices(job.request.input, chunk.source_start, chunk.source_stop)
+    elif job.fit_once:
+        result = _run_fitted(job, chunk)
     else:
         result = _run_engine(job, chunk)
     block = result[chunk.start - chunk.first_output : chunk.stop - chunk.first_output]

@@ -11,13 +11,16 @@ task reads only its input slices plus the halo its engine needs (see
 * a rerun of the same job skips the chunks that have a marker (resume);
 * a task that raises is retried (``retries``); a worker that dies loses only the chunk
   it was running, which the scheduler gives to another worker;
-* for deterministic engines the output equals the single-process output bit for bit;
-  the learned engines, which train on the volume they are given, run as one task over
-  the whole volume unless ``chunk_slices`` is set (see ``docs/scaling.md``), so they
-  equal one process too.
+* for chunk-invariant engines (the registry's ``chunk_invariant``) the output equals
+  the single-process output: the deterministic ones bit for bit; the learned
+  interpolation and inpainting are trained once on the whole volume (on one worker,
+  before the chunks; the network is kept in the bookkeeping folder as safetensors) and
+  their chunks apply it (inpainting bit for bit, interpolation within one grey level);
+  the ``auto`` interpolation, which trains on what it is given, runs as one task unless
+  ``chunk_slices`` is set. For other engines the plan's note warns.
 
 The store's ``.napari_scigen_batch/`` folder holds ``job.json`` (what the job is; a rerun
-with other settings is refused), ``done/NNNNNN.json`` (one marker per finished chunk) and
+with other settings is refused), ``model/`` (a network trained once), ``done/NNNNNN.json`` (one marker per finished chunk) and
 ``attempts/`` (one file per time a chunk was started: what ``retries`` and killed
 workers cost).
 
@@ -59,7 +62,7 @@ from ._batch_store import (
     finish_store,
     prepare_store,
 )
-from ._batch_worker import _slab_range, compute_chunk
+from ._batch_worker import _slab_range, compute_chunk, fit_model
 
 # --------------------------------------------------------------------------------------
 # the driver
@@ -225,6 +228,8 @@ def _run_job(job, options, client, retries, cancel) -> Generator[Progress, None,
             _write_json(
                 _batch_folder(job.store) / "job.json", {**record, "value_range": job.value_range}
             )
+        if job.fit_once and len(already) < total:
+            yield from _fit_once(active, job, info, retries, cancel, len(already), total)
         token = hashlib.sha1(json.dumps(job.fingerprint()).encode()).hexdigest()[:10]
         pending = {
             active.submit(
@@ -275,6 +280,34 @@ def _run_job(job, options, client, retries, cancel) -> Generator[Progress, None,
         raise BatchIncompleteError(summary)
     finish_store(job, summary)
     return summary
+
+
+def _fit_once(active, job, info, retries, cancel, done, total) -> Generator[Progress, None, None]:
+    """Train the job's learned engine once, on one worker, before the chunks are sent."""
+    from distributed import wait
+
+    yield Progress(done, total, f"training the {job.request.method} engine once on one worker")
+    future = active.submit(
+        fit_model, job, info.threads, info.gpu_slots, retries=int(retries), pure=False
+    )
+    try:
+        while True:
+            check_cancelled(cancel)
+            try:
+                wait([future], timeout=0.5)
+                break
+            except TimeoutError:
+                continue
+        outcome = future.result()
+    except BaseException:
+        future.cancel()
+        raise
+    finally:
+        future.release()
+    verb = "trained" if outcome["status"] == "trained" else "already trained"
+    yield Progress(
+        done, total, f"{verb}; filling with {outcome['filled_with']}; the weights go to the chunks"
+    )
 
 
 def _check_retries(retries) -> None:

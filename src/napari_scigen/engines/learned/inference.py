@@ -33,6 +33,7 @@ from .geometry import neighbours
 from .tiles import (
     BATCH_PIXELS,
     HALO,
+    Span,
     apply,
     core_sizes,
     cores,
@@ -152,6 +153,7 @@ def predict_rows(
     out: tuple[np.ndarray, np.ndarray] | None = None,
     on_slab: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     precision: str = "float32",
+    frame: tuple[int, int] | None = None,
 ) -> Generator[Progress, None, Prediction]:
     """Predict the output ``rows`` of ``volume`` from its ``known`` rows, slab by slab.
 
@@ -192,6 +194,13 @@ def predict_rows(
         ``"float32"`` (default), or ``"bfloat16"``: bfloat16 autocast on a CPU too
         (about 4x faster where the CPU has AMX/AVX512-BF16; results differ from float32
         by about 1e-3 network units). On CUDA autocast is always on.
+    frame : tuple of int, optional
+        ``(offset, length)``: ``volume`` is rows ``[offset, offset + len(volume))`` of a
+        grid of ``length`` rows (a z-chunk of a batch job). Tiles are then aligned and
+        end-padded as in the whole grid (see :mod:`.tiles`), so the rows equal the whole
+        grid's prediction within float32 rounding, provided ``volume`` holds every row a
+        tile reads (``HALO`` + 3 rows around ``rows``) and the known neighbours of those
+        rows; else a ValueError.
 
     Returns
     -------
@@ -218,6 +227,7 @@ def predict_rows(
     groups = slabs(rows, span_rows, per_slab)
     state = {"device": device, "budget": budget, "done": 0, "yielded": 0.0}
     state["precision"] = precision
+    state["frame"] = frame or (0, volume.shape[0])
     total = rows.size * plane_voxels * n_predictions
     started = time.perf_counter()
 
@@ -262,6 +272,21 @@ def predict_rows(
     return Prediction(rows, mean_out, spread_out, n_predictions)
 
 
+def _z_span(height: int, core: tuple[int, int], flip: bool, frame: tuple[int, int]) -> Span:
+    """The z span of a tile of a grid that is rows ``frame[0]...`` of ``frame[1]`` rows."""
+    offset, length = frame
+    if (offset, length) == (0, height):
+        return span(height, core, HALO, flip)
+    whole = span(length, (core[0] + offset, core[1] + offset), HALO, flip).read
+    read = slice(whole.start - offset, whole.stop - offset)
+    if read.start < 0 or read.stop > height:
+        raise ValueError(
+            f"rows {core[0]}-{core[1] - 1} need grid rows {whole.start}-{whole.stop - 1} but "
+            f"the chunk holds rows {offset}-{offset + height - 1}: its halo is too short"
+        )
+    return Span(slice(*core), read)
+
+
 def _predict_slab(
     network, source, slab_rows, mean, m2, orientations, flips, tile, state, cancel, report
 ):
@@ -286,9 +311,10 @@ def _predict_slab(
             place = slice(start, start + wanted.size)
             for w_core in cores(width, size[1]):
                 spans = [
-                    (span(height, z_core, HALO, flip[0]), span(width, w_core, HALO, flip[1]))
+                    (_z_span(height, z_core, flip[0], state["frame"]),
+                     span(width, w_core, HALO, flip[1]))
                     for flip in flips
-                ]
+                ]  # fmt: skip
                 area = max((z.read.stop - z.read.start) * (w.read.stop - w.read.start)
                            for z, w in spans)  # fmt: skip
                 step = max(1, state["budget"] // area)

@@ -23,13 +23,14 @@ from collections.abc import Generator
 import numpy as np
 
 from ...core.progress import CancelToken, Progress, check_cancelled, relay_progress
-from ...core.provenance import make_provenance
+from ...core.provenance import make_provenance, to_jsonable
 from ...core.result import EngineResult
 from ...core.stack import cast_to_range
 from ...core.tiling import mask_bounding_boxes
 from ...core.validation import InvalidInputError, check_image, check_mask
 from .._slices import select_slices
 from .context import channel_count, slice_inputs, window
+from .fitted import Fitted
 from .interpolate import stage
 from .params import LearnedInpaintParams
 from .sampling import Batch
@@ -132,6 +133,8 @@ def _predict(
     *,
     batch_pixels=None,
     precision="float32",
+    frame=None,
+    on_slice=None,
 ):
     """Mean and spread (network units) of the network's fill of ``targets`` voxels.
 
@@ -141,13 +144,20 @@ def _predict(
     float32 rounding), tiles without a target pixel are skipped, and the flips are
     fused in place. A device out-of-memory error halves the tiles (then moves to the
     CPU) instead of failing. ``precision`` as in
-    :func:`~napari_scigen.engines.learned.inference.predict_rows`.
+    :func:`~napari_scigen.engines.learned.inference.predict_rows`. ``frame``:
+    ``(offset, depth)`` when ``volume`` is slices ``offset...`` of a volume of ``depth``
+    slices (a z-chunk; each slice's context window is the whole volume's). With
+    ``on_slice(z, mean, spread)`` (slice-shaped, valid on ``targets[z]``) nothing
+    volume-sized is allocated and ``(None, None)`` is returned.
     """
     from .inference import FLIPS
     from .tiles import default_batch_pixels, finish, is_out_of_memory, prepare, shrink
 
-    mean = np.zeros(volume.shape, np.float32)
-    spread = np.zeros(volume.shape, np.float32)
+    mean = spread = None
+    if on_slice is None:
+        mean = np.zeros(volume.shape, np.float32)
+        spread = np.zeros(volume.shape, np.float32)
+    offset, depth = frame or (0, volume.shape[0])
     prepare(network)
     state = {"device": device, "budget": int(batch_pixels or default_batch_pixels(device))}
     state["precision"] = precision
@@ -157,7 +167,12 @@ def _predict(
     done_voxels, started = 0, time.perf_counter()
     for done, z in enumerate(slices, start=1):
         check_cancelled(cancel)
-        span = window(volume.shape[0], z)
+        whole = window(depth, z + offset)
+        span = slice(whole.start - offset, whole.stop - offset)
+        if span.start < 0 or span.stop > volume.shape[0]:
+            raise ValueError(f"slice {z + offset} needs slices {whole.start}-{whole.stop - 1}")
+        slice_mean = np.zeros(volume.shape[1:], np.float32)
+        slice_spread = np.zeros(volume.shape[1:], np.float32)
         for box in mask_bounding_boxes(targets[z], context=MARGIN):
             stack = volume[span, box.slices[0], box.slices[1]]
             hidden = unknown[span, box.slices[0], box.slices[1]]
@@ -174,8 +189,12 @@ def _predict(
                         raise
                     yield progress(done / len(slices), f"{label}: {shrink(network, state, label)}")
             finish(box_m2, len(flips))
-            mean[z][box.slices][region] = box_mean[region]
-            spread[z][box.slices][region] = box_m2[region]
+            slice_mean[box.slices][region] = box_mean[region]
+            slice_spread[box.slices][region] = box_m2[region]
+        if on_slice is not None:
+            on_slice(z, slice_mean, slice_spread)
+        else:
+            mean[z], spread[z] = slice_mean, slice_spread
         done_voxels += int(targets[z].sum())
         rate = done_voxels / max(time.perf_counter() - started, 1e-9)
         yield progress(
@@ -184,6 +203,53 @@ def _predict(
             f"about {(total - done_voxels) / max(rate, 1e-9):.0f} s left",
         )
     return mean, spread
+
+
+def to_units(volume: np.ndarray, window_: tuple[float, float]) -> np.ndarray:
+    """``volume`` in network units (float32) for the intensity window ``(low, high)``."""
+    low_w, high_w = window_
+    return ((volume.astype(np.float32) - low_w) / (high_w - low_w)).astype(np.float32)
+
+
+def fill_masked(
+    network,
+    units,
+    masks,
+    targets,
+    out,
+    record,
+    *,
+    device,
+    frame=None,
+    uncertainty=None,
+    progress=None,
+    label="learned inpainting",
+    cancel=None,
+):
+    """Write the network's fill of ``targets`` into ``out`` (data dtype), slice by slice.
+
+    ``units``: the volume in network units (:func:`to_units` with ``record["window"]``);
+    ``masks``: the user's mask (the voxels the network may not see); ``record``: the
+    fit's ``window``, ``output_range``, ``context``, ``tta`` and ``precision``.
+    ``uncertainty`` (optional, float32 like ``out``) receives the spread in data units.
+    A generator (progress); returns nothing.
+    """
+    low_w, high_w = (float(v) for v in record["window"])
+    low, high = (float(v) for v in record["output_range"])
+    scale = high_w - low_w
+
+    def write(z, mean, spread) -> None:
+        where = targets[z]
+        predicted = mean[where].astype(np.float64) * scale + low_w
+        out[z][where] = cast_to_range(predicted, out.dtype, low, high)
+        if uncertainty is not None:
+            uncertainty[z][where] = spread[where] * np.float32(scale)
+
+    yield from _predict(
+        network, units, masks, targets, int(record["context"]), int(record["tta"]), device,
+        progress or (lambda f, m: Progress(int(1000 * f), 1000, m)), label, cancel,
+        precision=record.get("precision", "float32"), frame=frame, on_slice=write,
+    )  # fmt: skip
 
 
 def _predict_box(network, inputs, region, mean, m2, flips, state, cancel) -> None:
@@ -214,12 +280,16 @@ def run_learned_inpainting(
     *,
     slices=None,
     cancel: CancelToken | None = None,
+    fit_only: bool = False,
 ) -> Generator[Progress, None, EngineResult]:
     """Fill masked pixels with a network trained on this volume's own known voxels.
 
     Arguments and result as :func:`~napari_scigen.engines.inpainting.biharmonic.run_biharmonic`;
     ``images["uncertainty"]`` (when ``params.uncertainty``) holds the spread over flips
-    inside the mask (data units). Provenance engine ``"inpaint-learned"`` with the
+    inside the mask (data units). The held-out masks are hidden only while they are
+    checked: the fill sees every voxel outside the user's mask. With ``fit_only`` it
+    trains, checks and decides, and returns the :class:`~.fitted.Fitted` network and
+    record that z-chunks fill from (:func:`~.fitted.inpaint_chunk`). Provenance engine ``"inpaint-learned"`` with the
     self-validation scores (learned vs biharmonic), ``filled_with`` and the training record.
     """
     from ...core.device import resolve_device
@@ -250,7 +320,7 @@ def run_learned_inpainting(
     )
     if high_w <= low_w:
         high_w = low_w + 1.0
-    units = ((volume.astype(np.float32) - low_w) / (high_w - low_w)).astype(np.float32)
+    units = to_units(volume, (low_w, high_w))
     low, high = float(array.min()), float(array.max())
     height, width = volume.shape[1:]
     wanted = 8 * int(np.ceil(1.2 * _extent(masks) / 8))
@@ -288,27 +358,31 @@ def run_learned_inpainting(
         )
         timings["train"] = round(report.seconds, 2)
         mark = time.perf_counter()
-        mean, spread = yield from _predict(
-            network,
-            units,
-            unknown,
-            targets | held_out,
-            params.context_slices,
-            params.tta,
-            device,
-            stage("predict"),
-            label,
-            cancel,
-        )
-        timings["predict"] = round(time.perf_counter() - mark, 2)
+        if held_out.any():
+            mean, spread = yield from _predict(
+                network,
+                units,
+                unknown,
+                held_out,
+                params.context_slices,
+                params.tta,
+                device,
+                _part("check", 0.0, 0.5),
+                label,
+                cancel,
+            )
+            timings["predict_held_out"] = round(time.perf_counter() - mark, 2)
     scale = high_w - low_w
-    predicted = mean.astype(np.float64) * scale + low_w
     validation = None
     if held_out.any():
         mark = time.perf_counter()
+        predicted = mean.astype(np.float64) * scale + low_w
         union = run_biharmonic(volume, unknown, BiharmonicParams(), cancel=cancel)
         biharmonic = yield from relay_progress(
-            union, lambda e: stage("check")(e.fraction, f"{label}: biharmonic on held-out masks")
+            union,
+            lambda e: _part("check", 0.5, 1.0)(
+                e.fraction, f"{label}: biharmonic on held-out masks"
+            ),
         )
         candidates = {
             "learned": cast_to_range(predicted, array.dtype, low, high).astype(np.float64),
@@ -322,6 +396,7 @@ def run_learned_inpainting(
         validation.extra["uncertainty_error_spearman"] = round(
             error_correlation((candidates["learned"] - volume)[held_out], spread[held_out]), 4
         )
+        del predicted, candidates, biharmonic, mean, spread
         timings["self_validation"] = round(time.perf_counter() - mark, 2)
         yield stage("check")(
             1.0,
@@ -330,13 +405,51 @@ def run_learned_inpainting(
     filled_with, lost, reason = decide(
         validation, baseline="biharmonic", force=params.force_learned
     )
+    extra = {
+        "masked_pixels": int(targets.sum()),
+        "slices": None if slices is None else sorted(chosen),
+        "output_range": [low, high],
+        "network_window": [low_w, high_w],
+        "crop_size": side,
+        "filled_with": filled_with,
+        "choice_reason": reason,
+        "learned_lost_self_validation": bool(lost),
+        "self_validation": validation.as_dict() if validation is not None else None,
+        "expected_error": validation.scores[filled_with] if validation is not None else None,
+        "training": {**report.as_dict(), "loss": training.loss},
+        "init": init_record,
+        "network": network.config.to_dict(),
+        "device": device,
+        "seconds": timings,
+    }
+    record = to_jsonable(
+        {
+            "filled_with": filled_with,
+            "window": [low_w, high_w],
+            "output_range": [low, high],
+            "context": params.context_slices,
+            "tta": params.tta,
+            "precision": getattr(params, "precision", "float32"),
+            "threads": params.threads,
+            "extra": extra,
+        }
+    )
+    if fit_only:
+        return Fitted("inpaint", network if filled_with == "learned" else None, record)
     yield stage("fill")(0.0, f"{label}: filling with {filled_with}: {reason}")
     images = {}
     if filled_with == "learned":
+        mark = time.perf_counter()
         out = np.array(volume, copy=True)
-        out[targets] = cast_to_range(predicted[targets], array.dtype, low, high)
         if params.uncertainty:
-            images["uncertainty"] = (spread * np.float32(scale)) * targets
+            images["uncertainty"] = np.zeros(volume.shape, np.float32)
+        with torch_threads(device, params.threads):
+            yield from fill_masked(
+                network, units, masks, targets, out, record, device=device,
+                uncertainty=images.get("uncertainty"), progress=stage("fill"), label=label,
+                cancel=cancel,
+            )  # fmt: skip
+        timings["predict"] = round(time.perf_counter() - mark, 2)
     else:
         job = run_biharmonic(array, boolean, BiharmonicParams(), slices=slices, cancel=cancel)
         fallback = yield from relay_progress(
@@ -348,29 +461,16 @@ def run_learned_inpainting(
         images["uncertainty"] = images["uncertainty"][0]
     timings["total"] = round(time.perf_counter() - started, 2)
     provenance = make_provenance(
-        "inpaint-learned",
-        params,
-        seed=params.seed,
-        source={"shape": array.shape, "dtype": array.dtype.name},
-        extra={
-            "masked_pixels": int(targets.sum()),
-            "slices": None if slices is None else sorted(chosen),
-            "output_range": [low, high],
-            "network_window": [low_w, high_w],
-            "crop_size": side,
-            "filled_with": filled_with,
-            "choice_reason": reason,
-            "learned_lost_self_validation": bool(lost),
-            "self_validation": validation.as_dict() if validation is not None else None,
-            "expected_error": validation.scores[filled_with] if validation is not None else None,
-            "training": {**report.as_dict(), "loss": training.loss},
-            "init": init_record,
-            "network": network.config.to_dict(),
-            "device": device,
-            "seconds": timings,
-        },
-    )
+        "inpaint-learned", params, seed=params.seed,
+        source={"shape": array.shape, "dtype": array.dtype.name}, extra=extra,
+    )  # fmt: skip
     return EngineResult(data=data, provenance=provenance, images=images)
+
+
+def _part(name: str, start: float, end: float):
+    """A part ``start..end`` of stage ``name``."""
+    progress = stage(name)
+    return lambda fraction, message: progress(start + (end - start) * fraction, message)
 
 
 def _extent(masks: np.ndarray) -> int:

@@ -37,6 +37,7 @@ from ...core.provenance import make_provenance
 from ...core.result import EngineResult
 from ...core.stack import cast_to_range
 from ..interpolation.classical import prepare
+from .fitted import Fitted, fill_rows
 from .geometry import Grid, make_grid, training_geometry
 from .params import AutoInterpolateParams, LearnedInterpolateParams
 from .sampling import InterpolationSampler, in_plane_sources
@@ -183,8 +184,9 @@ def _result(mode, params, array, data, extra, images=None) -> EngineResult:
 
 
 def _fill_unverifiable(
-    array, plan, grid, known_train, geometry, params, missing, factor, cancel, mode, started, notes
-):
+    array, plan, grid, known_train, geometry, params, missing, factor, cancel, mode, started, notes,
+    fit_only=False,
+):  # fmt: skip
     """Fill with a classical method where the network's result could not be checked.
 
     ``learned`` fills with linear (``force_learned`` uses the network anyway); ``auto``
@@ -204,7 +206,9 @@ def _fill_unverifiable(
         reason += f" (best {params.auto_metric} of linear and flow on the longer gap: "
         reason += f"{validation.summary(params.auto_metric)})"
     yield stage("fill")(0.0, f"{mode}: {reason}")
-    data = yield from _classical_fill(chosen, array, missing, factor, cancel, mode)
+    data = None
+    if not fit_only:
+        data = yield from _classical_fill(chosen, array, missing, factor, cancel, mode)
     extra = {
         **plan.provenance(),
         "filled_with": chosen,
@@ -221,6 +225,8 @@ def _fill_unverifiable(
         "training": None,
         "seconds": {"total": round(time.perf_counter() - started, 2)},
     }
+    if fit_only:
+        return Fitted("interpolate", None, _fit_record(mode, params, grid, array, chosen, extra))
     return _result(mode, params, array, data, extra)
 
 
@@ -257,6 +263,7 @@ def run_learned_interpolation(
     factor=None,
     cancel: CancelToken | None = None,
     mode: str = "learned",
+    fit_only: bool = False,
 ) -> Generator[Progress, None, EngineResult]:
     """Rebuild missing slices (or upsample z) with a network trained on this volume.
 
@@ -273,6 +280,10 @@ def run_learned_interpolation(
     mode : {"learned", "auto"}
         ``learned`` fills with the network (falling back to linear when it loses the
         self-validation, unless forced); ``auto`` fills with the best-scoring method.
+    fit_only : bool
+        Train, check and decide, but fill nothing: return the :class:`~.fitted.Fitted`
+        network and record that z-chunks of a batch job fill from
+        (:func:`~.fitted.interpolation_chunk`). Whole factors only.
 
     Returns
     -------
@@ -290,6 +301,8 @@ def run_learned_interpolation(
     started = time.perf_counter()
     array, plan, out, low, high = prepare(volume, missing, factor)
     if isinstance(plan.factor, float):
+        if fit_only:
+            raise ValueError("a fractional factor cannot be filled chunk by chunk")
         return (yield from _fractional_factor(array, params, plan, cancel, mode))
     grid = make_grid(array, plan)
     label = mode
@@ -317,7 +330,7 @@ def run_learned_interpolation(
         return (
             yield from _fill_unverifiable(
                 array, plan, grid, known_train, geometry, params, missing, factor, cancel,
-                mode, started, notes,
+                mode, started, notes, fit_only,
             )
         )  # fmt: skip
     orientations = ("xz", "yz") if params.planes == "both" else (params.planes,)
@@ -374,15 +387,6 @@ def run_learned_interpolation(
         )
         timings["train"] = round(report.seconds, 2)
         mark = time.perf_counter()
-        prediction = yield from predict_rows(
-            network,
-            grid.volume,
-            grid.known,
-            synthesized,
-            progress=_sub_stage("predict", 0.0, 0.8 if held_out.size else 1.0),
-            cancel=cancel,
-            **predict,
-        )
         check_prediction = None
         if held_out.size:
             check_prediction = yield from predict_rows(
@@ -390,11 +394,10 @@ def run_learned_interpolation(
                 grid.volume,
                 known_train,
                 held_out,
-                progress=_sub_stage("predict", 0.8, 1.0),
+                progress=_sub_stage("check", 0.0, 0.5),
                 cancel=cancel,
                 **predict,
             )
-        timings["predict"] = round(time.perf_counter() - mark, 2)
         check_cancelled(cancel)
         mark = time.perf_counter()
         in_plane = in_plane_check(
@@ -424,25 +427,12 @@ def run_learned_interpolation(
                 f"{label}: self-validation on {check.count} held-out {check.what}: "
                 f"{check.summary()}",
             )
-    yield stage("fill")(0.0, f"{label}: filling with {chosen}: {reason}")
-    images = {}
-    if chosen == "learned":
-        mean, spread = prediction.take(synthesized)
-        values = grid.to_data(mean)
-        for i, target in enumerate(synthesized):
-            out[target] = cast_to_range(values[i], array.dtype, low, high)
-        if params.uncertainty:
-            uncertainty = np.zeros(out.shape, np.float32)
-            uncertainty[synthesized] = spread * np.float32(grid.high - grid.low)
-            images["uncertainty"] = uncertainty
-    else:
-        out = yield from _classical_fill(chosen, array, missing, factor, cancel, label)
-    timings["total"] = round(time.perf_counter() - started, 2)
     expected = None
     if z_check is not None and geometry.exact:
         expected = z_check.scores.get(chosen)
     elif in_plane is not None:
         expected = in_plane.scores.get(chosen)
+    n_predictions = len(orientations) * params.tta
     extra = {
         **plan.provenance(),
         "output_range": [low, high],
@@ -470,11 +460,51 @@ def run_learned_interpolation(
         },
         "device": device,
         "threads": params.threads,
-        "predictions_per_voxel": prediction.count,
-        "uncertainty": "std over planes x flips (data units)" if "uncertainty" in images else None,
+        "predictions_per_voxel": n_predictions,
+        "uncertainty": None,
         "seconds": timings,
     }
+    if fit_only:
+        timings["total"] = round(time.perf_counter() - started, 2)
+        record = _fit_record(mode, params, grid, array, chosen, extra)
+        return Fitted("interpolate", network if chosen == "learned" else None, record)
+    yield stage("fill")(0.0, f"{label}: filling with {chosen}: {reason}")
+    images = {}
+    if chosen == "learned":
+        mark = time.perf_counter()
+        if params.uncertainty:
+            images["uncertainty"] = np.zeros(out.shape, np.float32)
+            extra["uncertainty"] = "std over planes x flips (data units)"
+        with torch_threads(device, params.threads):
+            yield from fill_rows(
+                network, grid, synthesized, out, images.get("uncertainty"),
+                value_range=(low, high), progress=stage("fill"), cancel=cancel, **predict,
+            )  # fmt: skip
+        timings["predict"] = round(time.perf_counter() - mark, 2)
+    else:
+        out = yield from _classical_fill(chosen, array, missing, factor, cancel, label)
+    timings["total"] = round(time.perf_counter() - started, 2)
     return _result(mode, params, array, out, extra, images)
+
+
+def _fit_record(mode, params, grid, array, chosen, extra) -> dict:
+    """What z-chunks of a batch job need to fill as one process would (JSON-able)."""
+    from ...core.provenance import to_jsonable
+
+    orientations = ("xz", "yz") if params.planes == "both" else (params.planes,)
+    return to_jsonable(
+        {
+            "mode": mode,
+            "filled_with": chosen,
+            "window": [grid.low, grid.high],
+            "output_range": [float(array.min()), float(array.max())],
+            "orientations": list(orientations),
+            "tta": params.tta,
+            "precision": getattr(params, "precision", "float32"),
+            "threads": params.threads,
+            "extra": extra,
+        }
+    )
 
 
 def _fractional_factor(array, params, plan, cancel, mode):

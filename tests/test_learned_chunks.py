@@ -1,0 +1,88 @@
+"""Learned engines trained once and applied z-chunk by z-chunk equal one process (issue 19)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from learned_tiny import TINY
+from napari_scigen import api
+from napari_scigen.core.phantoms import make_rock_volume
+from napari_scigen.core.progress import drain
+from napari_scigen.engines.learned.fitted import (
+    inpaint_chunk,
+    interpolation_chunk,
+    interpolation_sources,
+    load_fitted,
+    save_fitted,
+)
+from napari_scigen.engines.learned.params import LearnedInpaintParams, LearnedInterpolateParams
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def volume():
+    # deep enough that a chunk's halo is cut inside the volume, thin in-plane (fast)
+    return (
+        make_rock_volume(shape=(64, 32, 32), seed=2, grain_radius_range=(2, 6), n_bad_detectors=2)
+        .volume[:, 4:28, 4:28]
+        .copy()
+    )
+
+
+def _chunks(n: int, size: int):
+    return [(z, min(n, z + size)) for z in range(0, n, size)]
+
+
+@pytest.mark.parametrize("geometry", [{"factor": 2}, {"missing": (3, 4, 9, 14, 50, 51, 52)}])
+def test_a_fitted_interpolation_shipped_as_safetensors_fills_chunks_as_one_process(
+    volume, geometry, tmp_path
+):
+    from napari_scigen.engines.learned.interpolate import run_learned_interpolation
+
+    params = LearnedInterpolateParams(**TINY, force_learned=True, uncertainty=False)
+    reference = api.interpolate(volume, method="learned", params=params, **geometry).data
+    fitted = drain(run_learned_interpolation(volume, params, fit_only=True, **geometry))
+    save_fitted(fitted, tmp_path)
+    assert not list(tmp_path.glob("*.pt")) and (tmp_path / "learned.safetensors").is_file()
+    loaded = load_fitted(tmp_path)
+    assert loaded.record["filled_with"] == "learned"
+    n = volume.shape[0]
+    missing, factor = geometry.get("missing"), geometry.get("factor")
+    parts = []
+    for start, stop in _chunks(reference.shape[0], 40):
+        first, last = interpolation_sources(n, missing, factor, start, stop)
+        parts.append(
+            interpolation_chunk(
+                loaded, volume[first:last], source_start=first, n_slices=n, missing=missing,
+                factor=factor, start=start, stop=stop, device="cpu",
+            )
+        )  # fmt: skip
+    chunked = np.concatenate(parts)
+    # equal within float32 rounding of differently shaped tiles: at most one grey level
+    difference = np.abs(chunked.astype(int) - reference.astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
+
+
+def test_a_fitted_inpainting_fills_chunks_bit_identical_to_one_process(volume, tmp_path):
+    from napari_scigen.engines.learned.inpaint import run_learned_inpainting
+
+    mask = np.zeros(volume.shape, bool)
+    mask[2:60, 8:14, 9:17] = True
+    tiny = {k: v for k, v in TINY.items() if k != "validation_slices"}
+    params = LearnedInpaintParams(**tiny, force_learned=True, uncertainty=False)
+    reference = api.inpaint(volume, mask, method="learned", params=params).data
+    fitted = drain(run_learned_inpainting(volume, mask, params, fit_only=True))
+    save_fitted(fitted, tmp_path)
+    loaded = load_fitted(tmp_path)
+    n, halo = volume.shape[0], 16
+    parts = []
+    for start, stop in _chunks(n, 20):
+        low, high = max(0, start - halo), min(n, stop + halo)
+        out = inpaint_chunk(
+            loaded, volume[low:high], mask[low:high], source_start=low, n_slices=n,
+            slices=range(start - low, stop - low), device="cpu",
+        )  # fmt: skip
+        parts.append(out[start - low : stop - low])
+    np.testing.assert_array_equal(np.concatenate(parts), reference)
