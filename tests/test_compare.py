@@ -157,3 +157,13 @@ def test_compare_command_writes_the_report_and_refuses_to_overwrite(rock, tmp_pa
     assert main(argv) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*argv, "--overwrite", "--params", "[1]"]) == 2
+
+
+def test_samples_morphology_is_compared_as_a_set_and_pore_sizes_for_every_engine(comparison):
+    rows = {(r["engine"], r["metric"]): r for r in comparison.provenance["table"]}
+    for metric in ("porosity", "surface", "s2", "psd"):
+        row = rows[("sample/dcgan", metric)]
+        assert row["per_slice"] == [] and "3 real vs 3 generated slices" in row["note"]
+    paired = rows[("inpaint/biharmonic", "porosity")]
+    assert len(paired["per_slice"]) == 3  # rebuilt slices: still slice by slice
+    assert rows[("inpaint/biharmonic", "psd")]["mean"] >= 0

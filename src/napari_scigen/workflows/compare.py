@@ -19,6 +19,9 @@ errors. Engines run through :mod:`napari_scigen.api` only:
 
 Paired scores compare each output with its slice (sample engines: with the i-th chosen
 slice, centre-cropped to the sample size; they are unpaired by nature, as in the paper).
+Morphology of samples is compared as sets instead (:mod:`napari_scigen.metrics.realism`:
+mean porosity and specific surface, the distance of the mean S2 curves), and ``psd``, the
+distance between the pore-size distributions of the two sets, is reported for every engine.
 Engines whose weights or packages are missing are listed as skipped with the reason, and
 so are metrics whose weights are missing (GMSD stands in for LPIPS offline, as in
 ``validate``). :func:`~napari_scigen.workflows.compare_report.write_compare_report`
@@ -55,6 +58,7 @@ COMPARE_METRICS = (
     "porosity",
     "s2",
     "surface",
+    "psd",
 )
 #: Direction of each score, for the report.
 HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "clipscore": True}
@@ -249,6 +253,52 @@ def _relative(reference: float, generated: float) -> float:
     return float((generated - reference) / reference) if reference else float("nan")
 
 
+def _realism_rows(key, real, generated, threshold, metrics, unpaired) -> list[dict]:
+    """Set-level morphology rows (:func:`~napari_scigen.metrics.realism.realism`).
+
+    ``psd`` for every engine; porosity, surface and S2 too for unpaired samples.
+    """
+    from ..metrics.realism import realism
+
+    scores = realism(real, generated, threshold)
+    n = int(len(generated))
+    counts = f"{len(real)} real vs {n} generated slices"
+    values = {
+        "psd": (
+            scores["pore_size"]["distance"],
+            f"pore-size distribution distance (1-Wasserstein, px; area-weighted d50 "
+            f"{scores['pore_size']['real_d50']:.3g} real vs "
+            f"{scores['pore_size']['generated_d50']:.3g} generated), {counts}",
+        )
+    }
+    if unpaired:
+        values["porosity"] = (
+            scores["porosity"]["relative_error"],
+            f"signed relative error of the mean pore fraction, {counts}",
+        )
+        values["surface"] = (
+            scores["specific_surface"]["relative_error"],
+            f"signed relative error of the mean pore specific surface, {counts}",
+        )
+        values["s2"] = (
+            scores["s2"]["distance"],
+            f"RMS difference of the mean pore S2(r), r <= {scores['s2']['r_max']} px, {counts}",
+        )
+    return [
+        {
+            "engine": key,
+            "metric": metric,
+            "mean": float(value),
+            "std": float("nan"),
+            "n": n,
+            "per_slice": [],
+            "note": note,
+        }
+        for metric, (value, note) in values.items()
+        if metric in metrics
+    ]
+
+
 def _score(key, real, generated, metrics, context, cancel) -> list[dict]:
     """The table rows of one engine (mean ± std over slices; FID/KID over the set)."""
     from ..metrics.gradient import gmsd
@@ -276,19 +326,23 @@ def _score(key, real, generated, metrics, context, cancel) -> list[dict]:
         add("lpips", _stats(scores.values))
     threshold = context["threshold"]
     real_pores, gen_pores = real_c <= threshold, gen_c <= threshold
-    if "porosity" in metrics:
+    # samples are unpaired: their morphology is compared as a set (metrics.realism)
+    unpaired = key.startswith("sample/")
+    if unpaired or "psd" in metrics:
+        rows += _realism_rows(key, real, generated, threshold, metrics, unpaired)
+    if "porosity" in metrics and not unpaired:
         errors = [
             _relative(float(r.mean()), float(g.mean()))
             for r, g in zip(real_pores, gen_pores, strict=True)
         ]
         add("porosity", _stats(errors), "signed relative error of the pore fraction")
-    if "surface" in metrics:
+    if "surface" in metrics and not unpaired:
         errors = [
             _relative(specific_surface_area(r), specific_surface_area(g))
             for r, g in zip(real_pores, gen_pores, strict=True)
         ]
         add("surface", _stats(errors), "signed relative error of the pore specific surface")
-    if "s2" in metrics:
+    if "s2" in metrics and not unpaired:
         r_max = max(1, min(32, min(real_c.shape[-2:]) // 4))
         rmse = []
         for r, g in zip(real_pores, gen_pores, strict=True):

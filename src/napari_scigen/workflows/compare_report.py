@@ -29,6 +29,7 @@ METRIC_TITLES = {
     "porosity": "porosity err.",
     "s2": "S2 RMSE ↓",
     "surface": "surface err.",
+    "psd": "pore sizes ↓ (px)",
 }
 #: Files written by :func:`write_compare_report`, by key.
 REPORT_FILES = {

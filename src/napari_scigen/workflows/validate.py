@@ -12,8 +12,9 @@ The removed slices are blanked before any engine sees the volume, every method
 (any registered interpolation engine) rebuilds them from the kept ones through
 :mod:`napari_scigen.api`, and only the removed slices are scored: PSNR, SSIM, LPIPS (when
 its weights are on the machine), GMSD (weight-free; the offline substitute for LPIPS)
-and morphology errors (porosity and pore specific surface, one Otsu threshold of the
-whole volume). A noise ceiling, estimated from the kept slices, says how close any
+and morphology errors (porosity and pore specific surface, the distance of the pore S2
+curves and of the pore-size distributions, :mod:`napari_scigen.metrics.realism`; one Otsu
+threshold of the whole volume). A noise ceiling, estimated from the kept slices, says how close any
 method can get. :func:`~napari_scigen.workflows.validation_report.write_validation_report`
 writes the CSV, Markdown and figure.
 """
@@ -35,7 +36,7 @@ from ..core.validation import InvalidInputError, check_image
 DEFAULT_METHODS = ("linear", "flow")
 
 #: Metrics scored on the held-out slices.
-VALIDATION_METRICS = ("psnr", "ssim", "lpips", "gmsd", "porosity", "surface")
+VALIDATION_METRICS = ("psnr", "ssim", "lpips", "gmsd", "porosity", "surface", "s2", "psd")
 
 #: Direction of each metric, for the report.
 HIGHER_IS_BETTER = {
@@ -45,6 +46,8 @@ HIGHER_IS_BETTER = {
     "gmsd": False,
     "porosity": False,
     "surface": False,
+    "s2": False,
+    "psd": False,
 }
 
 
@@ -182,6 +185,18 @@ def _morphology_rows(method, truth, rebuilt, threshold, metrics) -> list[dict]:
                 "signed relative error of the pore specific surface (perimeter per area)",
             )
         )
+    if {"s2", "psd"} & set(metrics):
+        from ..metrics.realism import realism
+
+        scores = realism(truth, rebuilt, threshold)
+        if "s2" in metrics:
+            note = f"RMS difference of the mean pore S2(r), r <= {scores['s2']['r_max']} px"
+            rows.append(_row(method, "s2", scores["s2"]["distance"], scores["s2"], note))
+        if "psd" in metrics:
+            note = "pore-size distribution distance (1-Wasserstein of equivalent diameters, px)"
+            rows.append(
+                _row(method, "psd", scores["pore_size"]["distance"], scores["pore_size"], note)
+            )
     return rows
 
 
@@ -282,7 +297,7 @@ def run_validation(
         Registered interpolation engines to compare. A method that cannot run here
         (missing extra or weights) is reported as failed; if it was the only method
         the error is raised.
-    metrics : str or sequence of {"psnr", "ssim", "lpips", "gmsd", "porosity", "surface"}
+    metrics : str or sequence of {"psnr", "ssim", "lpips", "gmsd", "porosity", "surface", "s2", "psd"}
         Scores on the held-out slices. LPIPS is skipped with a note when its backbone
         weights are missing; GMSD needs no weights and is the offline substitute.
     data_range : None, "span", float or (low, high)
@@ -352,7 +367,7 @@ def run_validation(
             skipped["lpips"] = str(error).splitlines()[0]
     scored = tuple(m for m in chosen_metrics if m not in skipped)
     threshold = None
-    if {"porosity", "surface"} & set(scored):
+    if {"porosity", "surface", "s2", "psd"} & set(scored):
         from ..metrics.morphology import otsu_threshold
 
         threshold = otsu_threshold(array)

@@ -41,6 +41,8 @@ def _metric_label(metric: str) -> str:
         "gmsd": "GMSD (lower is better)",
         "porosity": "porosity relative error (0 is best)",
         "surface": "pore specific surface relative error (0 is best)",
+        "s2": "pore S2 distance (lower is better)",
+        "psd": "pore-size distribution distance (px, lower is better)",
     }.get(metric, metric)
 
 
