@@ -86,3 +86,41 @@ def test_a_fitted_inpainting_fills_chunks_bit_identical_to_one_process(volume, t
         )  # fmt: skip
         parts.append(out[start - low : stop - low])
     np.testing.assert_array_equal(np.concatenate(parts), reference)
+
+
+class CountingVolume:
+    """A lazy volume that counts the voxels read through it."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
+        self.voxels_read = 0
+
+    def __getitem__(self, key):
+        part = self.data[key]
+        self.voxels_read += part.size
+        return part
+
+
+def test_a_large_lazy_volume_is_fitted_on_a_bounded_sample_never_read_whole(volume, monkeypatch):
+    from napari_scigen.engines.learned import bounded
+    from napari_scigen.engines.learned.interpolate import run_learned_interpolation
+
+    monkeypatch.setattr(bounded, "MAX_FIT_SLICES", 20)
+    monkeypatch.setattr(bounded, "MAX_FIT_SIDE", 16)
+    params = LearnedInterpolateParams(**TINY, force_learned=True, uncertainty=False)
+    lazy = CountingVolume(volume)
+    value_range = (float(volume.min()), float(volume.max()))
+    fitted = drain(
+        run_learned_interpolation(lazy, params, factor=2, fit_only=True, value_range=value_range)
+    )
+    assert lazy.voxels_read == 20 * 16 * 16 < volume.size
+    sample = fitted.record["extra"]["fit_sample"]
+    assert sample["z"][1] - sample["z"][0] == 20 and sample["of_shape"] == list(volume.shape)
+    # one process fits on the same seeded sample, then fills the whole volume
+    whole = api.interpolate(volume, method="learned", params=params, factor=2)
+    assert whole.provenance["extra"]["fit_sample"] == sample
+    chunked = interpolation_chunk(
+        fitted, volume, source_start=0, n_slices=64, missing=None, factor=2, start=0,
+        stop=whole.data.shape[0], device="cpu",
+    )  # fmt: skip
+    np.testing.assert_array_equal(chunked, whole.data)

@@ -142,16 +142,24 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
         pin_one_gpu(gpu_slots)
     _limit_threads(threads, True)
     request = job.request
-    image = _read_slices(request.input, 0, job.input_shape[0])
     if request.task == "interpolate":
+        from ..engines.learned.bounded import fit_window
         from ..engines.learned.interpolate import run_learned_interpolation
 
+        sampled = fit_window(job.input_shape, request.missing, request.factor, job.params.seed)
+        if sampled is not None:  # only the seeded training sample is read
+            status = Path(request.input).stat()
+            image = _open_input(request.input, False, (status.st_mtime_ns, status.st_size))
+        else:
+            image = _read_slices(request.input, 0, job.input_shape[0])
         generator = run_learned_interpolation(
-            image, job.params, missing=request.missing, factor=request.factor, fit_only=True
-        )
+            image, job.params, missing=request.missing, factor=request.factor, fit_only=True,
+            value_range=job.value_range,
+        )  # fmt: skip
     else:
         from ..engines.learned.inpaint import run_learned_inpainting
 
+        image = _read_slices(request.input, 0, job.input_shape[0])
         mask = _read_slices(request.mask, 0, job.input_shape[0], labels=True)
         generator = run_learned_inpainting(
             image, mask, job.params, slices=request.slices, fit_only=True

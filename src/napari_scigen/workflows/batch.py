@@ -222,7 +222,7 @@ def _run_job(job, options, client, retries, cancel) -> Generator[Progress, None,
         summary.skipped = len(already)
         yield Progress(len(already), total, f"{info.description}; {dashboard}")
         started = time.monotonic()
-        if job.carry_range and job.value_range is None:
+        if (job.carry_range or job.fit_once) and job.value_range is None:
             job = replace(job, value_range=_measure_range(active, job))
             record = _read_job_record(job.store) or {"job": job.fingerprint()}
             _write_json(

@@ -150,7 +150,12 @@ def _drain(generator):
     return drain(generator)
 
 
-def interpolation_chunk(
+def interpolation_chunk(fitted: Fitted, sub: np.ndarray, **kwargs) -> np.ndarray:
+    """:func:`fill_chunk` run to its end (no progress)."""
+    return _drain(fill_chunk(fitted, sub, **kwargs))
+
+
+def fill_chunk(
     fitted: Fitted,
     sub: np.ndarray,
     *,
@@ -161,7 +166,9 @@ def interpolation_chunk(
     start: int,
     stop: int,
     device: str | None = None,
-) -> np.ndarray:
+    uncertainty: np.ndarray | None = None,
+    progress: Callable[[float, str], Progress] | None = None,
+) -> Generator[Progress, None, np.ndarray]:
     """Output slices ``[start, stop)`` of a fitted interpolation, from input slices ``sub``.
 
     Parameters
@@ -176,6 +183,11 @@ def interpolation_chunk(
         The whole job (:func:`~napari_scigen.engines.interpolation.plan.plan_slices`).
     device : str, optional
         Torch device (default: resolved from ``"auto"``).
+    uncertainty : numpy.ndarray, optional
+        ``(stop - start, Y, X)`` float32 receiving the spread (data units) of the
+        synthesized rows.
+    progress : callable, optional
+        ``progress(fraction, message)``.
 
     Returns
     -------
@@ -218,23 +230,21 @@ def interpolation_chunk(
         device = device or resolve_device("auto")
         network = fitted.network.to(device)
         with torch_threads(device, record.get("threads")):
-            _drain(
-                fill_rows(
-                    network,
-                    Grid(volume, known, low, high),
-                    np.asarray(rows),
-                    block,
-                    None,
-                    value_range=tuple(record["output_range"]),
-                    orientations=tuple(record["orientations"]),
-                    tta=int(record["tta"]),
-                    device=device,
-                    label=f"learned chunk {start}-{stop - 1}",
-                    progress=lambda f, m: Progress(int(1000 * f), 1000, m),
-                    precision=record.get("precision", "float32"),
-                    frame=(first_row, plan.n_out),
-                    out_first=start - first_row,
-                )
+            yield from fill_rows(
+                network,
+                Grid(volume, known, low, high),
+                np.asarray(rows),
+                block,
+                uncertainty,
+                value_range=tuple(record["output_range"]),
+                orientations=tuple(record["orientations"]),
+                tta=int(record["tta"]),
+                device=device,
+                label=f"learned, rows {start}-{stop - 1}",
+                progress=progress or (lambda f, m: Progress(int(1000 * f), 1000, m)),
+                precision=record.get("precision", "float32"),
+                frame=(first_row, plan.n_out),
+                out_first=start - first_row,
             )
     return block
 

@@ -37,6 +37,7 @@ from ...core.provenance import make_provenance
 from ...core.result import EngineResult
 from ...core.stack import cast_to_range
 from ..interpolation.classical import prepare
+from .bounded import fit_window
 from .fitted import Fitted, fill_rows
 from .geometry import Grid, make_grid, training_geometry
 from .params import AutoInterpolateParams, LearnedInterpolateParams
@@ -264,8 +265,9 @@ def run_learned_interpolation(
     cancel: CancelToken | None = None,
     mode: str = "learned",
     fit_only: bool = False,
+    value_range: tuple[float, float] | None = None,
 ) -> Generator[Progress, None, EngineResult]:
-    """Rebuild missing slices (or upsample z) with a network trained on this volume.
+    r"""Rebuild missing slices (or upsample z) with a network trained on this volume.
 
     Parameters
     ----------
@@ -284,6 +286,14 @@ def run_learned_interpolation(
         Train, check and decide, but fill nothing: return the :class:`~.fitted.Fitted`
         network and record that z-chunks of a batch job fill from
         (:func:`~.fitted.interpolation_chunk`). Whole factors only.
+    value_range : tuple of float, optional
+        The whole volume's ``(min, max)`` when known (a batch job measures it slab by
+        slab); with ``fit_only`` on a volume larger than the training sample
+        (:mod:`.bounded`) it spares a pass over the volume.
+
+    A volume larger than :data:`~.bounded.MAX_FIT_SLICES` x
+    :data:`~.bounded.MAX_FIT_SIDE`\ :sup:`2` is fitted on a seeded sub-volume of that
+    size (read alone from a lazy input), then filled whole.
 
     Returns
     -------
@@ -299,6 +309,15 @@ def run_learned_interpolation(
     from .training import torch_threads, train_network
 
     started = time.perf_counter()
+    window = None
+    if factor is None or float(factor).is_integer():
+        window = fit_window(np.shape(volume), missing, factor, params.seed)
+    if window is not None:
+        return (
+            yield from _fit_on_sample(
+                volume, params, window, missing, factor, cancel, mode, fit_only, value_range
+            )
+        )
     array, plan, out, low, high = prepare(volume, missing, factor)
     if isinstance(plan.factor, float):
         if fit_only:
@@ -505,6 +524,47 @@ def _fit_record(mode, params, grid, array, chosen, extra) -> dict:
             "extra": extra,
         }
     )
+
+
+def _fit_on_sample(volume, params, window, missing, factor, cancel, mode, fit_only, value_range):
+    """Fit on the seeded sample ``window`` of ``volume`` (see :mod:`.bounded`), fill whole."""
+    from ...core.device import resolve_device
+    from ...core.validation import check_image
+    from .bounded import describe, read_window, volume_range, window_missing
+    from .fitted import fill_chunk
+
+    started = time.perf_counter()
+    shape = np.shape(volume)
+    sample = read_window(volume, window)
+    fitted = yield from run_learned_interpolation(
+        sample, params, missing=window_missing(window, missing), factor=factor,
+        cancel=cancel, mode=mode, fit_only=True,
+    )  # fmt: skip
+    record = fitted.record
+    record["extra"]["fit_sample"] = describe(window, shape)
+    if fit_only:
+        low_high = value_range if value_range is not None else volume_range(volume)
+        record["output_range"] = [float(v) for v in low_high]
+        return fitted
+    array, plan, _, low, high = prepare(
+        check_image(volume, name="volume", ndim=(3,)), missing, factor
+    )
+    record["output_range"] = [low, high]
+    images = {}
+    if params.uncertainty and record["filled_with"] == "learned":
+        images["uncertainty"] = np.zeros((plan.n_out, *array.shape[1:]), np.float32)
+    yield stage("fill")(0.0, f"{mode}: filling with {record['filled_with']}")
+    device = resolve_device(params.device)
+    data = yield from fill_chunk(
+        fitted, array, source_start=0, n_slices=array.shape[0], missing=missing,
+        factor=factor, start=0, stop=plan.n_out, device=device,
+        uncertainty=images.get("uncertainty"), progress=stage("fill"),
+    )  # fmt: skip
+    extra = {**record["extra"], **plan.provenance(), "output_range": [low, high]}
+    extra["seconds"] = {**extra["seconds"], "total": round(time.perf_counter() - started, 2)}
+    if images:
+        extra["uncertainty"] = "std over planes x flips (data units)"
+    return _result(mode, params, array, data, extra, images)
 
 
 def _fractional_factor(array, params, plan, cancel, mode):
