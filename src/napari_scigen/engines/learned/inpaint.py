@@ -370,6 +370,7 @@ def run_learned_inpainting(
                 _part("check", 0.0, 0.5),
                 label,
                 cancel,
+                precision=params.precision,
             )
             timings["predict_held_out"] = round(time.perf_counter() - mark, 2)
     scale = high_w - low_w
@@ -429,7 +430,7 @@ def run_learned_inpainting(
             "output_range": [low, high],
             "context": params.context_slices,
             "tta": params.tta,
-            "precision": getattr(params, "precision", "float32"),
+            "precision": params.precision,
             "threads": params.threads,
             "extra": extra,
         }

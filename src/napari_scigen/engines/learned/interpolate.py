@@ -49,7 +49,7 @@ STAGES = {"train": (0.0, 0.7), "predict": (0.7, 0.93), "check": (0.93, 0.97), "f
 #: Fields that do not change what the network learns (left out of the checkpoint key).
 RUN_ONLY_FIELDS = {
     "train_steps", "train_seconds", "checkpoint_dir", "resume", "checkpoint_every",
-    "uncertainty", "tta", "device", "threads", "force_learned", "auto_metric",
+    "uncertainty", "tta", "device", "threads", "force_learned", "auto_metric", "precision",
 }  # fmt: skip
 #: Progress scale.
 SCALE = 1000
@@ -392,6 +392,7 @@ def run_learned_interpolation(
         loss=params.resolved_loss(sample.ravel()[:: max(1, sample.size // 1_000_000)])
     )
     predict = dict(orientations=orientations, tta=params.tta, device=device, label=label)
+    predict["precision"] = params.precision
     with torch_threads(device, params.threads):
         report = yield from train_network(
             network,
@@ -519,7 +520,7 @@ def _fit_record(mode, params, grid, array, chosen, extra) -> dict:
             "output_range": [float(array.min()), float(array.max())],
             "orientations": list(orientations),
             "tta": params.tta,
-            "precision": getattr(params, "precision", "float32"),
+            "precision": params.precision,
             "threads": params.threads,
             "extra": extra,
         }

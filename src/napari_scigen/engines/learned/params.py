@@ -39,6 +39,8 @@ INIT_CHOICES = ("default", "scratch")
 DEFAULT_BASE_CHANNELS = 24
 #: Planes the interpolation network is applied to (fused when both).
 PLANE_CHOICES = ("both", "xz", "yz")
+#: Arithmetic of the inference (see :func:`~.tiles.apply`).
+PRECISIONS = ("float32", "bfloat16")
 #: Scores ``auto`` ranks methods by.
 AUTO_METRICS = ("psnr", "ssim")
 
@@ -168,6 +170,14 @@ class LearnedTrainingParams(EngineParams):
         help="CPU threads torch may use (none: torch's default)",
         min=1,
         max=256,
+        advanced=True,
+    )
+    precision: str = param(
+        "float32",
+        help="arithmetic of the inference: float32, or bfloat16 (about 4x faster on CPUs "
+        "with AMX/AVX512-BF16, results differ by about 1e-3 of the intensity window; on a "
+        "GPU bf16/fp16 autocast is always on)",
+        choices=PRECISIONS,
         advanced=True,
     )
 
