@@ -3,8 +3,9 @@
 A model is a local directory (written by ``save_pretrained`` or a hub snapshot) or a
 Hugging Face hub id. :func:`locate_model` decides which before anything loads and
 fails with a short :class:`~napari_scigen.core.models.ModelNotAvailableError` when
-the files cannot be had offline (``local_files_only`` or ``HF_HUB_OFFLINE``),
-writing nothing. :func:`load_from_source` calls ``from_pretrained`` with the right
+the files cannot be had offline (``local_files_only`` or ``HF_HUB_OFFLINE``, or the
+hub does not answer within :data:`HUB_PROBE_TIMEOUT_S`: :func:`hub_reachable`), writing
+nothing, in seconds rather than after the hub client's retries. :func:`load_from_source` calls ``from_pretrained`` with the right
 offline flags and turns "files missing / no network" errors into the same short
 error. Loaded pipelines are kept in the process-wide model cache; a run works on a
 :func:`fresh_pipeline` sharing the cached modules so it never mutates the cached one.
@@ -69,6 +70,71 @@ def hub_offline() -> bool:
         if os.environ.get(name, "").strip().lower() in truthy:
             return True
     return False
+
+
+#: Seconds the hub gets to answer one request before it is taken as unreachable.
+HUB_PROBE_TIMEOUT_S = 3.0
+#: Seconds an answer of :func:`hub_reachable` is reused (one probe per job, not per file).
+_PROBE_REUSE_S = 30.0
+_probes: dict[str, tuple[float, bool]] = {}
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint downloads would use (``HF_ENDPOINT`` or the public hub)."""
+    endpoint = os.environ.get("HF_ENDPOINT", "").strip()
+    if not endpoint:
+        try:
+            from huggingface_hub import constants
+
+            endpoint = str(constants.ENDPOINT)
+        except ImportError:  # pragma: no cover - huggingface_hub ships with diffusers
+            endpoint = "https://huggingface.co"
+    return endpoint.rstrip("/")
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the hub answers one HTTP request within ``timeout`` seconds.
+
+    Any HTTP answer (even an error status) counts; no answer, a refused connection or a
+    name that does not resolve means downloads cannot work now, so callers fail at once
+    with the download instructions instead of spending tens of seconds in the hub
+    client's retries. The probe runs on a daemon thread, so a hanging DNS lookup costs
+    ``timeout`` too; answers are reused for a few seconds.
+    """
+    import threading
+    import time
+    import urllib.error
+    import urllib.request
+
+    endpoint = hub_endpoint()
+    now = time.monotonic()
+    reused = _probes.get(endpoint)
+    if reused is not None and now - reused[0] < _PROBE_REUSE_S:
+        return reused[1]
+    answer = {"reachable": False}
+
+    def probe() -> None:
+        request = urllib.request.Request(f"{endpoint}/api/models?limit=1", method="HEAD")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - http(s) only
+                answer["reachable"] = True
+        except urllib.error.HTTPError:
+            answer["reachable"] = True  # it answered
+        except (OSError, ValueError):
+            answer["reachable"] = False
+
+    if not endpoint.startswith(("http://", "https://")):
+        return False
+    thread = threading.Thread(target=probe, name="scigen-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    reachable = answer["reachable"] and not thread.is_alive()
+    _probes[endpoint] = (time.monotonic(), reachable)
+    return reachable
+
+
+def _unreachable_note() -> str:
+    return f"\n(the hub at {hub_endpoint()} did not answer within {HUB_PROBE_TIMEOUT_S:g} s)"
 
 
 def _looks_like_path(model: str) -> bool:
@@ -136,6 +202,8 @@ def locate_model(model: str, *, what: str, index_file: str, local_files_only: bo
     cached = _in_hub_cache(model, index_file)
     if offline and not cached:
         raise ModelNotAvailableError(missing_hub_model_message(model, what))
+    if not offline and not cached and not hub_reachable():  # no network: no retries
+        raise ModelNotAvailableError(missing_hub_model_message(model, what) + _unreachable_note())
     return ModelSource(model, model, False, cached=cached, offline=offline)
 
 
@@ -342,6 +410,9 @@ def load_from_source(
     attempts = [True] if source.offline else ([True, False] if source.cached else [False])
     last_error: BaseException | None = None
     for local_only in attempts:
+        if not local_only and not hub_reachable():  # a cached model short of files
+            last_error = ConnectionError(_unreachable_note().strip("\n()"))
+            break
         try:
             return load(source.location, {"local_files_only": local_only, "cache_dir": cache_dir})
         except Exception as error:

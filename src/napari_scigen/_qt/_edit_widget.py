@@ -1,0 +1,130 @@
+"""Dock widget: text-guided editing with any registered *edit* engine.
+
+The method list is the registry's ``edit`` task (DiffEdit, InstructPix2Pix, LEDITS++
+and any engine a plugin registers), each with the form built from its params
+declarations (:class:`~._methods.MethodChooser`), so a prompt field is whatever the
+engine declares. The result is ``"<image> <method> <n>"``; an engine's automatic mask
+(DiffEdit without a painted mask) is added as an editable Labels layer. For a method
+that also has a ``mask`` engine (DiffEdit), *Generate mask from prompts* adds that mask
+first, to correct with the brush before editing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari
+from magicgui.widgets import PushButton
+
+from .. import api
+from ..core.progress import CancelToken
+from ..core.validation import check_mask
+from ..engines.registry import engine_names
+from ._base import LayerPicker, layer_data
+from ._diffedit_widget import DiffEditWidget
+from ._methods import MethodChooser
+from ._pickers import MaskPicker, large_mask_warning
+from ._shared import read_slices, slices_field
+
+
+class EditWidget(DiffEditWidget):
+    """Edit slices of an image towards a text instruction or prompt, method of your choice."""
+
+    engine_name = "edit"
+    title = "Text-guided editing"
+    run_text = "Edit"
+    run_tooltip = "edit the chosen slices with the chosen method; a new layer is added"
+
+    def build_form(self) -> None:
+        viewer = self.viewer
+        self.image_picker = LayerPicker(
+            viewer,
+            napari.layers.Image,
+            label="image",
+            tooltip="the image to edit (never modified: the result is a new layer)",
+        )
+        self.mask_picker = MaskPicker(
+            viewer,
+            self.image_picker,
+            label="mask (none = auto)",
+            tooltip="the region to edit (default: '<image> mask'); none = the method's "
+            "own mask (DiffEdit's prompt difference) or the whole slice",
+        )
+        self.methods = MethodChooser("edit")
+        self.method = self.methods.combo
+        self.generate_mask_button = PushButton(
+            text="Generate mask from prompts",
+            tooltip="compute the method's automatic mask and add it as an editable Labels "
+            "layer (then correct it with the brush and press Edit)",
+        )
+        self.slices = slices_field()
+        self.form.extend(
+            [
+                self.image_picker,
+                self.mask_picker,
+                self.method,
+                self.generate_mask_button,
+                self.slices,
+            ]
+        )
+        self.add_section(self.methods.native)
+        self.generate_mask_button.clicked.connect(self.generate_mask)
+        self.method.changed.connect(self._update_mask_button)
+        self._update_mask_button()
+
+    def _update_mask_button(self, _value=None) -> None:
+        self.generate_mask_button.visible = self.methods.method in engine_names("mask")
+
+    def params(self):
+        """The chosen engine's params from its form (``ValueError`` on bad values)."""
+        return self.methods.params()
+
+    def job_title(self, spec: dict[str, Any]) -> str:
+        return f"{self.title} ({spec['method']})"
+
+    def snapshot(self) -> dict[str, Any]:
+        action = self._action
+        image_layer = self.image_picker.layer
+        if image_layer is None:
+            raise ValueError("choose an image layer")
+        if image_layer.rgb:
+            raise ValueError(f"'{image_layer.name}' is RGB; editing works on grayscale slices")
+        method = self.methods.method
+        if action == "mask" and method not in engine_names("mask"):
+            raise ValueError(f"{method} has no automatic mask; paint one in Mask painting")
+        params = self.params()
+        image = layer_data(image_layer)
+        mask, mask_layer = None, self.mask_picker.layer
+        if action == "edit" and mask_layer is not None:
+            mask = check_mask(
+                layer_data(mask_layer), image.shape, name=f"mask '{mask_layer.name}'"
+            ).copy()
+        return {
+            "warnings": [large_mask_warning(mask, mask_layer.name)] if mask is not None else [],
+            "action": action,
+            "method": method,
+            "source_layer": image_layer,
+            "image": image,
+            "mask": mask,
+            "mask_layer": mask_layer if mask is not None else None,
+            "params": params,
+            "slices": read_slices(self.slices, self.viewer, image_layer),
+        }
+
+    def make_job(self, spec: dict[str, Any], cancel: CancelToken):
+        if spec["action"] == "mask":
+            return api.mask_job(
+                spec["image"],
+                method=spec["method"],
+                params=spec["params"],
+                slices=spec["slices"],
+                cancel=cancel,
+            )
+        return api.edit_job(
+            spec["image"],
+            spec["mask"],
+            method=spec["method"],
+            params=spec["params"],
+            slices=spec["slices"],
+            cancel=cancel,
+        )
