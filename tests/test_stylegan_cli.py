@@ -138,9 +138,11 @@ def test_train_params_round_trip_through_the_command_line_flags():
     assert "--no-augment" in argv and "--no-crop" in argv  # today's flag names still work
     args = _parse(["train-stylegan", "vol.tif", "-o", "run", *argv])
     assert train_params_from_args(args) == params
-    assert args.run_dir == "run" and not args.no_resume
-    defaults = _parse(["train-stylegan", "vol.tif", "--run-dir", "run", "--no-resume"])
-    assert train_params_from_args(defaults) == StyleGANTrainParams() and defaults.no_resume
+    assert args.output == "run" and args.resume
+    with pytest.warns(DeprecationWarning, match="--run-dir"):
+        defaults = _parse(["train-stylegan", "vol.tif", "--run-dir", "run", "--no-resume"])
+    assert train_params_from_args(defaults) == StyleGANTrainParams() and not defaults.resume
+    assert defaults.output == "run"
 
 
 def test_axes_accept_the_earlier_letters_spelling():

@@ -8,6 +8,7 @@ fit into memory (:func:`read_input`).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -314,6 +315,40 @@ def add_series_argument(parser) -> None:
     )
 
 
+def deprecated_flag(new_flag: str) -> type[argparse.Action]:
+    """An argparse action for a former flag: it stores, after a one-line warning."""
+    from ..core.params.cli import deprecated_action
+
+    return deprecated_action(argparse._StoreAction, new_flag)
+
+
+def add_resume_argument(parser) -> None:
+    """``--resume/--no-resume``: the one spelling of every training command (default on)."""
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from the newest checkpoint in the output folder (default: on; "
+        "--no-resume starts over)",
+    )
+
+
+def add_device_argument(parser, help: str = "torch device") -> None:  # noqa: A002
+    """``--device``, validated like every engine's ``device_param`` (``gpu``: exit 2)."""
+    from ..core.params import DEVICE_PATTERN
+
+    def device(text: str) -> str:
+        if not DEVICE_PATTERN.match(text.strip().lower()):
+            raise argparse.ArgumentTypeError(
+                f"must be auto, cpu, cuda, cuda:N or mps; got {text!r}"
+            )
+        return text.strip().lower()
+
+    parser.add_argument(
+        "--device", type=device, default="auto", help=f"{help}: auto, cpu, cuda, cuda:N or mps"
+    )
+
+
 def add_output_arguments(parser) -> None:
     """``-o/--output`` and ``--overwrite``, the same for every writing command."""
     parser.add_argument("-o", "--output", required=True, help="output TIFF path")
@@ -336,9 +371,12 @@ def add_engine_arguments(parser, task: str, *, exclude=(), method_flag: bool = T
 
     registered = engines(task)
     users: dict[str, list[str]] = {}
+    declared: dict[str, list[tuple[str, object]]] = {}
     for engine in registered:
         for spec in fields_of(engine.params_class):
             users.setdefault(spec.flag, []).append(engine.name)
+            if spec.info.cli and spec.name not in exclude:
+                declared.setdefault(spec.flag, []).append((engine.name, spec))
     summary = "; ".join(f"{e.name}: {e.description}" for e in registered)
     if method_flag:
         parser.add_argument(
@@ -366,6 +404,26 @@ def add_engine_arguments(parser, task: str, *, exclude=(), method_flag: bool = T
                 users=shared if len(registered) > 1 else (),
                 taken=taken,
             )
+    for flag, owners in declared.items():
+        _each_engines_own_help(parser, flag, owners)
+
+
+def _each_engines_own_help(parser, flag: str, owners) -> None:
+    """A flag several engines declare differently lists each one's help and default.
+
+    ``interpolate --help`` then reads ``--batch-size: stylegan: ... (default: 8);
+    learned: ... (default: 12)`` instead of the first engine's words for all of them.
+    """
+    from ..core.params.cli import format_default
+
+    variants = {(spec.help, spec.default) for _, spec in owners}
+    action = parser._option_string_actions.get(flag)
+    if len(variants) < 2 or action is None:
+        return
+    parts = [
+        f"{name}: {spec.help} (default: {format_default(spec.default)})" for name, spec in owners
+    ]
+    action.help = "; ".join(parts).replace("%", "%%")
 
 
 def engine_params_from_args(task: str, args, **fixed):

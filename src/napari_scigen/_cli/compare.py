@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import ProgressPrinter
+from .common import ProgressPrinter, add_device_argument, add_series_argument
 
 
 def register(subparsers) -> None:
@@ -70,7 +70,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--train-params", help="JSON of training parameters per engine name")
     parser.add_argument("--work-dir", help="keep those training runs here (default: temporary)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device_argument(parser, "torch device of every engine and metric")
+    add_series_argument(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of every engine (default 0)")
     parser.add_argument(
         "--allow-downloads",
@@ -120,7 +121,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
     engines = resolve_engines(args.engines)
     engine_params = _json_option(args.params, "--params")
     train_params = _json_option(args.train_params, "--train-params")
-    volume = read_volume(args.input)
+    volume = read_volume(args.input, series=args.series)
     data = np.asarray(volume.data)
     if data.ndim != 3:
         raise CliError(f"{args.input} is {data.ndim}D; compare needs a 3D volume")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import output_path
+from .common import add_series_argument, output_path
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,13 @@ def register(subparsers) -> None:
         "slab at a time.",
     )
     parser.add_argument("input", help="TIFF file, folder of TIFF slices, or .zarr store")
-    parser.add_argument("output", help="output .ome.zarr store or .tif file")
+    parser.add_argument(
+        "output_positional",
+        nargs="?",
+        metavar="output",
+        help="output .ome.zarr store or .tif file (the earlier spelling of -o)",
+    )
+    parser.add_argument("-o", "--output", help="output .ome.zarr store or .tif file")
     parser.add_argument(
         "--chunk-slices",
         type=int,
@@ -44,6 +50,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--labels", action="store_true", help="the input is a mask/label volume")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add_series_argument(parser)
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     parser.set_defaults(func=run_convert_command)
 
 
@@ -76,13 +84,18 @@ def run_convert_command(args: argparse.Namespace) -> int:
     from ..core.io import is_tiff_path, is_zarr_path, read_volume, write_volume, write_zarr
     from ..core.io.zarr_read import refuse_missing_chunks
 
+    if args.output and args.output_positional:
+        raise CliError("give the output once: -o OUTPUT (or the positional OUTPUT), not both")
+    args.output = args.output or args.output_positional
+    if not args.output:
+        raise CliError("-o OUTPUT is required: the .ome.zarr store or .tif file to write")
     if not (is_zarr_path(args.output) or is_tiff_path(args.output)):
         raise CliError(f"{args.output}: the output must end in .ome.zarr, .zarr, .tif or .tiff")
     if is_zarr_path(args.output):
         target = zarr_output_path(args.output, args.input, overwrite=args.overwrite)
     else:
         target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
-    volume = read_volume(args.input, lazy=True, labels=args.labels)
+    volume = read_volume(args.input, lazy=True, labels=args.labels, series=args.series)
     refuse_missing_chunks(volume)
     if volume.channel_axis is not None:
         raise CliError(f"{args.input} has {volume.shape[0]} channels; convert one channel per file")
@@ -105,5 +118,6 @@ def run_convert_command(args: argparse.Namespace) -> int:
     else:
         write_volume(target, volume.data, **common)
     size = " x ".join(f"{v:g}" for v in volume.voxel_size)
-    print(f"wrote {target} ({volume.shape}, {volume.dtype}, voxel {size} {volume.unit})")
+    if not args.quiet:
+        print(f"wrote {target} ({volume.shape}, {volume.dtype}, voxel {size} {volume.unit})")
     return 0

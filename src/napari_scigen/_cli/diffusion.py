@@ -17,7 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import ProgressPrinter, add_output_arguments, output_path, write_output
+from .common import (
+    ProgressPrinter,
+    add_output_arguments,
+    add_series_argument,
+    output_path,
+    write_output,
+)
 
 INPUT_HELP = "TIFF stack, ImageJ hyperstack or folder of TIFF slices"
 
@@ -42,6 +48,7 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("input", help=INPUT_HELP)
     parser.add_argument("--slices", help=f"slices to process (default all): {SLICES_HELP}")
+    add_series_argument(parser)
 
 
 def _add_params_arguments(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
@@ -112,12 +119,12 @@ def _variant_paths(target: Path, count: int, overwrite: bool, inputs=()) -> list
     return paths
 
 
-def _read(path: str, what: str = "input", *, labels: bool = False):
+def _read(path: str, what: str = "input", *, labels: bool = False, series: int | None = None):
     """Read a TIFF volume/slice fully into memory (the engines need NumPy arrays)."""
     from ..core.io import check_unit
     from .common import read_input, require_volume
 
-    volume, data = read_input(path, what=what, labels=labels)
+    volume, data = read_input(path, what=what, labels=labels, series=series)
     if what == "input":
         require_volume(path, volume, purpose="Stable Diffusion", allow_2d=True)
         check_unit(volume.unit)  # the output is written with it: fail now, not after the run
@@ -144,7 +151,7 @@ def run_diffedit_command(args: argparse.Namespace) -> int:
     params = params_from_cli(_params_class("edit", "diffedit"), args)
     if not params.prompt.strip():
         raise CliError("--prompt is required: describe what the masked region should become")
-    volume, data = _read(args.input)
+    volume, data = _read(args.input, series=args.series)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
     slices = _slices(args.slices, data)
     printer = ProgressPrinter(quiet=args.quiet)
@@ -175,7 +182,7 @@ def run_controlnet_command(args: argparse.Namespace) -> int:
     target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
     params = params_from_cli(_params_class("generate", "controlnet"), args)
     targets = _variant_paths(target, params.count, args.overwrite, inputs)
-    volume, data = _read(args.input)
+    volume, data = _read(args.input, series=args.series)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
     control = _read(args.control, "control", labels=True)[1] if args.control else None
     slices = _slices(args.slices, data)
@@ -272,7 +279,7 @@ def run_sd_command(args: argparse.Namespace) -> int:
     params = params_from_cli(_params_class(chosen, method), args)
     variants = int(getattr(params, "count", 1))
     targets = _variant_paths(target, variants, args.overwrite, inputs)
-    volume, data = _read(args.input)
+    volume, data = _read(args.input, series=args.series)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
     slices = _slices(args.slices, data)
     printer = ProgressPrinter(quiet=args.quiet)

@@ -15,7 +15,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import ProgressPrinter, add_output_arguments, output_path, write_output
+from .common import (
+    ProgressPrinter,
+    add_output_arguments,
+    add_resume_argument,
+    add_series_argument,
+    output_path,
+    write_output,
+)
 
 
 def _params_class(task: str, method: str) -> type:
@@ -29,9 +36,8 @@ def _add_training_arguments(parser, task: str, method: str, folder_help: str) ->
 
     parser.add_argument("input", help="3D TIFF stack or folder of slices")
     parser.add_argument("-o", "--output", required=True, help=folder_help)
-    parser.add_argument(
-        "--no-resume", action="store_true", help="start over even if checkpoints exist"
-    )
+    add_resume_argument(parser)
+    add_series_argument(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     add_cli_arguments(parser.add_argument_group(f"{method} options"), _params_class(task, method))
 
@@ -87,7 +93,7 @@ def run_training_command(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder")
     params = params_from_cli(_params_class("train", args.method), args)
-    volume = np.asarray(read_volume(args.input).data)
+    volume = np.asarray(read_volume(args.input, series=args.series).data)
     printer = ProgressPrinter(quiet=args.quiet)
     try:
         result = api.train(
@@ -95,7 +101,7 @@ def run_training_command(args: argparse.Namespace) -> int:
             out_dir=str(out),
             method=args.method,
             params=params,
-            resume=not args.no_resume,
+            resume=args.resume,
             on_progress=printer,
         )
     except (Cancelled, KeyboardInterrupt):

@@ -12,6 +12,7 @@ def register(subparsers) -> None:
     """Add the ``metrics`` and ``weights`` subcommands."""
     from ..core.params import add_cli_arguments
     from ..metrics.settings import MetricsParams
+    from .common import add_series_argument
 
     metrics = subparsers.add_parser(
         "metrics",
@@ -24,6 +25,7 @@ def register(subparsers) -> None:
     metrics.add_argument("reference", help="reference TIFF (or folder of TIFF slices)")
     metrics.add_argument("generated", help="generated TIFF (or folder of TIFF slices)")
     metrics.add_argument("--mask", help="mask TIFF (non-zero = region of interest)")
+    add_series_argument(metrics)
     add_cli_arguments(metrics.add_argument_group("metrics options"), MetricsParams)
     metrics.add_argument("--json", dest="json_path", help="write the table and provenance as JSON")
     metrics.add_argument("--csv", dest="csv_path", help="write the table as CSV")
@@ -51,10 +53,10 @@ def register(subparsers) -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _read(path: str, what: str, *, labels: bool = False):
+def _read(path: str, what: str, *, labels: bool = False, series: int | None = None):
     from .common import read_input, require_volume
 
-    volume, data = read_input(path, what=what, labels=labels)
+    volume, data = read_input(path, what=what, labels=labels, series=series)
     require_volume(path, volume, purpose="metrics", allow_2d=True)
     return volume, data
 
@@ -94,8 +96,8 @@ def run_metrics_command(args: argparse.Namespace) -> int:
         raise CliError("--json and --csv name the same file")
     settings = params_from_cli(MetricsParams, args)
     wanted = parse_metrics(settings.metrics)
-    reference, ref_data = _read(args.reference, "reference")
-    _, gen_data = _read(args.generated, "generated")
+    reference, ref_data = _read(args.reference, "reference", series=args.series)
+    _, gen_data = _read(args.generated, "generated", series=args.series)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
     slices = None
     if settings.slices is not None:

@@ -11,7 +11,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import ProgressPrinter, add_output_arguments, output_path, write_output
+from .common import (
+    ProgressPrinter,
+    add_output_arguments,
+    add_resume_argument,
+    add_series_argument,
+    deprecated_flag,
+    output_path,
+    write_output,
+)
 
 
 def _add_count_flag(parser: argparse.ArgumentParser) -> None:
@@ -49,13 +57,20 @@ def register(subparsers) -> None:
         "with a checkpoint.",
     )
     train.add_argument("input", help="3D TIFF stack or folder of slices")
-    train.add_argument("-o", "--run-dir", required=True, help="run directory for checkpoints")
+    # not required=True: the former --run-dir fills the same value
+    train.add_argument("-o", "--output", help="run folder for checkpoints (required)")
     train.add_argument(
-        "--no-resume", action="store_true", help="start over even if checkpoints exist"
+        "--run-dir",
+        dest="output",
+        action=deprecated_flag("--output"),
+        help=argparse.SUPPRESS,
     )
+    add_resume_argument(train)
     train.add_argument(
         "--export", help="also write the final EMA generator to this .safetensors file"
     )
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --export file")
+    add_series_argument(train)
     train.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     add_cli_arguments(train.add_argument_group("training options"), StyleGANTrainParams)
     train.set_defaults(func=run_train_command)
@@ -88,6 +103,10 @@ def register(subparsers) -> None:
     )
     export.add_argument("run_dir", help="run or checkpoint directory")
     export.add_argument("-o", "--output", required=True, help="target .safetensors file")
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace an existing .safetensors/.json pair"
+    )
+    export.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     export.set_defaults(func=run_export_command)
 
 
@@ -109,31 +128,37 @@ def train_params_from_args(args: argparse.Namespace):
 def run_train_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen train-stylegan``."""
     from .. import api
-    from ..cli import Terminated
+    from ..cli import CliError, Terminated
     from ..core.progress import Cancelled
     from ..engines.stylegan.checkpoint import export_generator
     from .common import read_input, require_volume
 
+    if not args.output:
+        raise CliError("-o/--output is required: the run folder for checkpoints")
     params = train_params_from_args(args)
     if args.export:
         output_path(
-            args.export, overwrite=True, inputs=[args.input], suffixes=None, flag="--export"
+            args.export,
+            overwrite=args.overwrite,
+            inputs=[args.input],
+            suffixes=None,
+            flag="--export",
         )
-    loaded, volume = read_input(args.input)
+    loaded, volume = read_input(args.input, series=args.series)
     require_volume(args.input, loaded, purpose="training")
     printer = ProgressPrinter(quiet=args.quiet, rename={"resume=False": "--no-resume"})
     try:
         result = api.train(
             volume,
-            out_dir=args.run_dir,
+            out_dir=args.output,
             method="stylegan",
             params=params,
-            resume=not args.no_resume,
+            resume=args.resume,
             on_progress=printer,
         )
     except (Cancelled, KeyboardInterrupt) as stop:
         printer.close()
-        print(f"stopped; the newest checkpoint in {args.run_dir} resumes this run")
+        print(f"stopped; the newest checkpoint in {args.output} resumes this run")
         return 143 if isinstance(stop, Terminated) else 130
     printer.close()
     extra = result.provenance["extra"]
@@ -178,9 +203,16 @@ def run_export_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen export-stylegan``."""
     from ..engines.stylegan.checkpoint import export_generator
 
-    output_path(args.output, overwrite=True, inputs=[args.run_dir], suffixes=None)
-    path = export_generator(Path(args.run_dir), args.output)
-    print(
-        f"exported generator {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json')}"
+    target = output_path(
+        args.output, overwrite=args.overwrite, inputs=[args.run_dir], suffixes=None
     )
+    output_path(  # the .json beside it is replaced too
+        target.with_suffix(".json"), overwrite=args.overwrite, inputs=[args.run_dir], suffixes=None
+    )
+    path = export_generator(Path(args.run_dir), args.output)
+    if not args.quiet:
+        print(
+            f"exported generator {path} ({path.stat().st_size / 1e6:.2f} MB) and "
+            f"{path.with_suffix('.json')}"
+        )
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .common import (
     ProgressPrinter,
+    add_device_argument,
     add_engine_arguments,
     add_series_argument,
     check_writable_folder,
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
         + ", ".join(VALIDATION_METRICS)
         + " (GMSD needs no weights: the offline substitute when LPIPS' backbone is missing)",
     )
-    validate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_device_argument(validate, "torch device of LPIPS and every method with a device")
     validate.add_argument("-o", "--output", required=True, help="output folder (created)")
     validate.add_argument("--overwrite", action="store_true", help="replace existing report files")
     validate.add_argument("-q", "--quiet", action="store_true", help="no progress output")

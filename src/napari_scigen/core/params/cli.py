@@ -8,17 +8,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..validation import InvalidInputError
-from .declare import EngineParams, FieldSpec, ParameterError, fields_of, warn_deprecated
+from .declare import (
+    DEVICE_PATTERN,
+    EngineParams,
+    FieldSpec,
+    ParameterError,
+    fields_of,
+    warn_deprecated,
+)
 
 #: Prefix of the argparse ``dest`` of parameter flags (keeps them apart from command flags).
 DEST_PREFIX = "param__"
 
 
-def _format_default(value: Any) -> str:
+def format_default(value: Any) -> str:
+    """A default as ``--help`` and the docs show it (``on``/``off``, ``none``, ``a,b``)."""
     if value is None:
         return "none"
     if isinstance(value, tuple):
-        return ",".join(_format_default(v) for v in value)
+        return ",".join(format_default(v) for v in value)
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
@@ -63,9 +71,15 @@ def _parse_scalar(kind: type, text: str) -> Any:
 def _argparse_type(spec: FieldSpec):
     def parse(text: str):
         try:
-            return parse_text(spec, text)
+            value = parse_text(spec, text)
         except ValueError as error:
             raise argparse.ArgumentTypeError(str(error)) from None
+        if spec.info.kind == "device" and not DEVICE_PATTERN.match(str(value).strip().lower()):
+            # checked while parsing: also when the chosen method has no device
+            raise argparse.ArgumentTypeError(
+                f"must be auto, cpu, cuda, cuda:N or mps; got {text!r}"
+            )
+        return value
 
     parse.__name__ = "list" if spec.base is tuple else spec.base.__name__
     return parse
@@ -74,7 +88,7 @@ def _argparse_type(spec: FieldSpec):
 def _argparse_kwargs(spec: FieldSpec, users: Sequence[str] = ()) -> dict[str, Any]:
     info = spec.info
     where = f" [{', '.join(users)}]" if users else ""
-    help_text = f"{info.help}{where} (default: {_format_default(spec.default)})"
+    help_text = f"{info.help}{where} (default: {format_default(spec.default)})"
     kwargs: dict[str, Any] = {
         "dest": DEST_PREFIX + spec.name,
         "default": argparse.SUPPRESS,
@@ -98,8 +112,12 @@ def _argparse_kwargs(spec: FieldSpec, users: Sequence[str] = ()) -> dict[str, An
     return kwargs
 
 
-def _deprecated_action(base: type[argparse.Action], new_flag: str) -> type[argparse.Action]:
-    """An argparse action that stores like ``base`` after warning that the flag is old."""
+def deprecated_action(base: type[argparse.Action], new_flag: str) -> type[argparse.Action]:
+    """An argparse action that stores like ``base`` after warning that the flag is old.
+
+    The warning is one line on stderr (``prog: warning: --old is deprecated, use --new``)
+    plus a ``DeprecationWarning`` for scripts and tests.
+    """
 
     class Deprecated(base):
         def __call__(self, parser, namespace, values, option_string=None):
@@ -121,9 +139,9 @@ def _add_alias_flags(parser, spec: FieldSpec, kwargs: dict[str, Any], taken) -> 
             taken.add(flag)
         hidden = {**kwargs, "help": argparse.SUPPRESS}
         if spec.base is bool:
-            hidden["action"] = _deprecated_action(argparse.BooleanOptionalAction, spec.flag)
+            hidden["action"] = deprecated_action(argparse.BooleanOptionalAction, spec.flag)
         else:
-            hidden["action"] = _deprecated_action(argparse._StoreAction, spec.flag)
+            hidden["action"] = deprecated_action(argparse._StoreAction, spec.flag)
         parser.add_argument(flag, **hidden)
 
 
@@ -265,7 +283,7 @@ def describe_params(cls: type) -> list[dict[str, Any]]:
                 "name": spec.name,
                 "flag": spec.flag if spec.info.cli else "",
                 "type": type_name + (" or none" if spec.optional else ""),
-                "default": _format_default(spec.default),
+                "default": format_default(spec.default),
                 "help": spec.help,
                 "bounds": "; ".join(bounds),
             }
