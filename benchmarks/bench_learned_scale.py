@@ -24,7 +24,6 @@ inference throughput >= 3 x old.
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import json
 import platform
@@ -87,8 +86,6 @@ def run_one(spec: dict) -> dict:
     volume = build_volume(spec["depth"], spec["side"])
     if spec["impl"] == "old":
         inference.predict_rows = load_old_predict_rows()
-    elif spec["impl"] == "new-bf16":
-        inference.predict_rows = functools.partial(inference.predict_rows, precision="bfloat16")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     result = api.interpolate(
@@ -99,6 +96,7 @@ def run_one(spec: dict) -> dict:
         threads=spec["threads"],
         train_steps=spec["train_steps"],
         force_learned=True,
+        precision="bfloat16" if spec["impl"] == "new-bf16" else "float32",
     )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
@@ -128,6 +126,42 @@ def run_one(spec: dict) -> dict:
     }
 
 
+def run_batch_one(spec: dict) -> dict:
+    """One batch job (``workers`` x ``threads``) of the learned interpolation, timed."""
+    from napari_scigen.core.io import write_volume
+    from napari_scigen.workflows.batch import BatchRequest, ClusterOptions, run_batch
+
+    scratch = Path(spec["scratch"])
+    source = scratch / f"{spec['depth']}x{spec['side']}.ome.zarr"
+    if not source.exists():
+        write_volume(source, build_volume(spec["depth"], spec["side"]))
+    output = scratch / f"batch_{spec['workers']}x{spec['threads']}.ome.zarr"
+    params = {
+        "device": "cpu", "threads": spec["engine_threads"], "train_steps": spec["train_steps"],
+        "force_learned": True, "precision": spec["precision"],
+    }  # fmt: skip
+    request = BatchRequest(
+        "interpolate", "learned", str(source), str(output), params=params, factor=2,
+        chunk_slices=spec["chunk_slices"],
+    )  # fmt: skip
+    options = ClusterOptions(
+        "local", workers=spec["workers"], threads=spec["threads"], dashboard=None
+    )
+    started = time.perf_counter()
+    summary = run_batch(request, options=options, overwrite=True)
+    wall = time.perf_counter() - started
+    from napari_scigen.core.io import read_volume
+
+    np.save(spec["save"], np.asarray(read_volume(str(output)).data))
+    return {
+        **spec,
+        "chunks": summary.n_chunks,
+        "batch_s": round(summary.seconds, 2),
+        "total_s": round(wall, 2),
+        "per_worker_chunks": summary.workers,
+    }
+
+
 def compare(reference: Path, path: str) -> dict:
     """How the output differs from the ``old`` one (grey levels), when both exist."""
     if not reference.is_file() or str(reference) == path:
@@ -153,10 +187,21 @@ def main(argv=None) -> None:
         "--scratch", default=None, help="folder of the outputs (an old one kept there is compared)"
     )
     parser.add_argument("--append", action="store_true", help="keep the rows already in --out")
+    parser.add_argument(
+        "--batch",
+        default=None,
+        help="batch runs instead: WORKERSxTHREADS,... (e.g. 1x1,2x1) on the first size",
+    )
+    parser.add_argument("--chunk-slices", type=int, default=None, help="batch chunk size")
+    parser.add_argument("--precision", default="bfloat16", help="batch runs' precision")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--one-batch", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
+        return
+    if args.one_batch:
+        print(json.dumps(run_batch_one(json.loads(args.one_batch))))
         return
     rows = []
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="bench_learned_scale_"))
@@ -164,6 +209,8 @@ def main(argv=None) -> None:
     commit = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
     ).stdout.strip()
+    if args.batch:
+        return batch_main(args, scratch, commit)
     for size in args.sizes.split(","):
         depth, side = (int(v) for v in size.split("x"))
         for impl in args.impls.split(","):
@@ -211,6 +258,52 @@ def main(argv=None) -> None:
             f"{row['minor_faults_m']} | {row['system_s']} | "
             f"{row.get('vs_old_max_abs', '')}, {row.get('vs_old_differing_percent', '')} |"
         )
+
+
+def batch_main(args, scratch: Path, commit: str) -> None:
+    """Batch runs of the first size on each ``WORKERSxTHREADS`` cluster (same chunks)."""
+    depth, side = (int(v) for v in args.sizes.split(",")[0].split("x"))
+    rows = []
+    for layout in args.batch.split(","):
+        workers, threads = (int(v) for v in layout.split("x"))
+        spec = {
+            "kind": "batch", "depth": depth, "side": side, "workers": workers,
+            "threads": threads, "engine_threads": threads, "train_steps": args.train_steps,
+            "precision": args.precision, "chunk_slices": args.chunk_slices,
+            "scratch": str(scratch), "save": str(scratch / f"batch_{layout}.npy"),
+            "commit": commit,
+        }  # fmt: skip
+        command = [sys.executable, __file__, "--one-batch", json.dumps(spec)]
+        if args.lock:
+            command = ["flock", "-w", "1200", args.lock, *command]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            rows.append({**spec, "error": done.stderr.strip().splitlines()[-1:]})
+        else:
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    first = rows[0]
+    for row in rows:
+        if "error" in row or "error" in first:
+            continue
+        row["speedup_vs_first"] = round(first["batch_s"] / row["batch_s"], 3)
+        one = np.load(first["save"]).astype(np.int32)
+        diff = np.abs(np.load(row["save"]).astype(np.int32) - one)
+        row["vs_first_max_abs"] = int(diff.max())
+        single = (
+            scratch / f"{depth}x{side}_{'new-bf16' if args.precision == 'bfloat16' else 'new'}.npy"
+        )
+        if single.is_file():
+            diff = np.abs(np.load(row["save"]).astype(np.int32) - np.load(single).astype(np.int32))
+            row["vs_one_process_max_abs"] = int(diff.max())
+            row["vs_one_process_differing_percent"] = round(100 * float((diff > 0).mean()), 4)
+    for row in rows:
+        row.pop("save", None)
+        row.pop("scratch", None)
+    old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"rows": []}
+    old.setdefault("batch_rows", [])
+    old["batch_rows"] += rows
+    Path(args.out).write_text(json.dumps(old, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -556,13 +556,18 @@ def _fit_on_sample(volume, params, window, missing, factor, cancel, mode, fit_on
         images["uncertainty"] = np.zeros((plan.n_out, *array.shape[1:]), np.float32)
     yield stage("fill")(0.0, f"{mode}: filling with {record['filled_with']}")
     device = resolve_device(params.device)
+    mark = time.perf_counter()
     data = yield from fill_chunk(
         fitted, array, source_start=0, n_slices=array.shape[0], missing=missing,
         factor=factor, start=0, stop=plan.n_out, device=device,
         uncertainty=images.get("uncertainty"), progress=stage("fill"),
     )  # fmt: skip
     extra = {**record["extra"], **plan.provenance(), "output_range": [low, high]}
-    extra["seconds"] = {**extra["seconds"], "total": round(time.perf_counter() - started, 2)}
+    extra["seconds"] = {
+        **extra["seconds"],
+        "predict": round(time.perf_counter() - mark, 2),
+        "total": round(time.perf_counter() - started, 2),
+    }
     if images:
         extra["uncertainty"] = "std over planes x flips (data units)"
     return _result(mode, params, array, data, extra, images)
