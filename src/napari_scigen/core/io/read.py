@@ -219,6 +219,7 @@ def _slice_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 raise ValueError("no image data found")
             series = tif.series[0]
             _check_complete(path, series, messages)
+            check_declared_sizes(path, series)
             shape = tuple(n for n in series.shape if n != 1) or (1, 1)
             if len(shape) != 2:
                 raise _broken_file_error(

@@ -6,9 +6,14 @@ stack of 2D grayscale pages of one shape and dtype, all pages are read as one st
 (in file order); otherwise the file is refused with a list of its series, unless one
 is chosen (``read_volume(..., series=N)``, CLI ``--series N``).
 
-A header can also declare far more data than the file can hold: deflate expands at
-most ~1032:1, so a page whose declared size exceeds that ratio of its compressed bytes
-is damaged (or a decompression bomb) and is refused before anything is allocated.
+A header can also declare far more data than the file can hold. Each lossless codec
+has a largest expansion its format allows (deflate ~1032:1, LZW with 12-bit codes
+~1300:1, PackBits 64:1, zstd 32768:1 from 4-byte RLE blocks of 128 KiB, LZMA ~7500:1
+from its range coder's cheapest match): a page whose declared size exceeds its codec's
+ratio of its compressed bytes is damaged (or a decompression bomb) and is refused before
+anything is allocated. Codecs without such a bound (LERC, JPEG 2000, JPEG XL, ...) can
+store a constant image in a few bytes; their pages are checked against memory only
+(:func:`~napari_scigen.core.io.memory.check_fits_in_memory`).
 """
 
 from __future__ import annotations
@@ -23,12 +28,23 @@ from .errors import _broken_file_error
 from .lazy import _series_length, _series_page
 from .memory import format_bytes
 
-#: TIFF compression codes of deflate/zlib data.
-_DEFLATE_CODES = (8, 32946)
-#: The largest expansion of a deflate stream (zlib's theoretical limit is 1032:1).
-_DEFLATE_MAX_RATIO = 1032
+#: TIFF compression code -> (codec name, the most its format expands, with a margin).
+#: deflate: zlib's theoretical limit 1032:1 (also inside PNG); LZW: 1335:1 measured on
+#: zeros (12-bit codes; the format's bound is close to that); PackBits: 2 bytes -> 128;
+#: zstd: a 3-byte block header + 1 byte repeated into a 128 KiB block; LZMA: ~0.3 bit
+#: per 273-byte match at the range coder's cheapest probability (~7500:1).
+_MAX_RATIO = {
+    8: ("deflate", 1032),
+    32946: ("deflate", 1032),
+    34933: ("PNG (deflate)", 1032),
+    5: ("LZW", 2048),
+    32773: ("PackBits", 64),
+    50000: ("zstd", 32768),
+    34926: ("zstd", 32768),
+    34925: ("LZMA", 16384),
+}
 #: Slack for headers and tiny strips.
-_DEFLATE_SLACK_BYTES = 64 * 1024
+_SLACK_BYTES = 64 * 1024
 
 
 def _describe_series(series) -> str:
@@ -102,27 +118,33 @@ def select_series(tif: tifffile.TiffFile, path: Path, series: int | None) -> tup
 
 
 def check_declared_sizes(path: Path, series) -> None:
-    """Refuse deflate pages that declare more pixels than their compressed bytes can hold.
+    """Refuse compressed pages that declare more pixels than their bytes can hold.
+
+    Every page of the series is compared with the largest expansion of its codec
+    (:data:`_MAX_RATIO`: deflate, PNG, LZW, PackBits, zstd, LZMA); other codecs have no
+    such bound and are left to the memory checks.
 
     Raises
     ------
     InvalidInputError
-        Naming the page, its declared size and its compressed size.
+        Naming the page, its declared size, its compressed size and the codec.
     """
     for index in range(_series_length(series)):
         page = _series_page(series, index)
         if page is None:
             continue
         key = getattr(page, "keyframe", None) or page
-        if int(key.compression) not in _DEFLATE_CODES:
+        codec = _MAX_RATIO.get(int(key.compression))
+        if codec is None:
             return  # all pages of a series share the keyframe's compression
+        name, ratio = codec
         compressed = int(sum(int(n) for n in page.databytecounts))
         declared = int(key.nbytes)
-        if declared > compressed * _DEFLATE_MAX_RATIO + _DEFLATE_SLACK_BYTES:
+        if declared > compressed * ratio + _SLACK_BYTES:
             raise _broken_file_error(
                 path,
                 f"page {index} declares {tuple(key.shape)} {np.dtype(key.dtype)} pixels "
-                f"({format_bytes(declared)}) from only {compressed:,} bytes of deflate data, "
-                "more than deflate can expand to: the file is damaged (or a decompression "
-                "bomb) and was not read",
+                f"({format_bytes(declared)}) from only {compressed:,} bytes of {name} data, "
+                f"more than {name} can expand to (at most {ratio}:1): the file is damaged (or "
+                "a decompression bomb) and was not read",
             )
