@@ -124,3 +124,34 @@ def test_a_large_lazy_volume_is_fitted_on_a_bounded_sample_never_read_whole(volu
         stop=whole.data.shape[0], device="cpu",
     )  # fmt: skip
     np.testing.assert_array_equal(chunked, whole.data)
+
+
+def test_chunks_of_a_fit_that_fell_back_fill_with_the_classical_method_as_one_process(volume):
+    from napari_scigen.engines.learned.fitted import Fitted
+
+    value_range = [float(volume.min()), float(volume.max())]
+    fallback = Fitted("interpolate", None, {"filled_with": "linear", "output_range": value_range})
+    missing = (3, 4, 9, 14, 50, 51, 52)
+    reference = api.interpolate(volume, method="linear", missing=missing).data
+    parts = []
+    for start, stop in _chunks(64, 10):
+        first, last = interpolation_sources(64, missing, None, start, stop)
+        parts.append(
+            interpolation_chunk(
+                fallback, volume[first:last], source_start=first, n_slices=64, missing=missing,
+                factor=None, start=start, stop=stop,
+            )
+        )  # fmt: skip
+    np.testing.assert_array_equal(np.concatenate(parts), reference)
+    mask = np.zeros(volume.shape, bool)
+    mask[5:40, 8:14, 9:17] = True
+    biharmonic = Fitted("inpaint", None, {"filled_with": "biharmonic", "output_range": value_range})
+    reference = api.inpaint(volume, mask, method="biharmonic").data
+    parts = [
+        inpaint_chunk(
+            biharmonic, volume[start:stop], mask[start:stop], source_start=start, n_slices=64,
+            slices=range(stop - start),
+        )
+        for start, stop in _chunks(64, 16)
+    ]  # fmt: skip
+    np.testing.assert_array_equal(np.concatenate(parts), reference)

@@ -311,7 +311,7 @@ def inpaint_chunk(
     from .training import torch_threads
 
     record = fitted.record
-    boolean = check_mask(mask, sub.shape, name="mask")
+    boolean = check_mask(mask, sub.shape, name="mask", allow_empty=True)
     masks = np.broadcast_to(boolean, sub.shape) if boolean.ndim == 2 else boolean
     targets = np.zeros(sub.shape, bool)
     chosen = [int(z) for z in slices]
