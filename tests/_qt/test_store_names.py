@@ -26,3 +26,28 @@ def test_whole_volume_layers_end_with_their_method_and_a_rerun_replaces_its_laye
     names = [layer.name for layer in viewer.layers]
     assert names == ["rock", "rock whole volume flow", "rock whole volume linear"]
     assert viewer.layers[-1] is shown[-1]
+
+
+def test_a_dropped_store_of_this_plugin_opens_named_after_its_method(make_napari_viewer, tmp_path):
+    pytest.importorskip("zarr")
+    from napari_scigen.core.io.zarr_write import create_zarr
+    from napari_scigen.core.provenance import make_provenance
+
+    whole = make_provenance(
+        "batch-interpolate-flow", extra={"task": "interpolate", "method": "flow"}
+    )
+    single = {**make_provenance("inpaint-biharmonic"), "method": "biharmonic"}
+    stores = {
+        "rock_microCT__synthetic.flow.ome.zarr": whole,
+        "rock.ome.zarr": single,
+        "scan.ome.zarr": None,  # not ours: its stem, as before
+    }
+    viewer = make_napari_viewer()
+    for file_name, provenance in stores.items():
+        create_zarr(tmp_path / file_name, (4, 8, 8), "uint16", provenance=provenance)
+        viewer.open(str(tmp_path / file_name), plugin="napari-scigen")
+    assert [layer.name for layer in viewer.layers] == [
+        "rock_microCT__synthetic whole volume flow",
+        "rock biharmonic",
+        "scan",
+    ]

@@ -16,6 +16,7 @@ pytest.importorskip("torch")
 import torch  # noqa: E402
 
 from napari_scigen._qt._stylegan_widget import PREVIEW_LAYER, StyleGANWidget  # noqa: E402
+from napari_scigen.core.stack import Window  # noqa: E402
 from stylegan_tiny import TINY_CONFIG_KWARGS, textured_volume  # noqa: E402
 
 
@@ -142,14 +143,15 @@ def test_stylegan_widget_latent_walk_adds_a_stack_of_the_requested_frames(
     assert widget.status.text() == "Done.", widget.status.text()
     assert widget.run_button.text() == "Walk"
     layer = viewer.layers["stylegan walk 1"]
-    assert layer.data.shape == (5, 64, 64) and layer.data.dtype == np.float32
-    generator = load_default_generator("cpu")[0]
-    np.testing.assert_array_equal(layer.data, latent_walk(generator, 3, 4, 5))
+    generator, metadata = load_default_generator("cpu")
+    window = Window(**metadata["window"])  # the grey values of samples (issue 21, 13)
+    assert layer.data.shape == (5, 64, 64) and layer.data.dtype == np.dtype(window.dtype)
+    np.testing.assert_array_equal(layer.data, window.from_unit(latent_walk(generator, 3, 4, 5)))
+    assert layer.metadata["provenance"]["extra"]["window"] == window.as_dict()
     assert not np.array_equal(layer.data[0], layer.data[-1])
-    steps = [
-        float(np.abs(b - a).mean()) for a, b in zip(layer.data[:-1], layer.data[1:], strict=True)
-    ]
-    assert max(steps) < float(np.abs(layer.data[-1] - layer.data[0]).mean())  # smooth walk
+    frames = layer.data.astype(np.float64)
+    steps = [float(np.abs(b - a).mean()) for a, b in zip(frames[:-1], frames[1:], strict=True)]
+    assert max(steps) < float(np.abs(frames[-1] - frames[0]).mean())  # smooth walk
     provenance = layer.metadata["provenance"]
     assert provenance["engine"] == "latent-walk-stylegan" and provenance["seed"] == [3, 4]
     assert provenance["model"].startswith("embedded:") and provenance["params"]["frames"] == 5
@@ -260,3 +262,19 @@ def test_use_in_slice_interpolation_opens_the_dock_with_the_generator(make_napar
     # a second press reuses the open dock
     assert widget.use_in_interpolation() is interpolation
     assert "Slice interpolation now uses" in widget.status.text()
+
+
+def test_walk_frames_are_in_the_same_grey_values_as_samples(make_napari_viewer, nothreads):
+    viewer = make_napari_viewer()
+    widget = StyleGANWidget(viewer)
+    widget.device.value = "cpu"
+    widget.sample_form.set_values({"n": 2, "seed": 3})
+    widget.start("sample")
+    widget.walk_form.set_values({"seed_a": 3, "seed_b": 4, "frames": 3})
+    widget.start("walk")
+    samples, walk = viewer.layers["stylegan samples 1"], viewer.layers["stylegan walk 1"]
+    assert walk.data.dtype == samples.data.dtype  # not float 0-0.67 beside uint16 samples
+    window = samples.metadata["provenance"]["extra"]["window"]
+    assert walk.metadata["provenance"]["extra"]["window"] == window
+    assert window["low"] <= walk.data.min() and walk.data.max() <= window["high"]
+    assert walk.data.max() > (window["low"] + window["high"]) / 2  # grey values, not [0, 1]

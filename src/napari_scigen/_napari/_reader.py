@@ -93,11 +93,30 @@ def read_zarr_layers(path: PathLike | Sequence[PathLike]) -> list[LayerDataTuple
     """Open a zarr / OME-Zarr store lazily: dask arrays, every resolution level when several."""
     path = path[0] if isinstance(path, (list, tuple)) else path
     volume = read_volume(path, lazy=True)
-    name = Path(str(path).rstrip("/")).name.split(".")[0]
+    name = store_layer_name(path, volume.provenance)
     data, kwargs, layer_type = volume_to_layer_data(volume, name=name)
     if volume.metadata.get("levels", 1) > 1:
         data, kwargs["multiscale"] = open_zarr_levels(path), True
     return [(data, kwargs, layer_type)]
+
+
+def store_layer_name(path: PathLike, provenance: dict | None) -> str:
+    """The layer name of a zarr store: its file name's stem plus the method that made it.
+
+    A store this plugin wrote records its method in the provenance: a whole-volume run
+    (``engine: "batch-<task>-<method>"``) opens as ``"<stem> whole volume <method>"``, the
+    name the dock gave it; a single result as ``"<stem> <method>"``; any other store as
+    its stem (``"scan.ome.zarr"`` -> ``"scan"``).
+    """
+    stem = Path(str(path).rstrip("/\\")).name.split(".")[0]
+    record = provenance if isinstance(provenance, dict) else {}
+    extra = record.get("extra") if isinstance(record.get("extra"), dict) else {}
+    method = record.get("method") or extra.get("method")
+    if not isinstance(method, str) or not method.strip():
+        return stem
+    if str(record.get("engine", "")).startswith("batch-"):
+        return f"{stem} whole volume {method}"
+    return stem if stem.endswith(f" {method}") else f"{stem} {method}"
 
 
 def volume_to_layer_data(volume: Volume, *, name: str) -> LayerDataTuple:

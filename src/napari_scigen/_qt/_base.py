@@ -51,6 +51,7 @@ from ._docks import (  # noqa: F401 - re-exported: the docks' helpers' former ho
     scrollable,
 )
 from ._docks import WIDGETS as _WIDGETS
+from ._help import help_button
 from ._outcome import FillOutcome, fill_outcome, plain_message
 from ._pickers import LayerPicker, MaskPicker  # noqa: F401 - the pickers' public home
 from ._progress import JobProgress
@@ -149,6 +150,8 @@ class EngineWidget(DockColumnFit, QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        self.help_button = help_button(type(self).__name__)  # this dock's docs page
+        buttons.addWidget(self.help_button)
         self.whole_volume_button: QPushButton | None = None
         self.whole_volume_run = None
         if self.whole_volume_task is not None:

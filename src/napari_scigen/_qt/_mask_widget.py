@@ -12,6 +12,7 @@ from __future__ import annotations
 import napari
 import numpy as np
 from magicgui.widgets import Container, FloatSpinBox, PushButton, SpinBox
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .._napari.layers import source_geometry
@@ -20,6 +21,7 @@ from ..core.validation import InvalidInputError, check_mask
 from ._base import LayerPicker
 from ._docks import WIDGETS, DockColumnFit, scrollable
 from ._fields import ParamsForm
+from ._help import help_button
 from ._pickers import MaskPicker, mask_fraction
 
 
@@ -178,6 +180,8 @@ class MaskWidget(DockColumnFit, QWidget):
         body_layout.addWidget(self.ring_form.native)
         body_layout.addWidget(self.lower_form.native)
         body_layout.addWidget(self.status)
+        self.help_button = help_button(type(self).__name__)
+        body_layout.addWidget(self.help_button, 0, Qt.AlignmentFlag.AlignRight)
         body_layout.addStretch(1)
         self.scroll_area = scrollable(body)
         layout = QVBoxLayout(self)

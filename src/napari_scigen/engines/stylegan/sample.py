@@ -164,8 +164,10 @@ def run_latent_walk(
     Returns
     -------
     EngineResult
-        ``data``: float32 ``(frames, R, R)`` in ``[0, 1]``; provenance engine
-        ``"latent-walk-stylegan"`` with the generator and both seeds.
+        ``data`` ``(frames, R, R)`` in the grey values of :func:`run_sample_slices`: the
+        training data's dtype and range when the generator records its window (float32
+        in ``[0, 1]`` otherwise); provenance engine ``"latent-walk-stylegan"`` with the
+        generator, both seeds and the window.
     """
     from ...core.device import resolve_device
     from .default import resolve_generator
@@ -178,7 +180,12 @@ def run_latent_walk(
         1,
         f"rendering {params.frames} frames from seed {params.seed_a} to seed {params.seed_b}",
     )
-    data = latent_walk(
+    # the same grey values as samples: the training data's window when the generator
+    # records one (a params ``window="unit"``, where declared, keeps [0, 1])
+    target = (
+        _training_window(metadata) if getattr(params, "window", "training") == "training" else None
+    )
+    unit = latent_walk(
         G,
         params.seed_a,
         params.seed_b,
@@ -187,6 +194,7 @@ def run_latent_walk(
         slerp=params.slerp,
         noise_mode=params.noise_mode,
     )
+    data = target.from_unit(unit) if target is not None else unit
     check_cancelled(cancel)
     yield Progress(1, 1, "done")
     provenance = make_provenance(
@@ -195,6 +203,7 @@ def run_latent_walk(
         model=name,
         seed=[params.seed_a, params.seed_b],
         extra={
+            "window": target.as_dict() if target is not None else None,
             "generator_step": metadata.get("step"),
             "generator_config": G.config.to_dict(),
         },
