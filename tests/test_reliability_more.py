@@ -3,9 +3,10 @@
 Each row of :data:`CASES` reuses the table of :mod:`test_reliability_surfaces`: one command
 on a folder of inputs, exit 2, one line on stderr without a traceback, every file under the
 folder unchanged (sha256) and nothing left behind. The rows cover ``--uncertainty-out``
-(both outputs or neither), ``validate -o`` into a read-only folder, learned-engine
-checkpoints whose ``step`` or random-generator state was edited, and NaN/infinite values in
-a slice that ``batch`` rebuilds (refused before any chunk, like the single-process command).
+(both outputs or neither), ``validate -o`` into a read-only folder and into, around or
+inside the input, learned-engine checkpoints whose ``step`` or random-generator state was
+edited, and NaN/infinite values in a slice that ``batch`` rebuilds (refused before any
+chunk, like the single-process command).
 """
 
 from __future__ import annotations
@@ -83,6 +84,17 @@ def _read_only_out(monkeypatch, d) -> None:
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != d / "out" and real_access(p, mode))
 
 
+def _slice_folder(d: Path) -> None:
+    """Setup: ``sl/``, the first four slices of ``v.tif`` as one file each."""
+    import tifffile
+
+    from napari_scigen.core.io import read_volume
+
+    (d / "sl").mkdir()
+    for index, plane in enumerate(read_volume(d / "v.tif").data[:4]):
+        tifffile.imwrite(d / "sl" / f"s{index:03d}.tif", plane)
+
+
 def _learned_checkpoint(edit):
     """Setup: a real learned-engine checkpoint of ``v.tif`` in ``ck/``, then ``edit`` applied."""
 
@@ -149,6 +161,11 @@ CASES = [
     # validate -o into a folder that cannot be written: refused before the benchmark
     Case("validate-into-a-read-only-folder", ("validate", "{d}/v.tif", "-o", "{d}/out", "-q"), "not writable", patch=_read_only_out),
     Case("validate-creating-a-folder-in-a-read-only-one", ("validate", "{d}/v.tif", "-o", "{d}/out/new/report", "-q"), "not writable", patch=_read_only_out),
+    # validate -o never is, holds or sits inside the input (a file or a folder of slices)
+    Case("validate-into-the-input-file", ("validate", "{d}/v.tif", "-o", "{d}/v.tif", "-q"), "is the input"),
+    Case("validate-into-the-input-slice-folder", ("validate", "{d}/sl", "-o", "{d}/sl", "-q"), "is the input", setup=_slice_folder),
+    Case("validate-inside-the-input-slice-folder", ("validate", "{d}/sl", "-o", "{d}/sl/report", "-q"), "is inside the input slice folder", setup=_slice_folder),
+    Case("validate-into-a-folder-holding-the-input", ("validate", "{d}/sl", "-o", "{d}", "-q"), "contains the input", setup=_slice_folder),
     # crafted learned-engine checkpoints: a user error naming the file
     Case("learned-checkpoint-step-is-text", _interpolate(*_LEARNED, *_RESUME), "'step' must be a whole number >= 0", setup=_learned_checkpoint(_set("step", "four"))),
     Case("learned-checkpoint-step-is-negative", _interpolate(*_LEARNED, *_RESUME), "'step' must be a whole number >= 0", setup=_learned_checkpoint(_set("step", -3))),

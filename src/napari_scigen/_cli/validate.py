@@ -113,6 +113,7 @@ def _check_report_folder(out: Path) -> None:
 def run_validate_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen validate``."""
     from ..cli import CliError
+    from ..core.io.outputs import check_output_location
     from ..core.progress import drain
     from ..metrics.report import format_value
     from ..workflows.validate import parse_names, run_validation, validation_methods
@@ -121,6 +122,7 @@ def run_validate_command(args: argparse.Namespace) -> int:
     if not args.output.strip():
         raise CliError("-o is empty: give an output folder, e.g. -o validation")
     out = Path(args.output)
+    check_output_location(out, [args.input])  # never the input, around it or inside it
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder")
     existing = [p.name for p in out.glob("validation*")] if out.is_dir() else []
