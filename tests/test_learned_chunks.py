@@ -155,3 +155,29 @@ def test_chunks_of_a_fit_that_fell_back_fill_with_the_classical_method_as_one_pr
         for start, stop in _chunks(64, 16)
     ]  # fmt: skip
     np.testing.assert_array_equal(np.concatenate(parts), reference)
+
+
+def test_a_large_lazy_volume_is_inpainted_from_a_bounded_sample_never_read_whole(
+    volume, monkeypatch
+):
+    from napari_scigen.engines.learned import bounded
+    from napari_scigen.engines.learned.inpaint import run_learned_inpainting
+
+    monkeypatch.setattr(bounded, "MAX_FIT_SLICES", 24)
+    monkeypatch.setattr(bounded, "MAX_FIT_SIDE", 16)
+    mask = np.zeros(volume.shape, bool)
+    mask[5:60, 8:14, 9:17] = True
+    tiny = {k: v for k, v in TINY.items() if k != "validation_slices"}
+    params = LearnedInpaintParams(**tiny, force_learned=True, uncertainty=False)
+    lazy = CountingVolume(volume)
+    value_range = (float(volume.min()), float(volume.max()))
+    fitted = drain(
+        run_learned_inpainting(lazy, mask, params, fit_only=True, value_range=value_range)
+    )
+    assert lazy.voxels_read == 24 * 16 * 16 < volume.size
+    whole = api.inpaint(volume, mask, method="learned", params=params)
+    assert whole.provenance["extra"]["fit_sample"] == fitted.record["extra"]["fit_sample"]
+    filled = inpaint_chunk(
+        fitted, volume, mask, source_start=0, n_slices=64, slices=range(64), device="cpu"
+    )
+    np.testing.assert_array_equal(filled, whole.data)

@@ -157,13 +157,19 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
             value_range=job.value_range,
         )  # fmt: skip
     else:
+        from ..engines.learned.bounded import inpaint_window
         from ..engines.learned.inpaint import run_learned_inpainting
 
-        image = _read_slices(request.input, 0, job.input_shape[0])
         mask = _read_slices(request.mask, 0, job.input_shape[0], labels=True)
+        if inpaint_window(job.input_shape, mask, job.params.seed) is not None:
+            status = Path(request.input).stat()  # only the seeded training sample is read
+            image = _open_input(request.input, False, (status.st_mtime_ns, status.st_size))
+        else:
+            image = _read_slices(request.input, 0, job.input_shape[0])
         generator = run_learned_inpainting(
-            image, mask, job.params, slices=request.slices, fit_only=True
-        )
+            image, mask, job.params, slices=request.slices, fit_only=True,
+            value_range=job.value_range,
+        )  # fmt: skip
     fitted = drain(generator)
     draft = folder.with_name(f"model.{os.getpid()}.{secrets.token_hex(4)}")
     save_fitted(fitted, draft)

@@ -55,6 +55,30 @@ def fit_window(shape, missing, factor, seed: int) -> tuple[slice, slice, slice] 
     )
 
 
+def inpaint_window(shape, mask, seed: int) -> tuple[slice, slice, slice] | None:
+    """The seeded sub-volume a learned inpainting trains on (None: within bounds).
+
+    Centred on a masked voxel drawn from the seed, so that it holds masks like the
+    user's; ``mask`` is 3D or one slice for every slice.
+    """
+    depth, height, width = (int(s) for s in shape)
+    if depth <= MAX_FIT_SLICES and height <= MAX_FIT_SIDE and width <= MAX_FIT_SIDE:
+        return None
+    rng = np.random.default_rng([int(seed), 23])
+    mask = np.asarray(mask)
+    where = np.flatnonzero(mask.reshape(-1))
+    if where.size == 0:
+        return None
+    centre = np.unravel_index(int(where[int(rng.integers(where.size))]), mask.shape)
+    if mask.ndim == 2:
+        centre = (int(rng.integers(depth)), *centre)
+    bounds = []
+    for c, n, most in zip(centre, shape, (MAX_FIT_SLICES, MAX_FIT_SIDE, MAX_FIT_SIDE), strict=True):
+        first = min(max(0, int(c) - most // 2), max(0, int(n) - most))
+        bounds.append(slice(first, min(int(n), first + most)))
+    return tuple(bounds)
+
+
 def window_missing(window: tuple[slice, slice, slice], missing):
     """The missing slices of the job inside ``window``, relative to its first slice."""
     if missing is None:

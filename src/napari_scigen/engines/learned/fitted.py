@@ -297,13 +297,15 @@ def inpaint_chunk(
     n_slices: int,
     slices,
     device: str | None = None,
+    uncertainty: np.ndarray | None = None,
 ) -> np.ndarray:
     """The fitted inpainting of slices ``slices`` (relative) of the sub-volume ``sub``.
 
     ``sub`` is input slices ``[source_start, source_start + len(sub))`` and must hold
     :data:`~.context.Z_WINDOW` slices on each side of ``slices`` (or the volume's end);
     ``mask`` is its mask (3D, or one slice for every slice). Returns ``sub`` with the
-    masked pixels of ``slices`` filled (bit-identical to one process).
+    masked pixels of ``slices`` filled (bit-identical to one process); ``uncertainty``
+    (float32, shaped like ``sub``) receives the spread in data units.
     """
     from ...core.device import resolve_device
     from ...core.validation import check_mask
@@ -327,7 +329,7 @@ def inpaint_chunk(
         _drain(
             fill_masked(
                 fitted.network.to(device), units, np.ascontiguousarray(masks), targets, out,
-                record, device=device, frame=(source_start, n_slices),
+                record, device=device, frame=(source_start, n_slices), uncertainty=uncertainty,
             )
         )  # fmt: skip
     return out

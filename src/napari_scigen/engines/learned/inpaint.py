@@ -29,6 +29,7 @@ from ...core.stack import cast_to_range
 from ...core.tiling import mask_bounding_boxes
 from ...core.validation import InvalidInputError, check_image, check_mask
 from .._slices import select_slices
+from .bounded import inpaint_window
 from .context import channel_count, slice_inputs, window
 from .fitted import Fitted
 from .interpolate import stage
@@ -281,6 +282,7 @@ def run_learned_inpainting(
     slices=None,
     cancel: CancelToken | None = None,
     fit_only: bool = False,
+    value_range: tuple[float, float] | None = None,
 ) -> Generator[Progress, None, EngineResult]:
     """Fill masked pixels with a network trained on this volume's own known voxels.
 
@@ -289,7 +291,9 @@ def run_learned_inpainting(
     inside the mask (data units). The held-out masks are hidden only while they are
     checked: the fill sees every voxel outside the user's mask. With ``fit_only`` it
     trains, checks and decides, and returns the :class:`~.fitted.Fitted` network and
-    record that z-chunks fill from (:func:`~.fitted.inpaint_chunk`). Provenance engine ``"inpaint-learned"`` with the
+    record that z-chunks fill from (:func:`~.fitted.inpaint_chunk`). A volume larger
+    than the bounds of :mod:`.bounded` is fitted on a seeded sub-volume around a masked
+    voxel (read alone from a lazy input; ``value_range``: the whole volume's, when known). Provenance engine ``"inpaint-learned"`` with the
     self-validation scores (learned vs biharmonic), ``filled_with`` and the training record.
     """
     from ...core.device import resolve_device
@@ -299,6 +303,14 @@ def run_learned_inpainting(
 
     started = time.perf_counter()
     label = "learned inpainting"
+    if len(np.shape(image)) == 3:
+        window = inpaint_window(np.shape(image), mask, params.seed)
+        if window is not None:
+            return (
+                yield from _fit_on_sample(
+                    image, mask, params, window, slices, cancel, fit_only, value_range
+                )
+            )
     array = check_image(image, name="image")
     boolean = check_mask(mask, array.shape, name="mask")
     volume = array[np.newaxis] if array.ndim == 2 else array
@@ -461,6 +473,53 @@ def run_learned_inpainting(
     if "uncertainty" in images and array.ndim == 2:
         images["uncertainty"] = images["uncertainty"][0]
     timings["total"] = round(time.perf_counter() - started, 2)
+    provenance = make_provenance(
+        "inpaint-learned", params, seed=params.seed,
+        source={"shape": array.shape, "dtype": array.dtype.name}, extra=extra,
+    )  # fmt: skip
+    return EngineResult(data=data, provenance=provenance, images=images)
+
+
+def _fit_on_sample(image, mask, params, window, slices, cancel, fit_only, value_range):
+    """Fit on the seeded sample ``window`` (see :mod:`.bounded`), then fill the whole volume."""
+    from ...core.device import resolve_device
+    from .bounded import describe, read_window, volume_range
+    from .fitted import inpaint_chunk
+
+    started = time.perf_counter()
+    shape = np.shape(image)
+    mask = np.asarray(mask)
+    sample_mask = mask[window] if mask.ndim == 3 else mask[window[1:]]
+    fitted = yield from run_learned_inpainting(
+        read_window(image, window), sample_mask, params, cancel=cancel, fit_only=True
+    )
+    record = fitted.record
+    record["extra"]["fit_sample"] = describe(window, shape)
+    if fit_only:
+        low_high = value_range if value_range is not None else volume_range(image)
+        record["output_range"] = [float(v) for v in low_high]
+        return fitted
+    array = check_image(image, name="image")
+    boolean = check_mask(mask, array.shape, name="mask")
+    chosen = select_slices(array.shape[0], slices)
+    record["output_range"] = [float(array.min()), float(array.max())]
+    images = {}
+    if params.uncertainty and record["filled_with"] == "learned":
+        images["uncertainty"] = np.zeros(array.shape, np.float32)
+    yield stage("fill")(0.0, f"learned inpainting: filling with {record['filled_with']}")
+    mark = time.perf_counter()
+    data = inpaint_chunk(
+        fitted, array, boolean, source_start=0, n_slices=array.shape[0], slices=sorted(chosen),
+        device=resolve_device(params.device), uncertainty=images.get("uncertainty"),
+    )  # fmt: skip
+    extra = {**record["extra"], "output_range": record["output_range"]}
+    extra["masked_pixels"] = int(sum(int(boolean[z].sum()) for z in chosen))
+    extra["slices"] = None if slices is None else sorted(chosen)
+    extra["seconds"] = {
+        **extra["seconds"],
+        "predict": round(time.perf_counter() - mark, 2),
+        "total": round(time.perf_counter() - started, 2),
+    }
     provenance = make_provenance(
         "inpaint-learned", params, seed=params.seed,
         source={"shape": array.shape, "dtype": array.dtype.name}, extra=extra,
