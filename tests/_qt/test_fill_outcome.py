@@ -174,3 +174,19 @@ def test_a_keep_every_fallback_quotes_the_in_plane_exact_gap_scores():
     outcome = fill_outcome("learned", {"extra": extra}, "interpolate")
     assert outcome is not None and outcome.filled == "linear" and outcome.warning
     assert "linear 25.20 dB" in outcome.message and "learned 25.00 dB" in outcome.message
+
+
+def test_stylegan_outcomes_name_its_own_force_field_and_the_texture_criterion():
+    from napari_scigen._qt._outcome import fill_outcome
+
+    scores = {"stylegan": {"psnr": 27.5, "gmsd": 0.081}, "linear": {"psnr": 28.1, "gmsd": 0.102}}
+    extra = {"filled_with": "stylegan", "self_validation": {"scores": scores, "count": 4}}
+    won = fill_outcome("stylegan", {"extra": extra}, "interpolate")
+    assert won.label == "stylegan" and not won.warning
+    assert "kept the texture better than linear" in won.message
+    assert "stylegan 0.081, linear 0.102" in won.message and "within 1 dB" in won.message
+    assert "did better" not in won.message  # its PSNR is lower: no such claim
+    lost = {**extra, "filled_with": "linear", "learned_lost_self_validation": True}
+    fallback = fill_outcome("stylegan", {"extra": lost}, "interpolate")
+    assert "'force stylegan' (under Advanced)" in fallback.message
+    assert "force learned" not in fallback.message

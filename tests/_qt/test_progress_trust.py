@@ -116,3 +116,35 @@ def test_an_error_raised_because_of_cancel_ends_as_cancelled(rock_viewer, qtbot,
     widget.cancel_button.click()
     qtbot.waitUntil(lambda: job.thread_done, timeout=5_000)
     assert job.outcome == "cancelled" and errors == []
+
+
+def test_cancel_stops_a_learned_training_within_two_seconds(rock_viewer, qtbot):
+    pytest.importorskip("torch")
+    viewer, _ = rock_viewer
+    widget = InterpolateWidget(viewer)
+    widget.image_picker.value = "rock"
+    widget.missing.value = "5"
+    widget.methods.method = "learned"
+    widget.methods.form.set_values(
+        {
+            "train_steps": 100_000,
+            "validation_slices": 0,
+            "in_plane_check_slices": 0,
+            "uncertainty": False,
+            "batch_size": 4,
+            "crop_size": 32,
+            "device": "cpu",
+            "threads": 1,
+        }
+    )
+    n_layers = len(viewer.layers)
+    job = widget.run()
+    qtbot.waitUntil(lambda: "step" in widget.status.text(), timeout=60_000)  # training
+    clicked = time.monotonic()
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: job.finished, timeout=2_000)
+    assert job.outcome == "cancelled" and "Cancelled" in widget.status.text()
+    # the training itself stopped (not only the dock let it go): its thread ended too
+    qtbot.waitUntil(lambda: job.thread_done, timeout=2_000)
+    assert time.monotonic() - clicked < 2.0
+    assert len(viewer.layers) == n_layers

@@ -19,6 +19,11 @@ from typing import Any
 FORCE_FIELD = "'force learned' (under Advanced)"
 
 
+def force_field(chosen: str) -> str:
+    """The advanced field that keeps ``chosen``'s result: ``'force stylegan'`` for stylegan."""
+    return f"'force {chosen}' (under Advanced)" if chosen != "learned" else FORCE_FIELD
+
+
 @dataclass(frozen=True)
 class FillOutcome:
     """The method chosen, the one that filled, and how to say so.
@@ -123,16 +128,26 @@ def fill_outcome(chosen: str, provenance: dict[str, Any] | None, task: str) -> F
             why = "It could not be used on this input"
         message = (
             f"{chosen} was not used: the result is {filled}. {why}. No uncertainty map was "
-            f"made. Tick {FORCE_FIELD} to use the network anyway."
+            f"made. Tick {force_field(chosen)} to use the network anyway."
         )
         return FillOutcome(chosen, filled, f"{filled} ({chosen} fallback)", message, True)
     if extra.get("learned_lost_self_validation"):
         message = (
-            f"{chosen} filled the result as asked ({FORCE_FIELD}), although it did worse on "
+            f"{chosen} filled the result as asked ({force_field(chosen)}), although it did worse on "
             f"{held_out}" + (f" (PSNR {_ranking(scores)})." if scores else ".")
         )
         return FillOutcome(chosen, filled, chosen, message, True)
-    if len(scores) > 1:
+    if chosen == "stylegan" and len(scores) > 1:
+        # stylegan passes within 1 dB PSNR of linear and must beat it on texture (GMSD)
+        texture = sorted(
+            (m for m in scores if "gmsd" in scores[m]), key=lambda m: scores[m]["gmsd"]
+        )
+        gmsd = ", ".join(f"{m} {float(scores[m]['gmsd']):.3f}" for m in texture)
+        message = (
+            f"stylegan kept the texture better than linear on {held_out} (GMSD, lower is "
+            f"better: {gmsd}) within 1 dB PSNR ({_ranking(scores)}), so it filled the result."
+        )
+    elif len(scores) > 1:
         message = (
             f"{chosen} did better on {held_out} (PSNR {_ranking(scores)}), so it filled the result."
         )
