@@ -107,6 +107,9 @@ def main() -> list[Path]:
             sd, controlnet = _tiny_models(Path(tiny_dir))
             _diffedit_picture(viewer, image, mask, sd, z, docks, written)
             _controlnet_picture(viewer, image, sd, controlnet, docks, written)
+    if _wanted("edit_widget.png"):
+        with tempfile.TemporaryDirectory(prefix="napari-scigen-tiny-ip2p-") as tiny_dir:
+            _edit_picture(viewer, image, mask, Path(tiny_dir), z, docks, written)
     viewer.close()
     if _wanted("dock_pair.png"):
         _dock_pair_picture(written)
@@ -246,7 +249,7 @@ def _diffedit_picture(viewer, image, mask, sd, z, docks, written) -> None:
     diffedit.image_picker.value = image.name  # the mask picker follows: "<image> mask"
     fields = diffedit.fields
     fields["model"].value, fields["local_files_only"].value = str(sd), True
-    fields["target_prompt"].value = "a large empty pore"
+    fields["prompt"].value = "a large empty pore"
     fields["steps"].value, fields["resolution"].value, fields["context"].value = 10, 64, 16
     viewer.dims.set_point(0, z * image.scale[0])  # slices "current": the one shown
     diffedit.run()
@@ -255,6 +258,37 @@ def _diffedit_picture(viewer, image, mask, sd, z, docks, written) -> None:
     viewer.layers.move(viewer.layers.index(mask), len(viewer.layers))  # outline on top
     mask.contour = 2
     _shoot(viewer, "diffedit_widget.png", written)
+    mask.contour = 0
+
+
+def _edit_picture(viewer, image, mask, root, z, docks, written) -> None:
+    """The registry-driven Text-guided editing dock with InstructPix2Pix (a tiny random
+    test model, like the DiffEdit picture: the edited disc is noise)."""
+    sys.path.insert(0, str(TESTS))
+    from napari_scigen._qt._edit_widget import EditWidget
+    from tiny_sd_more import build_tiny_instructpix2pix_pipeline
+
+    model = build_tiny_instructpix2pix_pipeline(root / "tiny-instructpix2pix")
+    edit = _dock(viewer, EditWidget(viewer), "Text-guided editing", docks)
+    edit.image_picker.value = image.name  # the mask picker follows: "<image> mask"
+    edit.methods.method = "instructpix2pix"
+    edit.methods.form.set_values(
+        {
+            "model": str(model),
+            "local_files_only": True,
+            "prompt": "make the pores larger",
+            "steps": 10,
+            "resolution": 64,
+            "context": 16,
+        }
+    )
+    viewer.dims.set_point(0, z * image.scale[0])  # slices "current": the one shown
+    edit.run()
+    edited = edit.new_layers[0]
+    _show_only(viewer, edited, mask)
+    viewer.layers.move(viewer.layers.index(mask), len(viewer.layers))  # outline on top
+    mask.contour = 2
+    _shoot(viewer, "edit_widget.png", written)
     mask.contour = 0
 
 
