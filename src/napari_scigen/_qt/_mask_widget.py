@@ -17,7 +17,9 @@ from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .._napari.layers import source_geometry
 from ..core import masks
+from ..core.params import field_spec
 from ..core.validation import InvalidInputError, check_mask
+from ..engines.sd.params import StableDiffusionParams
 from ._base import LayerPicker
 from ._docks import WIDGETS, DockColumnFit, scrollable
 from ._fields import ParamsForm
@@ -95,11 +97,12 @@ class MaskWidget(DockColumnFit, QWidget):
         )
         self.grow_button = PushButton(text="Grow", tooltip="dilate the mask by the radius")
         self.shrink_button = PushButton(text="Shrink", tooltip="erode the mask by the radius")
+        feather = field_spec(StableDiffusionParams, "feather")  # the engines' own default
         self.feather = FloatSpinBox(
-            value=8.0,
+            value=feather.default,
             min=0.0,
             max=200.0,
-            step=1.0,
+            step=feather.info.step or 1.0,
             label="feather (px)",
             tooltip="width of the soft edge inside the mask over which generated pixels are "
             "blended into the original (the 'feather (px)' of DiffEdit and ControlNet)",
