@@ -223,3 +223,39 @@ def test_sd_weights_of_the_wrong_shape_get_one_line_from_the_command_line(
         setup=_unet_of_the_wrong_shape(tiny_sd),
     )
     _run(case, inputs, capfd, monkeypatch)
+
+
+def _slice_folder(d: Path) -> None:
+    """Setup: ``sl/``, the first four slices of ``v.tif`` as one file each."""
+    import tifffile
+
+    (d / "sl").mkdir()
+    for index, plane in enumerate(read_volume(d / "v.tif").data[:4]):
+        tifffile.imwrite(d / "sl" / f"s{index:03d}.tif", plane)
+
+
+_INTO_THE_INPUT = [
+    ("train-dcgan", "sl", "{d}/sl", "is the input"),
+    ("train-dcgan", "sl", "{d}/sl/run", "is inside the input slice folder"),
+    ("train-stylegan", "s.ome.zarr", "{d}/s.ome.zarr", "is the input"),
+    ("train-stylegan", "sl", "{d}/sl/run", "is inside the input slice folder"),
+    ("finetune-sd", "sl", "{d}/sl/adapter", "is inside the input slice folder"),
+    ("finetune-sd", "v.tif", "{d}", "contains the input"),
+]
+
+
+@pytest.mark.parametrize(("name", "source", "output", "fragment"), _INTO_THE_INPUT)
+def test_a_training_run_never_writes_its_checkpoints_into_its_input(
+    name,
+    source,
+    output,
+    fragment,
+    inputs,  # noqa: F811
+    capfd,
+    monkeypatch,
+):
+    argv = [a for a in _command(name, Path("{d}/no-model")) if a != "-o"]
+    argv = [output if a == "{d}/out/run" else a.replace("v.tif", source) for a in argv]
+    argv.insert(2, "-o")
+    case = Case(f"{name}-into-{source}", (*argv, "--steps", "1"), fragment, setup=_slice_folder)
+    _run(case, inputs, capfd, monkeypatch)

@@ -86,10 +86,12 @@ def run_training_command(args: argparse.Namespace) -> int:
     from .. import api
     from ..cli import CliError
     from ..core.io import read_volume
+    from ..core.io.outputs import check_output_location
     from ..core.params import params_from_cli
     from ..core.progress import Cancelled
 
     out = Path(args.output)
+    check_output_location(out, [args.input])  # checkpoints never go into the input
     if out.exists() and not out.is_dir():
         raise CliError(f"{out} exists and is not a folder")
     params = params_from_cli(_params_class("train", args.method), args)

@@ -129,6 +129,7 @@ def run_train_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen train-stylegan``."""
     from .. import api
     from ..cli import CliError, Terminated
+    from ..core.io.outputs import check_output_location
     from ..core.progress import Cancelled
     from ..engines.stylegan.checkpoint import export_generator
     from .common import read_input, require_volume
@@ -136,6 +137,7 @@ def run_train_command(args: argparse.Namespace) -> int:
     if not args.output:
         raise CliError("-o/--output is required: the run folder for checkpoints")
     params = train_params_from_args(args)
+    check_output_location(args.output, [args.input])  # checkpoints never go into the input
     if args.export:
         output_path(
             args.export,
