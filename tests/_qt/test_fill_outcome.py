@@ -190,3 +190,4 @@ def test_stylegan_outcomes_name_its_own_force_field_and_the_texture_criterion():
     fallback = fill_outcome("stylegan", {"extra": lost}, "interpolate")
     assert "'force stylegan' (under Advanced)" in fallback.message
     assert "force learned" not in fallback.message
+    assert "did not keep the texture (GMSD) better than linear" in fallback.message

@@ -243,10 +243,13 @@ def test_cancelled_training_keeps_a_checkpoint_and_offers_it_to_interpolation(
     # the interpolation widget runs with the generator trained here
     monkeypatch.setenv("NAPARI_SCIGEN_NOTHREADS", "1")
     interpolation.image_picker.value = "texture"
-    interpolation.methods.form.set_values({"projection_steps": 2, "device": "cpu"})
+    # no held-out self-check (it may fill with linear): the handed-over generator is tested
+    form = {"projection_steps": 2, "device": "cpu", "validation_slices": 0}
+    interpolation.methods.form.set_values(form)
     interpolation.missing.value = "2"
     interpolation.run()
-    assert interpolation.status.text() == "Done.", interpolation.status.text()
+    status = interpolation.status.text()
+    assert status.startswith("Done. stylegan filled the result"), status
     provenance = viewer.layers["texture stylegan 1"].metadata["provenance"]
     assert run_dir.name in provenance["model"] and provenance["params"]["projection_steps"] == 2
 

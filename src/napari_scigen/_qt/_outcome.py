@@ -121,6 +121,12 @@ def fill_outcome(chosen: str, provenance: dict[str, Any] | None, task: str) -> F
                 "The network's result cannot be checked here: no kept slice of this volume "
                 "can be rebuilt across a gap as wide as the missing one, so its error is unknown"
             )
+        elif extra.get("learned_lost_self_validation") and chosen == "stylegan":
+            scored = f" (PSNR {_ranking(scores)})" if scores else ""
+            why = (
+                f"On {held_out} it did not keep the texture (GMSD) better than {filled} "
+                f"within 1 dB PSNR{scored}"
+            )
         elif extra.get("learned_lost_self_validation"):
             scored = f" (PSNR {_ranking(scores)})" if scores else ""
             why = f"On {held_out} it did worse than {filled}{scored}"
