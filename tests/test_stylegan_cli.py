@@ -65,7 +65,9 @@ def test_train_resume_export_and_sample_from_the_command_line(tmp_path, capsys):
     args = ["walk-stylegan", "--checkpoint", str(exported), "--frames", "4", "--seed-b", "7"]
     assert main([*args, "--device", "cpu", "-o", str(walk), "-q"]) == 0
     frames = read_volume(walk)
-    assert frames.data.shape == (4, 16, 16) and frames.data.dtype == np.float32
+    # the samples' grey values: the training data's dtype and window (issue 21, finding 13)
+    assert frames.data.shape == (4, 16, 16) and frames.data.dtype == read.data.dtype
+    assert frames.provenance["extra"]["window"] == read.provenance["extra"]["window"]
     assert frames.provenance["engine"] == "latent-walk-stylegan"
     assert frames.provenance["seed"] == [0, 7]
 
