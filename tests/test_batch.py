@@ -145,6 +145,7 @@ def test_a_learned_engine_is_trained_once_and_its_chunks_equal_one_process(clien
     difference = np.abs(chunked.data.astype(int) - reference.data.astype(int))
     assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
     assert chunked.provenance["extra"]["chunking_note"] == job.note
+    assert chunked.provenance["extra"]["fitted"]["filled_with"] == "learned"
     auto_params = {k: v for k, v in params.items() if k != "force_learned"}
     auto = plan_batch(replace(split, method="auto", params=auto_params))
     assert not auto.fit_once and "depends on the chunking" in auto.note

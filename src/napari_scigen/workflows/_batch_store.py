@@ -205,6 +205,12 @@ def finish_store(job: BatchJob, summary) -> None:
 
     provenance = read_volume(job.store, lazy=True).provenance or _initial_provenance(job)
     extra = dict(provenance.get("extra") or {})
+    model = _batch_folder(job.store) / "model" / "learned.json"
+    if model.is_file():  # a learned engine trained once: what it decided, on what
+        fitted = json.loads(model.read_text())["fitted"]
+        kept = ("filled_with", "choice_reason", "decided_by", "self_validation",
+                "expected_error", "fit_sample", "network_window", "training")  # fmt: skip
+        extra["fitted"] = {k: fitted["extra"].get(k) for k in kept}
     extra.update(
         complete=True,
         value_range=job.value_range,
