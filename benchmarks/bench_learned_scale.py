@@ -223,15 +223,7 @@ def main(argv=None) -> None:
                 "save": str(scratch / f"{size}_{impl}.npy"),
                 "commit": commit,
             }
-            command = [sys.executable, __file__, "--one", json.dumps(spec)]
-            if args.lock:
-                command = ["flock", "-w", "1200", args.lock, *command]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:
-                rows.append({**spec, "error": done.stderr.strip().splitlines()[-1:]})
-            else:
-                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            print(json.dumps(rows[-1]), flush=True)
+            rows.append(measure("--one", spec, args.lock))
     for row in rows:
         row.update(compare(scratch / f"{row['depth']}x{row['side']}_old.npy", row.pop("save")))
     if args.append and Path(args.out).is_file():
@@ -260,6 +252,20 @@ def main(argv=None) -> None:
         )
 
 
+def measure(flag: str, spec: dict, lock: str | None) -> dict:
+    """Run one measurement in a subprocess (under ``flock lock``); its row, or its error."""
+    command = [sys.executable, __file__, flag, json.dumps(spec)]
+    if lock:
+        command = ["flock", "-w", "1200", lock, *command]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        row = {**spec, "error": done.stderr.strip().splitlines()[-1:]}
+    else:
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def batch_main(args, scratch: Path, commit: str) -> None:
     """Batch runs of the first size on each ``WORKERSxTHREADS`` cluster (same chunks)."""
     depth, side = (int(v) for v in args.sizes.split(",")[0].split("x"))
@@ -273,15 +279,7 @@ def batch_main(args, scratch: Path, commit: str) -> None:
             "scratch": str(scratch), "save": str(scratch / f"batch_{layout}.npy"),
             "commit": commit,
         }  # fmt: skip
-        command = [sys.executable, __file__, "--one-batch", json.dumps(spec)]
-        if args.lock:
-            command = ["flock", "-w", "1200", args.lock, *command]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0:
-            rows.append({**spec, "error": done.stderr.strip().splitlines()[-1:]})
-        else:
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
+        rows.append(measure("--one-batch", spec, args.lock))
     first = rows[0]
     for row in rows:
         if "error" in row or "error" in first:
