@@ -11,9 +11,16 @@ compares the outputs with the ``old`` one, and reads the engine's own timings (t
 predict) and the process's peak RSS, minor page faults and system time from
 ``getrusage``. A few training steps keep the run about inference.
 
+The ``old`` rows of the JSON were measured at commit 8d68f05: the engine's fill has
+since moved to slab-by-slab writing (``fill_rows``), which the old ``predict_rows`` does
+not support, so ``--impls old`` works only in a checkout of that commit. ``--batch
+WORKERSxTHREADS,...`` times batch jobs of the same engine (trained once, weights
+shipped to the chunks) on local clusters of those shapes and compares their outputs.
+
 Writes ``benchmarks/bench_learned_scale.json`` and prints a Markdown table::
 
-    python benchmarks/bench_learned_scale.py                          # 32 and 64 x 600^2, old + new
+    python benchmarks/bench_learned_scale.py                          # 32 and 64 x 600^2
+    python benchmarks/bench_learned_scale.py --sizes 100x300 --batch 1x1,2x1 --chunk-slices 100
     python benchmarks/bench_learned_scale.py --sizes 32x600 --impls new
     python benchmarks/bench_learned_scale.py --lock /tmp/scigen-cpu.lock  # each run under flock
 
@@ -178,7 +185,7 @@ def compare(reference: Path, path: str) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="32x600,64x600", help="DEPTHxSIDE, comma-separated")
-    parser.add_argument("--impls", default="old,new,new-bf16")
+    parser.add_argument("--impls", default="new,new-bf16")
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--lock", default=None, help="run each measurement under flock LOCK")
