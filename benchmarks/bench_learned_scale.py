@@ -11,7 +11,7 @@ compares the outputs with the ``old`` one, and reads the engine's own timings (t
 predict) and the process's peak RSS, minor page faults and system time from
 ``getrusage``. A few training steps keep the run about inference.
 
-The ``old`` rows of the JSON were measured at commit 8d68f05: the engine's fill has
+The ``old`` row of the JSON was measured at commit d77ed21: the engine's fill has
 since moved to slab-by-slab writing (``fill_rows``), which the old ``predict_rows`` does
 not support, so ``--impls old`` works only in a checkout of that commit. ``--batch
 WORKERSxTHREADS,...`` times batch jobs of the same engine (trained once, weights
