@@ -383,18 +383,12 @@ def test_a_store_written_here_that_lost_a_chunk_is_noted_and_warned_about(inputs
     assert "missing_chunks" not in read_volume(complete).metadata
 
 
-def _valid_deflate_tiff(path: Path, side: int) -> None:
-    """A one-page uint8 TIFF of ``side`` x ``side`` zeros in one deflate strip (valid data)."""
+def crafted_tiff(path: Path, side: int, code: int, payload: bytes) -> None:
+    """A one-page uint8 TIFF declaring ``side`` x ``side`` pixels in one strip ``payload``
+    compressed with TIFF compression ``code``."""
     import struct
-    import zlib
 
-    packer, parts = zlib.compressobj(9), []
-    row_block = b"\0" * side * 64
-    for _ in range(side // 64):
-        parts.append(packer.compress(row_block))
-    parts.append(packer.compress(b"\0" * side * (side % 64)) + packer.flush())
-    payload = b"".join(parts)
-    tags = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, 8), (262, 3, 1)]
+    tags = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, code), (262, 3, 1)]
     tags += [(273, 4, 0), (277, 3, 1), (278, 4, side), (279, 4, len(payload))]
     data_offset = 8 + 2 + 12 * len(tags) + 4
     out = bytearray(b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
@@ -403,6 +397,18 @@ def _valid_deflate_tiff(path: Path, side: int) -> None:
         packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
         out += struct.pack("<HHI", tag, kind, 1) + packed
     path.write_bytes(bytes(out + struct.pack("<I", 0) + payload))
+
+
+def _valid_deflate_tiff(path: Path, side: int) -> None:
+    """A one-page uint8 TIFF of ``side`` x ``side`` zeros in one deflate strip (valid data)."""
+    import zlib
+
+    packer, parts = zlib.compressobj(9), []
+    row_block = b"\0" * side * 64
+    for _ in range(side // 64):
+        parts.append(packer.compress(row_block))
+    parts.append(packer.compress(b"\0" * side * (side % 64)) + packer.flush())
+    crafted_tiff(path, side, 8, b"".join(parts))
 
 
 _LIMITED_INFO = """

@@ -10,7 +10,6 @@ as anything can, are still read.
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ pytest.importorskip("zarr", minversion="3")
 
 from test_reliability_surfaces import (  # noqa: E402
     Case,
+    crafted_tiff,
     inputs,  # noqa: F401
     template,  # noqa: F401 - fixtures used by ``inputs``
 )
@@ -39,19 +39,6 @@ CODECS = {
     "zstd": (50000, "zstd", imagecodecs.zstd_encode),
     "lzma": (34925, "LZMA", imagecodecs.lzma_encode),
 }
-
-
-def crafted_tiff(path: Path, side: int, code: int, payload: bytes) -> None:
-    """A one-page uint8 TIFF declaring ``side`` x ``side`` pixels in one strip ``payload``."""
-    tags = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, code), (262, 3, 1)]
-    tags += [(273, 4, 0), (277, 3, 1), (278, 4, side), (279, 4, len(payload))]
-    data_offset = 8 + 2 + 12 * len(tags) + 4
-    out = bytearray(b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
-    for tag, kind, value in tags:
-        value = data_offset if tag == 273 else value
-        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
-        out += struct.pack("<HHI", tag, kind, 1) + packed
-    path.write_bytes(bytes(out + struct.pack("<I", 0) + payload))
 
 
 def _bomb(codec: str, side: int = 20_000):
