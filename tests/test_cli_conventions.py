@@ -38,6 +38,7 @@ MINIMAL = {
     "controlnet": ["{in}", "--local-files-only"],
     "instructpix2pix": ["{in}", "--prompt", "x", "--local-files-only"],
     "ledits": ["{in}", "--prompt", "x", "--local-files-only"],
+    "edit": ["{in}", "--method", "ledits", "--prompt", "x", "--local-files-only"],
     "unclip": ["{in}", "--local-files-only"],
     "train-stylegan": ["{in}"],
     "sample-stylegan": [],

@@ -212,3 +212,26 @@ def test_the_cli_commands_run_the_engines_with_and_without_a_mask(models, tmp_pa
     argv = ["unclip", str(tmp_path / "in.tif"), "--model", str(models.unclip), "--count", "2"]
     assert main([*argv, *common, "-o", str(generated)]) == 0
     assert (tmp_path / "generated_v0.tif").exists() and (tmp_path / "generated_v1.tif").exists()
+
+
+def test_the_registry_built_edit_command_runs_any_edit_engine_like_its_own_command(
+    models, tmp_path
+):
+    from napari_scigen.core.io import read_volume
+
+    volume = _volume(depth=2)
+    write_volume(tmp_path / "in.tif", volume)
+    write_volume(tmp_path / "mask.tif", _mask(volume.shape).astype(np.uint8))
+    common = ["--steps", "2", "--resolution", "64", "--context", "8", "--device", "cpu", "-q"]
+    common += ["--model", str(models.instructpix2pix), "--prompt", "larger pores"]
+    common += [str(tmp_path / "in.tif"), "--mask", str(tmp_path / "mask.tif")]
+    generic, own = tmp_path / "edit.tif", tmp_path / "own.tif"
+    assert main(["edit", "--method", "instructpix2pix", *common, "-o", str(generic)]) == 0
+    assert main(["instructpix2pix", *common, "-o", str(own)]) == 0
+    written = read_volume(generic)
+    assert written.provenance["method"] == "instructpix2pix"
+    np.testing.assert_array_equal(written.data, read_volume(own).data)
+    code = main(
+        ["edit", "--method", "ledits", *common, "--image-guidance-scale", "2", "-o", "x.tif"]
+    )
+    assert code == 2  # a flag of another edit engine is refused

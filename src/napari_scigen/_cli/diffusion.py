@@ -34,6 +34,27 @@ def register(subparsers) -> None:
     _register_controlnet(subparsers)
     for command in SD_COMMANDS:
         _register_sd_command(subparsers, command)
+    _register_edit_command(subparsers)
+
+
+def _register_edit_command(subparsers) -> None:
+    """``edit --method NAME``: every registered ``edit`` engine, built from the registry."""
+    from .common import add_engine_arguments
+
+    parser = subparsers.add_parser(
+        "edit",
+        help="edit slices (or the masked region) with any registered edit engine",
+        description="Edit the slices of a volume, or only its masked region, with the edit "
+        "engine chosen by --method (every engine registered for the 'edit' task, with its "
+        "own flags). With --mask only the masked region changes (outside pixels copied bit "
+        "for bit); the output keeps the input dtype. The per-engine commands (diffedit, "
+        "instructpix2pix, ledits) are the same engines.",
+    )
+    _add_common_arguments(parser)
+    parser.add_argument("--mask", help="mask TIFF (non-zero = change), volume- or slice-shaped")
+    add_engine_arguments(parser, "edit")
+    add_output_arguments(parser)
+    parser.set_defaults(func=run_sd_command, sd_command=("edit", "edit", "edit", None, "edit"))
 
 
 def _params_class(task: str, method: str) -> type:
@@ -271,12 +292,17 @@ def run_sd_command(args: argparse.Namespace) -> int:
     """Run one of :data:`SD_COMMANDS` through :mod:`napari_scigen.api`."""
     from .. import api
     from ..core.params import params_from_cli
+    from .common import engine_params_from_args
 
     _, task, masked_task, method, _ = args.sd_command
     inputs = [args.input, args.mask]
     target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
     chosen = masked_task if args.mask else task
-    params = params_from_cli(_params_class(chosen, method), args)
+    if method is None:  # the registry-built `edit --method NAME`
+        method = args.method
+        params = engine_params_from_args(chosen, args)
+    else:
+        params = params_from_cli(_params_class(chosen, method), args)
     variants = int(getattr(params, "count", 1))
     targets = _variant_paths(target, variants, args.overwrite, inputs)
     volume, data = _read(args.input, series=args.series)
