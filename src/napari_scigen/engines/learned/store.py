@@ -94,9 +94,13 @@ def load_weights(path: str | os.PathLike):
         tensors, record = loaded["tensors"], loaded["metadata"]
     else:
         json_path = path.with_suffix(".json")
-        if not path.is_file() or not json_path.is_file():
+        if not path.is_file():
+            raise InvalidInputError(f"learned weights {path} do not exist")
+        if not json_path.is_file():
             raise InvalidInputError(
-                f"learned weights {path} (with {json_path.name} beside it) do not exist"
+                f"learned weights {path} have no {json_path.name} beside them (the file "
+                "napari-scigen writes next to its .safetensors weights); pass a weights "
+                "file saved by napari-scigen, or its checkpoint folder"
             )
         try:
             record = json.loads(json_path.read_text())
