@@ -329,7 +329,8 @@ def add_resume_argument(parser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="continue from the newest checkpoint in the output folder (default: on; "
-        "--no-resume starts over)",
+        "--no-resume starts over and replaces the folder's earlier checkpoints once its "
+        "first new one is written)",
     )
 
 
