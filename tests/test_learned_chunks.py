@@ -105,7 +105,7 @@ def test_a_large_lazy_volume_is_fitted_on_a_bounded_sample_never_read_whole(volu
     from napari_scigen.engines.learned import bounded
     from napari_scigen.engines.learned.interpolate import run_learned_interpolation
 
-    monkeypatch.setattr(bounded, "MAX_FIT_SLICES", 20)
+    monkeypatch.setattr(bounded, "MAX_FIT_VOXELS", 20 * 16 * 16)
     monkeypatch.setattr(bounded, "MAX_FIT_SIDE", 16)
     params = LearnedInterpolateParams(**TINY, force_learned=True, uncertainty=False)
     lazy = CountingVolume(volume)
@@ -163,7 +163,7 @@ def test_a_large_lazy_volume_is_inpainted_from_a_bounded_sample_never_read_whole
     from napari_scigen.engines.learned import bounded
     from napari_scigen.engines.learned.inpaint import run_learned_inpainting
 
-    monkeypatch.setattr(bounded, "MAX_FIT_SLICES", 24)
+    monkeypatch.setattr(bounded, "MAX_FIT_VOXELS", 24 * 16 * 16)
     monkeypatch.setattr(bounded, "MAX_FIT_SIDE", 16)
     mask = np.zeros(volume.shape, bool)
     mask[5:60, 8:14, 9:17] = True
@@ -181,3 +181,16 @@ def test_a_large_lazy_volume_is_inpainted_from_a_bounded_sample_never_read_whole
         fitted, volume, mask, source_start=0, n_slices=64, slices=range(64), device="cpu"
     )
     np.testing.assert_array_equal(filled, whole.data)
+
+
+def test_scans_up_to_about_256_cubed_are_fitted_whole_larger_ones_on_a_budget():
+    from napari_scigen.engines.learned.bounded import MAX_FIT_VOXELS, fit_window, inpaint_window
+
+    for shape in [(150, 150, 150), (200, 200, 200), (100, 256, 256), (256, 256, 256)]:
+        assert fit_window(shape, None, 2, seed=0) is None
+        assert inpaint_window(shape, np.ones(shape[1:], bool), seed=0) is None
+    window = fit_window((937, 2560, 2560), tuple(range(1, 936, 2)), None, seed=0)
+    sizes = [s.stop - s.start for s in window]
+    assert sizes[1:] == [512, 512] and 64 <= sizes[0] <= 66
+    assert sizes[0] * 512 * 512 <= MAX_FIT_VOXELS + 2 * 512 * 512
+    assert window[0].start % 2 == 0 and (window[0].stop - 1) % 2 == 0  # starts/ends on kept

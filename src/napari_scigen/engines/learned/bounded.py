@@ -1,10 +1,12 @@
 """Training cost independent of the volume's size: fit on a bounded, seeded sample.
 
 A learned interpolation trains on crops, checks itself on a few held-out kept slices
-and decides; none of that needs the whole volume. When the volume is larger than
-:data:`MAX_FIT_SLICES` x :data:`MAX_FIT_SIDE` x :data:`MAX_FIT_SIDE`, the fit runs on a
-sub-volume of at most that size, chosen from the seed (:func:`fit_window`) and read
-alone from the input: a lazy TIFF or OME-Zarr volume (dask or zarr array) is never
+and decides; none of that needs the whole volume. When the volume holds more than
+:data:`MAX_FIT_VOXELS` (2^24, about 256^3: such scans train exactly as before), the fit
+runs on a sub-volume of at most that many voxels: at most :data:`MAX_FIT_SIDE` pixels
+along y and x, and as many slices as the budget then allows (at least
+:data:`MIN_FIT_SLICES`), chosen from the seed (:func:`fit_window`) and read alone from
+the input: a lazy TIFF or OME-Zarr volume (dask or zarr array) is never
 loaded whole for training. In missing-slice mode the window is centred on a missing
 slice drawn from the seed, so that it holds gaps of the job. Only the fill then reads
 the whole volume (slab by slab in a batch job).
@@ -16,10 +18,23 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Most source slices of the training sample.
-MAX_FIT_SLICES = 64
+#: Volumes with at most this many voxels are fitted whole; larger ones on a sample of
+#: about this many.
+MAX_FIT_VOXELS = 2**24
 #: Most pixels along y and along x of the training sample.
-MAX_FIT_SIDE = 384
+MAX_FIT_SIDE = 512
+#: Fewest source slices of a sample (when the in-plane size leaves fewer in the budget).
+MIN_FIT_SLICES = 16
+
+
+def _sample_shape(shape) -> tuple[int, int, int] | None:
+    """``(slices, height, width)`` of the sample, or None when the volume is in budget."""
+    depth, height, width = (int(s) for s in shape)
+    if depth * height * width <= MAX_FIT_VOXELS:
+        return None
+    sy, sx = min(height, MAX_FIT_SIDE), min(width, MAX_FIT_SIDE)
+    sz = min(depth, max(MIN_FIT_SLICES, MAX_FIT_VOXELS // (sy * sx)))
+    return sz, sy, sx
 
 
 def fit_window(shape, missing, factor, seed: int) -> tuple[slice, slice, slice] | None:
@@ -28,31 +43,29 @@ def fit_window(shape, missing, factor, seed: int) -> tuple[slice, slice, slice] 
     The z range starts and ends on kept slices (missing slices are never at the ends
     of a volume), so it is a valid interpolation job of its own with the same gaps.
     """
-    depth, height, width = (int(s) for s in shape)
-    if depth <= MAX_FIT_SLICES and height <= MAX_FIT_SIDE and width <= MAX_FIT_SIDE:
+    sample = _sample_shape(shape)
+    if sample is None:
         return None
+    depth, height, width = (int(s) for s in shape)
+    sz, sy, sx = sample
     rng = np.random.default_rng([int(seed), 19])
     gone = set() if missing is None else {int(z) for z in missing}
-    if depth <= MAX_FIT_SLICES:
+    if sz >= depth:
         z0, z1 = 0, depth
     else:
         if gone:
             centre = sorted(gone)[int(rng.integers(len(gone)))]
-            z0 = min(max(0, centre - MAX_FIT_SLICES // 2), depth - MAX_FIT_SLICES)
+            z0 = min(max(0, centre - sz // 2), depth - sz)
         else:
-            z0 = int(rng.integers(0, depth - MAX_FIT_SLICES + 1))
-        z1 = z0 + MAX_FIT_SLICES
+            z0 = int(rng.integers(0, depth - sz + 1))
+        z1 = z0 + sz
         while z0 in gone:
             z0 -= 1
         while z1 - 1 in gone:
             z1 += 1
-    y0 = int(rng.integers(0, max(0, height - MAX_FIT_SIDE) + 1))
-    x0 = int(rng.integers(0, max(0, width - MAX_FIT_SIDE) + 1))
-    return (
-        slice(z0, z1),
-        slice(y0, min(height, y0 + MAX_FIT_SIDE)),
-        slice(x0, min(width, x0 + MAX_FIT_SIDE)),
-    )
+    y0 = int(rng.integers(0, height - sy + 1))
+    x0 = int(rng.integers(0, width - sx + 1))
+    return slice(z0, z1), slice(y0, y0 + sy), slice(x0, x0 + sx)
 
 
 def inpaint_window(shape, mask, seed: int) -> tuple[slice, slice, slice] | None:
@@ -61,9 +74,10 @@ def inpaint_window(shape, mask, seed: int) -> tuple[slice, slice, slice] | None:
     Centred on a masked voxel drawn from the seed, so that it holds masks like the
     user's; ``mask`` is 3D or one slice for every slice.
     """
-    depth, height, width = (int(s) for s in shape)
-    if depth <= MAX_FIT_SLICES and height <= MAX_FIT_SIDE and width <= MAX_FIT_SIDE:
+    sample = _sample_shape(shape)
+    if sample is None:
         return None
+    depth = int(shape[0])
     rng = np.random.default_rng([int(seed), 23])
     mask = np.asarray(mask)
     where = np.flatnonzero(mask.reshape(-1))
@@ -73,7 +87,7 @@ def inpaint_window(shape, mask, seed: int) -> tuple[slice, slice, slice] | None:
     if mask.ndim == 2:
         centre = (int(rng.integers(depth)), *centre)
     bounds = []
-    for c, n, most in zip(centre, shape, (MAX_FIT_SLICES, MAX_FIT_SIDE, MAX_FIT_SIDE), strict=True):
+    for c, n, most in zip(centre, shape, sample, strict=True):
         first = min(max(0, int(c) - most // 2), max(0, int(n) - most))
         bounds.append(slice(first, min(int(n), first + most)))
     return tuple(bounds)
@@ -111,6 +125,6 @@ def describe(window: tuple[slice, slice, slice], shape) -> dict:
         "y": [window[1].start, window[1].stop],
         "x": [window[2].start, window[2].stop],
         "of_shape": [int(s) for s in shape],
-        "why": f"training and self-validation on at most {MAX_FIT_SLICES} x {MAX_FIT_SIDE} x "
-        f"{MAX_FIT_SIDE} voxels drawn from the seed: their cost does not grow with the volume",
+        "why": f"training and self-validation on a sample of about {MAX_FIT_VOXELS:,} voxels "
+        "drawn from the seed: their cost does not grow with the volume",
     }

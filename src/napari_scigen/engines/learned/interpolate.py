@@ -291,9 +291,8 @@ def run_learned_interpolation(
         slab); with ``fit_only`` on a volume larger than the training sample
         (:mod:`.bounded`) it spares a pass over the volume.
 
-    A volume larger than :data:`~.bounded.MAX_FIT_SLICES` x
-    :data:`~.bounded.MAX_FIT_SIDE`\ :sup:`2` is fitted on a seeded sub-volume of that
-    size (read alone from a lazy input), then filled whole.
+    A volume of more than :data:`~.bounded.MAX_FIT_VOXELS` voxels is fitted on a seeded
+    sub-volume of about that many (read alone from a lazy input), then filled whole.
 
     Returns
     -------

@@ -192,10 +192,12 @@ class LearnedTrainingParams(EngineParams):
     def check(self) -> None:
         if self.crop_size % 8:
             raise ParameterError("crop_size", f"must be a multiple of 8, got {self.crop_size}")
-        if self.adversarial_weight > 0 and self.crop_size & (self.crop_size - 1):
+        if self.adversarial_weight > 0 and (
+            self.crop_size < 32 or self.crop_size & (self.crop_size - 1)
+        ):
             raise ParameterError(
                 "crop_size",
-                f"must be a power of two (32, 64, 128) with adversarial_weight > 0 (the "
+                f"must be a power of two of at least 32 (32, 64, 128) with adversarial_weight > 0 (the "
                 f"discriminator's input size), got {self.crop_size}",
             )
         if (
