@@ -46,7 +46,7 @@ MINIMAL = {
     "export-stylegan": ["{folder}"],
     "finetune-sd": ["{in}", "--local-files-only"],
     "train-dcgan": ["{in}"],
-    "sample-dcgan": ["--checkpoint", "{in}"],
+    "sample-dcgan": ["--generator", "{in}"],
     "compare": ["{in}", "--engines", "interpolate/linear"],
     "convert": ["{in}"],
     "demo": [],

@@ -56,11 +56,11 @@ def test_training_checkpoints_and_resumes_exactly_where_it_stopped(rock, tmp_pat
 def test_samples_keep_the_training_dtype_and_depend_only_on_their_seed(rock, tmp_path):
     run = tmp_path / "run"
     api.train(rock, out_dir=str(run), method="dcgan", steps=3, **SMALL)
-    five = api.sample(method="dcgan", checkpoint=str(run), n=5, batch_size=2, device="cpu")
-    two = api.sample(method="dcgan", checkpoint=str(run), n=2, seed=3, device="cpu")
+    five = api.sample(method="dcgan", generator=str(run), count=5, batch_size=2, device="cpu")
+    two = api.sample(method="dcgan", generator=str(run), count=2, seed=3, device="cpu")
     assert five.data.shape == (5, 32, 32) and five.data.dtype == rock.dtype
     np.testing.assert_array_equal(five.data[3:], two.data)
-    unit = api.sample(method="dcgan", checkpoint=str(run), n=1, window="unit", device="cpu")
+    unit = api.sample(method="dcgan", generator=str(run), count=1, window="unit", device="cpu")
     assert unit.data.dtype == np.float32 and 0.0 <= unit.data.min() <= unit.data.max() <= 1.0
     assert five.provenance["seed"] == [0, 1, 2, 3, 4]
 
@@ -72,7 +72,7 @@ def test_sampling_needs_a_trained_generator_and_refuses_other_checkpoints(tmp_pa
     (tmp_path / "checkpoint-0000001" / "checkpoint.json").write_text('{"format": "other/1"}')
     (tmp_path / "checkpoint-0000001" / "networks.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="not a napari-scigen DCGAN checkpoint"):
-        api.sample(method="dcgan", checkpoint=str(tmp_path), device="cpu")
+        api.sample(method="dcgan", generator=str(tmp_path), device="cpu")
 
 
 def test_train_and_sample_commands(rock, tmp_path, capsys):
@@ -96,7 +96,17 @@ def test_train_and_sample_commands(rock, tmp_path, capsys):
     )
     assert "trained 2 steps" in capsys.readouterr().out
     assert (
-        main(["sample-dcgan", "--checkpoint", str(run), "--count", "3", "-o", str(out), "-q"]) == 0
+        main(["sample-dcgan", "--generator", str(run), "--count", "3", "-o", str(out), "-q"]) == 0
     )
     samples = read_volume(out)
     assert samples.data.shape == (3, 16, 16) and samples.provenance["method"] == "dcgan"
+
+
+def test_the_former_dcgan_names_are_deprecated_aliases_for_one_release():
+    from napari_scigen.engines.dcgan.params import DCGANSampleParams, DCGANTrainParams
+
+    with pytest.warns(DeprecationWarning, match="checkpoint is deprecated, use generator"):
+        old = DCGANSampleParams(checkpoint="run", n=2)
+    assert old == DCGANSampleParams(generator="run", count=2)
+    with pytest.warns(DeprecationWarning, match="lr is deprecated, use learning_rate"):
+        assert DCGANTrainParams(lr=1e-3).learning_rate == 1e-3

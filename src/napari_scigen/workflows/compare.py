@@ -66,6 +66,8 @@ HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "clipscore": True}
 DEFAULT_EDIT_PROMPT = "larger pores"
 #: Fields naming a sample engine's trained generator.
 GENERATOR_FIELDS = ("generator", "checkpoint")
+#: Fields naming how many slices a sample engine draws (canonical first).
+COUNT_FIELDS = ("count", "n")
 
 
 def compare_engines() -> tuple[str, ...]:
@@ -74,7 +76,8 @@ def compare_engines() -> tuple[str, ...]:
     from ..engines.registry import engines
 
     def comparable(engine) -> bool:  # sample engines must draw a number of slices, not walk
-        return engine.task != "sample" or any(s.name == "n" for s in fields_of(engine.params_class))
+        names = {s.name for s in fields_of(engine.params_class)}
+        return engine.task != "sample" or bool(names & set(COUNT_FIELDS))
 
     return tuple(
         f"{e.task}/{e.name}" for task in COMPARE_TASKS for e in engines(task) if comparable(e)
@@ -182,6 +185,7 @@ def _train_sampler(volume, name, params, settings, train_params, cancel, progres
 def _run_engine(key, volume, mask, chosen, params, settings, train_params, cancel, progress):
     """Outputs of one engine for the chosen slices: ``(n, Y', X')`` in the volume's dtype."""
     from .. import api
+    from ..core.params import fields_of
     from ..engines.registry import get_engine
 
     task, name = key.split("/")
@@ -193,7 +197,9 @@ def _run_engine(key, volume, mask, chosen, params, settings, train_params, cance
                 volume, name, params, settings, train_params, cancel, progress
             )
             params = params.replace(**{field: str(run_dir)})
-        overrides = {"n": len(chosen)} if hasattr(params, "n") else {}
+        declared = {spec.name for spec in fields_of(type(params))}
+        count = next((f for f in COUNT_FIELDS if f in declared), None)
+        overrides = {count: len(chosen)} if count else {}
         job = api.sample_job(method=name, params=params.replace(**overrides), cancel=cancel)
         result = yield from relay_progress(job, progress)
         return np.asarray(result.data)[: len(chosen)], params

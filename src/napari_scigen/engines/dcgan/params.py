@@ -52,8 +52,13 @@ class DCGANTrainParams(EngineParams):
         max=MAX_SEED,
     )
     device: str = device_param()
-    lr: float = param(
-        0.0002, help="Adam learning rate (DCGAN: 2e-4)", min=0.0, min_exclusive=True, advanced=True
+    learning_rate: float = param(
+        0.0002,
+        help="Adam learning rate (DCGAN: 2e-4)",
+        min=0.0,
+        min_exclusive=True,
+        advanced=True,
+        aliases=("lr",),
     )
     beta1: float = param(0.5, help="Adam beta1 (DCGAN: 0.5)", min=0.0, max=1.0, advanced=True)
     z_dim: int = param(100, help="size of the input latent z", min=1, advanced=True)
@@ -94,14 +99,16 @@ class DCGANTrainParams(EngineParams):
 class DCGANSampleParams(EngineParams):
     """What :func:`~.sample.run_sample_dcgan` draws. Sample ``i`` depends only on ``seed + i``."""
 
-    checkpoint: str | None = param(
+    generator: str | None = param(
         None,
         help="DCGAN training run folder (its newest checkpoint) or checkpoint folder "
         "(required: train one with train-dcgan first)",
         kind="path",
-        label="generator",
+        aliases=("checkpoint",),
     )
-    n: int = param(16, help="number of slices to generate", min=1, flag="count", label="slices")
+    count: int = param(
+        16, help="number of slices to generate", min=1, label="slices", aliases=("n",)
+    )
     seed: int = param(
         0, help="seed of the first slice (slice i uses seed + i)", min=0, max=MAX_SEED
     )

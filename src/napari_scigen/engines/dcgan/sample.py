@@ -16,7 +16,7 @@ from .params import DCGANSampleParams
 def run_sample_dcgan(
     params: DCGANSampleParams, *, cancel: CancelToken | None = None
 ) -> PyGenerator[Progress, None, EngineResult]:
-    """Generate ``params.n`` slices; sample ``i`` depends only on ``params.seed + i``.
+    """Generate ``params.count`` slices; sample ``i`` depends only on ``params.seed + i``.
 
     The generator runs in eval mode (BatchNorm with its running statistics), so a
     sample does not depend on the batch it is generated in.
@@ -39,18 +39,18 @@ def run_sample_dcgan(
     from ...core.stack import Window
     from .train import load_dcgan
 
-    if not params.checkpoint:
+    if not params.generator:
         raise ModelNotAvailableError(
             "no DCGAN generator given: train one on your volume with "
             "'napari-scigen train-dcgan VOLUME -o RUN_DIR' (or api.train(..., method='dcgan')) "
             "and pass checkpoint=RUN_DIR"
         )
     device = resolve_device(params.device)
-    G, _, record = load_dcgan(params.checkpoint, device)
+    G, _, record = load_dcgan(params.generator, device)
     G.eval().requires_grad_(False)
     metadata = record["metadata"]
     target = Window(**metadata["window"]) if params.window == "training" else None
-    n, seed = params.n, params.seed
+    n, seed = params.count, params.seed
     chunks = []
     with torch.no_grad():
         for start in range(0, n, params.batch_size):

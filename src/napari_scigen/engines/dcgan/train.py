@@ -127,8 +127,8 @@ def run_train_dcgan(
     seed = params.seed
     dataset = SliceDataset(array, window, config.resolution, params.axes, params.crop)
     betas = (params.beta1, 0.999)
-    opt_G = torch.optim.Adam(G.parameters(), lr=params.lr, betas=betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=params.lr, betas=betas)
+    opt_G = torch.optim.Adam(G.parameters(), lr=params.learning_rate, betas=betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=params.learning_rate, betas=betas)
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
     if state:
@@ -248,7 +248,7 @@ def run_train_dcgan(
             if not (math.isfinite(value_G) and math.isfinite(value_D)):
                 raise TrainingDivergedError(
                     f"DCGAN training diverged at step {step + 1}: loss_G={value_G}, "
-                    f"loss_D={value_D}; lower lr (now {params.lr})"
+                    f"loss_D={value_D}; lower learning_rate (now {params.learning_rate})"
                 )
             step += 1
             history["step"].append(step)
