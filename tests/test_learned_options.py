@@ -68,3 +68,19 @@ def test_auto_picks_by_the_requested_metric(metric):
     assert result.provenance["params"]["auto_metric"] == metric
     assert metric in extra["choice_reason"]
     assert extra["filled_with"] in ("learned", "linear", "flow")
+
+
+def test_adversarial_training_on_fewer_slices_than_the_crop_runs_without_error():
+    """xz/yz planes of a 17-slice volume give crops shorter than 32: no discriminator there."""
+    z, y, x = np.indices((17, 40, 40))
+    volume = (20000 + 15000 * (((y - 20) ** 2 + (x - 20 + 0.5 * z) ** 2) <= 60)).astype(np.uint16)
+    result = api.interpolate(
+        volume,
+        method="learned",
+        missing=(4, 8, 12),
+        force_learned=True,
+        **{**TINY, "adversarial_weight": 0.5, "crop_size": 32},
+    )
+    assert result.provenance["params"]["adversarial_weight"] == 0.5
+    assert np.isfinite(result.data.astype(float)).all()
+    np.testing.assert_array_equal(result.data[[0, 16]], volume[[0, 16]])

@@ -316,7 +316,12 @@ def train_network(
             with autocast(device):
                 prediction = base + network(inputs).float()
             loss = reconstruction_loss(prediction.float(), target, weight, base, params)
-            if adversarial and prediction.shape[-1] == prediction.shape[-2] == params.crop_size:
+            # The discriminator sees square crop_size crops only: a plane of a volume with
+            # fewer slices than crop_size gives shorter crops, trained without that term.
+            judged = (
+                adversarial and prediction.shape[-1] == prediction.shape[-2] == params.crop_size
+            )
+            if judged:
                 composite = weight * prediction + (1 - weight) * base
                 loss = (
                     loss + params.adversarial_weight * F.softplus(-disc(composite * 2 - 1)).mean()
@@ -330,7 +335,7 @@ def train_network(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if adversarial and prediction.shape[-1] == params.crop_size:
+            if judged and tuple(batch.real.shape[-2:]) == (params.crop_size,) * 2:
                 real = torch.from_numpy(batch.real).to(device) * 2 - 1
                 fake = (weight * prediction + (1 - weight) * base).detach() * 2 - 1
                 disc_loss = F.softplus(disc(fake)).mean() + F.softplus(-disc(real)).mean()
