@@ -177,6 +177,7 @@ CASES = [
     Case("batch-nan-in-a-missing-slice", _batch_f(), "contains 1 NaN/infinite value(s)", setup=_float_volume_with((3, 5, 5, np.nan))),
     Case("batch-inf-in-a-missing-slice-of-one-of-four-chunks", _batch_f("--chunk-slices", "4"), "volume (slices 0-3) contains 1 NaN/infinite value(s)", setup=_float_volume_with((3, 5, 5, np.inf))),
     Case("batch-inf-in-a-kept-slice-of-another-chunk", _batch_f("--chunk-slices", "4"), "volume (slices 8-11) contains 1 NaN/infinite value(s)", setup=_float_volume_with((9, 0, 0, -np.inf))),
+    Case("batch-factor-nan-in-a-kept-slice-of-a-later-chunk", ("batch", "interpolate", "linear", "{d}/f.tif", "--factor", "2", "-o", "{d}/out/b.ome.zarr", "--chunk-slices", "4", "--workers", "1", "--dashboard", "off", "-q"), "NaN/infinite", setup=_float_volume_with((13, 0, 0, np.nan))),
     # a StyleGAN config declaring a huge network: refused from its numbers, nothing allocated
     Case("stylegan-config-huge-channels", _SAMPLE, "declares a generator of about", setup=_stylegan_declaring(channel_base=2**30, channel_max=2**20)),
     Case("stylegan-config-huge-style", _SAMPLE, "declares a generator of about", setup=_stylegan_declaring(z_dim=10**6, w_dim=10**6)),

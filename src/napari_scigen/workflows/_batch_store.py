@@ -192,6 +192,12 @@ def _create_store(job: BatchJob) -> None:
     _write_json(folder / "job.json", {"job": job.fingerprint(), "value_range": None})
 
 
+def discard_store(job: BatchJob) -> None:
+    """Remove the store this run created, finished chunks and all (none can be resumed)."""
+    if job.created and job.store.is_dir():
+        shutil.rmtree(job.store, ignore_errors=True)
+
+
 def discard_if_empty(job: BatchJob) -> None:
     """Remove a store this run created when no chunk of it was finished (nothing to resume)."""
     if job.created and job.store.is_dir() and not done_chunks(job.store):

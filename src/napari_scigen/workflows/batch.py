@@ -58,6 +58,7 @@ from ._batch_store import (
     _write_json,
     chunk_attempts,
     discard_if_empty,
+    discard_store,
     done_chunks,
     finish_store,
     prepare_store,
@@ -125,7 +126,7 @@ class BatchIncompleteError(RuntimeError):
     def __init__(self, summary: BatchSummary) -> None:
         first = min(summary.failed)
         advice = (
-            "fix that and rerun: the finished chunks are kept"
+            "fix that and rerun"
             if first in summary.user_errors
             else "rerun the same command to retry the failed chunks"
         )
@@ -202,6 +203,14 @@ def batch_job(
     _check_retries(retries)
     try:
         return (yield from _run_job(job, options, client, retries, cancel))
+    except BatchIncompleteError as error:
+        if error.summary.failed.keys() <= error.summary.user_errors:
+            # The input or the parameters must change, and a job of other content or
+            # parameters never resumes this store: its finished chunks are of no use.
+            discard_store(job)
+        else:
+            discard_if_empty(job)
+        raise
     except BaseException:
         discard_if_empty(job)  # failed or interrupted before any chunk: nothing to resume
         raise
