@@ -7,8 +7,10 @@ import pytest
 
 pytest.importorskip("napari")
 
+from napari_scigen._qt import _offload  # noqa: E402
 from napari_scigen._qt._compare_widget import CompareWidget  # noqa: E402
 from napari_scigen.core.phantoms import make_rock_volume  # noqa: E402
+from napari_scigen.core.progress import drain  # noqa: E402
 
 
 @pytest.fixture
@@ -49,3 +51,53 @@ def test_compare_widget_refuses_to_run_without_an_engine(viewer):
         box.value = False
     assert widget.run() is None
     assert "tick at least one engine" in widget.status.text()
+
+
+def test_a_comparison_of_classical_engines_runs_outside_the_gui_process(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    # threads on (no NAPARI_SCIGEN_NOTHREADS); biharmonic is made unusable in this (the
+    # GUI's) process: the dock still fills its table, so the comparison ran in a child
+    from napari_scigen.engines.inpainting import biharmonic
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("biharmonic ran in the GUI process")
+
+    monkeypatch.delenv("NAPARI_SCIGEN_NOTHREADS", raising=False)
+    monkeypatch.setattr(biharmonic, "run_biharmonic", not_here)
+    viewer = make_napari_viewer()
+    viewer.add_image(make_rock_volume((8, 64, 64), seed=1).volume, name="rock")
+    widget = CompareWidget(viewer)
+    widget.volume_picker.value = "rock"
+    for key, box in widget.engine_boxes.items():
+        box.value = key in ("inpaint/biharmonic", "interpolate/linear")
+    widget.n_slices.value = 2
+    widget.device.value = "cpu"
+    job = widget.run()
+    qtbot.waitUntil(lambda: job.finished, timeout=60_000)
+    assert job.outcome == "done", widget.status.text()
+    rows = [widget.table.verticalHeaderItem(r).text() for r in range(widget.table.rowCount())]
+    assert rows == ["inpaint/biharmonic", "interpolate/linear"]
+    assert " ± " in widget.table.item(0, 0).text()
+    assert viewer.layers["compare inpaint/biharmonic"].data.shape == (2, 64, 64)
+
+
+def test_a_comparison_with_a_non_classical_engine_stays_in_process(monkeypatch):
+    monkeypatch.delenv("NAPARI_SCIGEN_NOTHREADS", raising=False)
+    volume = make_rock_volume((8, 64, 64), seed=1).volume
+
+    def no_child(*args, **kwargs):
+        raise AssertionError("a child process was started")
+
+    monkeypatch.setattr(_offload, "job_in_subprocess", no_child)
+    result = drain(
+        _offload.compare_job(
+            None,
+            volume,
+            engines=["interpolate/linear", "inpaint/controlnet"],
+            n_slices=2,
+            device="cpu",
+        )
+    )
+    assert list(result.images) == ["interpolate/linear"]
+    assert "inpaint/controlnet" in result.provenance["extra"]["skipped_engines"]

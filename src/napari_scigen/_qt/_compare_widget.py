@@ -1,9 +1,10 @@
 """Dock widget: compare engines on slices of a volume (the Metrics widget's "compare engines").
 
 Runs :func:`napari_scigen.workflows.compare.run_compare` (engines through
-:mod:`napari_scigen.api`) on the chosen volume, shows the table (one row per engine,
-``mean ± std`` per score, skipped engines and metrics below it), optionally writes the
-report (``compare.md``/``.csv``/``.json``/``.png``) into a folder and adds every
+:mod:`napari_scigen.api`) on the chosen volume (in a child process when only classical
+engines are ticked: :func:`napari_scigen._qt._offload.compare_job`), shows the table (one
+row per engine, ``mean ± std`` per score, skipped engines and metrics below it), optionally
+writes the report (``compare.md``/``.csv``/``.json``/``.png``) into a folder and adds every
 engine's outputs as image layers ``"compare <task/name>"`` (with the real slices as
 ``"compare real"``) to page through side by side.
 """
@@ -24,6 +25,7 @@ from ..core.validation import check_mask
 from ..engines.registry import get_engine
 from ..workflows.compare import DEFAULT_EDIT_PROMPT, compare_engines
 from ._base import EngineWidget, LayerPicker, layer_data
+from ._offload import compare_job
 
 
 def _needs_weights(key: str) -> bool:
@@ -132,9 +134,10 @@ class CompareWidget(EngineWidget):
         }
 
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        from ..workflows.compare import run_compare
-
-        return run_compare(
+        # a comparison of classical engines only runs in a child process (the GUI never
+        # waits on the GIL their scipy calls hold); any other runs on the worker thread
+        return compare_job(
+            cancel,
             spec["volume"],
             engines=spec["engines"],
             n_slices=spec["n_slices"],
@@ -143,7 +146,6 @@ class CompareWidget(EngineWidget):
             edit_prompt=spec["edit_prompt"],
             train_steps=spec["train_steps"],
             device=spec["device"],
-            cancel=cancel,
         )
 
     def on_result(self, spec: dict[str, Any], result) -> None:

@@ -6,7 +6,8 @@ for instance): on a napari worker thread they freeze the event loop for that lon
 the same :mod:`napari_scigen.api` job generator runs in a fresh ``python -m`` child; its
 progress events and its result (or error) come back over a pipe and are re-yielded by
 :func:`job_in_subprocess`, which only waits on a queue (the GIL stays free). Cancel kills
-the child at once: these engines write nothing and hold no state.
+the child at once: these engines write nothing and hold no state. The Compare dock runs a
+comparison of classical engines only the same way, as a whole (:func:`compare_job`).
 
 The engine API is unchanged (scripts drain the same generators in-process). A ``python
 -m`` child rather than :mod:`multiprocessing` spawn: a user script that starts napari
@@ -69,6 +70,45 @@ def engine_job(
     if offloaded(task, method) and not threads_disabled():
         return job_in_subprocess(target, {"method": method, **kwargs}, cancel, args=args)
     return _load(target)(*args, method=method, cancel=cancel, **kwargs)
+
+
+#: The compare workflow, run whole in a child when every engine it compares is offloaded.
+COMPARE_TARGET = "napari_scigen.workflows.compare:run_compare"
+
+
+def compare_job(
+    cancel: CancelToken | None, volume: Any, *, engines: Any, **kwargs: Any
+) -> Generator[Progress, Any, Any]:
+    """The Compare dock's job: the whole comparison in a child process when every engine
+    in ``engines`` is an :data:`OFFLOADED` one, else in-process (on the worker thread).
+
+    :func:`~napari_scigen.workflows.compare.run_compare` runs its engines itself, one by
+    one, so a run is offloaded only as a whole: its scores then run in the child too.
+    Runs with a learned, Stable Diffusion or GAN engine stay in-process (they keep their
+    loaded weights and release the GIL in torch). The child's work folder is a temporary
+    folder of this process, removed after the child ended (killed on Cancel included).
+    ``kwargs`` are those of ``run_compare`` but ``work_dir`` and ``cancel``; with
+    ``NAPARI_SCIGEN_NOTHREADS`` set everything runs in-process.
+    """
+    from ..workflows.compare import resolve_engines
+    from ._runner import threads_disabled
+
+    keys = resolve_engines(engines)
+    if threads_disabled() or not all(offloaded(*key.split("/")) for key in keys):
+        return _load(COMPARE_TARGET)(volume, engines=keys, cancel=cancel, **kwargs)
+    return _compare_in_subprocess(cancel, volume, {"engines": keys, **kwargs})
+
+
+def _compare_in_subprocess(
+    cancel: CancelToken | None, volume: Any, kwargs: dict[str, Any]
+) -> Generator[Progress, Any, Any]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="scigen-compare-") as work_dir:
+        job = job_in_subprocess(
+            COMPARE_TARGET, {**kwargs, "work_dir": work_dir}, cancel, args=(volume,)
+        )
+        return (yield from job)
 
 
 def _load(target: str) -> Callable[..., Any]:
