@@ -212,6 +212,8 @@ def _metrics_picture(viewer, image, generated, docks, written) -> None:
         box.value = name in ("ssim", "psnr", "gmsd")
     metrics.run()  # region: "rebuilt slices only", the default for a rebuilt layer
     _show_only(viewer, metrics.map_layers[0], generated)
+    _settle()  # the wider dock narrows the canvas: fit the whole map into it
+    viewer.reset_view()
     _shoot(viewer, "metrics_table.png", written)
 
 
