@@ -203,6 +203,14 @@ def test_a_job_of_an_engine_that_is_not_chunk_invariant_warns_in_one_line(rock, 
     assert note.startswith("warning:") and "not chunk-invariant" in note and "\n" not in note
 
 
+def _wait_until_idle(client, timeout: float = 30.0) -> None:
+    """Wait until no task runs on the cluster (cancelled chunks have ended either way)."""
+    deadline = time.monotonic() + timeout
+    while any(client.processing().values()):
+        assert time.monotonic() < deadline, "the cluster is still busy after cancelling"
+        time.sleep(0.05)
+
+
 def test_an_interrupted_job_resumes_without_recomputing_done_chunks(client, rock, tmp_path):
     volume, path = rock
     out = tmp_path / "resume.ome.zarr"
@@ -215,7 +223,7 @@ def test_an_interrupted_job_resumes_without_recomputing_done_chunks(client, rock
 
     with pytest.raises(Cancelled):
         run_batch(request, client=client, cancel=token, on_progress=stop_after_three)
-    time.sleep(0.5)  # chunks that were running finish (or not): either is fine
+    _wait_until_idle(client)  # chunks that were running finish (or not): either is fine
     before = done_chunks(out)
     assert 3 <= len(before) < 12
     summary, result = _batch(request, client)
