@@ -158,6 +158,9 @@ class EngineWidget(DockColumnFit, QWidget):
             self.whole_volume_button = QPushButton("Run on the whole volume")
             self.whole_volume_button.setToolTip(WHOLE_VOLUME_TOOLTIP)
             self.whole_volume_button.clicked.connect(self.run_whole_volume)
+            from ._batch import warm_up_whole_volume
+
+            warm_up_whole_volume()  # its click then does not import for a second
         # everything scrolls, so the dock can be as short as napari's window needs when
         # several docks share the side (the whole form fits a 1080-px screen on its own)
         self.body = QWidget()
