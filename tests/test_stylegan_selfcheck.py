@@ -176,3 +176,34 @@ def test_the_dock_outcome_says_linear_filled_and_why(generator_file):
     assert outcome.label == "linear (stylegan fallback)"
     assert "stylegan was not used" in outcome.message
     assert "held-out kept slices" in outcome.message and "linear 8." in outcome.message
+
+
+def _passing_validation():
+    from napari_scigen.engines.learned.selfcheck import SelfValidation
+
+    scores = {
+        "linear": {"psnr": 30.0, "ssim": 0.90, "gmsd": 0.100},
+        "stylegan": {"psnr": 29.8, "ssim": 0.895, "gmsd": 0.080},  # within 1 dB, sharper
+    }
+    return SelfValidation(scores=scores, what="kept slices rebuilt", count=2)
+
+
+@pytest.mark.parametrize(
+    ("exact", "force", "fills", "decided_by"),
+    [
+        (True, False, "stylegan", "z exact"),
+        (False, False, "linear", "not verifiable"),  # a proxy pass never decides alone
+        (False, True, "stylegan", "forced"),
+    ],
+)
+def test_a_pass_fills_with_stylegan_only_at_the_jobs_own_gap_or_when_forced(
+    exact, force, fills, decided_by
+):
+    from napari_scigen.engines.stylegan.selfcheck import decide
+
+    verdict = decide(_passing_validation(), {"stylegan": 1.0}, exact=exact, force=force, full=1.0)
+    assert verdict.decision.chosen == fills and verdict.decision.decided_by == decided_by
+    assert verdict.strength == (1.0 if fills == "stylegan" else 0.0)
+    assert not verdict.decision.lost
+    if fills == "linear":
+        assert verdict.decision.reason.startswith("NOT VERIFIABLE")

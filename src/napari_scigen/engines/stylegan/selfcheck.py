@@ -21,7 +21,9 @@ strengths (:data:`STRENGTHS`, scaled by ``1 - pixel_blend``) and the rule
   texture a blur loses) fills, **if** that GMSD is lower than linear's by at least
   :data:`GMSD_MARGIN` (relative; a detail that changes nothing measurable is not worth
   its cost and its risk);
-* otherwise StyleGAN lost: linear fills, and the result says so.
+* otherwise StyleGAN lost: linear fills, and the result says so;
+* a pass at a **proxy** gap only is *not verifiable*: linear fills (on real scans such
+  passes gained no texture at the job's gap and lost PSNR and surface), unless forced.
 
 NumPy only (scores come from :mod:`napari_scigen.metrics`).
 """
@@ -249,7 +251,25 @@ def decide(
                 f"StyleGAN (detail x{strengths[best]:g}) kept the texture better than linear "
                 f"within the tolerances {where}: {text(best)} vs linear {text('linear')}"
             )
-            return StyleGANDecision(Decision("stylegan", False, reason, by), strengths[best])
+            if exact or force:
+                return StyleGANDecision(
+                    Decision("stylegan", False, reason, by if exact else "forced"),
+                    strengths[best],
+                )
+            # Only a longer gap than the job's could be checked: measured on real scans,
+            # such a pass did not carry over to the job's own gap (no texture gained, PSNR
+            # and surface lost), so it never decides alone, as in the learned engine.
+            return StyleGANDecision(
+                Decision(
+                    "linear",
+                    False,
+                    "NOT VERIFIABLE at the job's own gap: StyleGAN passed only a check at a "
+                    f"longer gap ({reason[0].lower() + reason[1:]}), which does not show it "
+                    "helps here; filling with linear",
+                    "not verifiable",
+                ),
+                0.0,
+            )
         why = (
             f"not sharper than linear by {GMSD_MARGIN:.0%} of GMSD "
             f"({s[best]['gmsd']:.4f} vs {lin['gmsd']:.4f})"
