@@ -35,7 +35,7 @@ def bench_training(volume, sizes: dict, device: str, batch_size: int, steps: int
 
     params = StyleGANTrainParams(
         **sizes,
-        steps=steps + 1,
+        train_steps=steps + 1,
         batch_size=batch_size,
         sample_every=10**9,
         checkpoint_every=10**9,

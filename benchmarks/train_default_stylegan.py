@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--minutes", type=float, default=60.0, help="stop (with a checkpoint) after this long"
     )
-    parser.add_argument("--steps", type=int, default=DEFAULT_TRAIN_PARAMS.steps)
+    parser.add_argument("--train-steps", type=int, default=DEFAULT_TRAIN_PARAMS.train_steps)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument(
         "--export", type=Path, default=default_generator_path(), help="exported .safetensors"
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                     np.save(args.run_dir / "preview_latest.npy", event.preview)
 
         args.run_dir.mkdir(parents=True, exist_ok=True)
-        params = DEFAULT_TRAIN_PARAMS.replace(steps=args.steps)
+        params = DEFAULT_TRAIN_PARAMS.replace(train_steps=args.train_steps)
         try:
             drain(
                 api.train_job(

@@ -222,7 +222,7 @@ def _stylegan_picture(viewer, image, docks, written) -> None:
 
     stylegan = _dock(viewer, StyleGANWidget(viewer), "StyleGAN", docks)
     stylegan.volume_picker.value = image.name  # samples are placed in its world
-    stylegan.sample_form["n"].value = 8
+    stylegan.sample_form["count"].value = 8
     stylegan.start("sample")
     samples = stylegan.last_layer
     _show_only(viewer, samples)

@@ -36,7 +36,7 @@ def tiny_params(**overrides):
 
     values = {
         **TINY_CONFIG_KWARGS,
-        "steps": 4,
+        "train_steps": 4,
         "batch_size": 4,
         "sample_every": 2,
         "checkpoint_every": 2,

@@ -373,9 +373,9 @@ CASES = [
     Case("not-a-tiff", _cmd("info", "{d}/image.png"), "not a TIFF file", InvalidInputError),
     Case("empty-checkpoint-folder", _cmd("export-stylegan", "{d}/empty_run", "-o", "{d}/out_dir/g.safetensors"), "holds no complete StyleGAN checkpoint", CheckpointError),
     Case("checkpoint-bad-json", _cmd("export-stylegan", "{d}/badjson_run", "-o", "{d}/out_dir/g.safetensors"), "not valid JSON", CheckpointError),
-    Case("safetensors-wrong-shapes", _cmd("sample-stylegan", "--checkpoint", "{d}/wrong.safetensors", "-n", "1", "--device", "cpu", "-o", "{d}/out_dir/s.tif"), "do not fit the architecture", CheckpointError),
-    Case("pickle-renamed-safetensors", _cmd("sample-stylegan", "--checkpoint", "{d}/pickle.safetensors", "-n", "1", "--device", "cpu", "-o", "{d}/out_dir/s.tif"), "not a valid safetensors file", CheckpointError),
-    Case("malicious-train-state", _cmd("train-stylegan", "{d}/v.tif", "-o", "{d}/evil_run", "--steps", "2", "--device", "cpu", "-q"), "is not a safe weights file", CheckpointError),
+    Case("safetensors-wrong-shapes", _cmd("sample-stylegan", "--generator", "{d}/wrong.safetensors", "-n", "1", "--device", "cpu", "-o", "{d}/out_dir/s.tif"), "do not fit the architecture", CheckpointError),
+    Case("pickle-renamed-safetensors", _cmd("sample-stylegan", "--generator", "{d}/pickle.safetensors", "-n", "1", "--device", "cpu", "-o", "{d}/out_dir/s.tif"), "not a valid safetensors file", CheckpointError),
+    Case("malicious-train-state", _cmd("train-stylegan", "{d}/v.tif", "-o", "{d}/evil_run", "--train-steps", "2", "--device", "cpu", "-q"), "is not a safe weights file", CheckpointError),
     Case("unexpected-error", _interpolate("-o", "{d}/out_dir/o.tif"), "rerun with --debug", KeyError, code=1, setup=_engine_bug),
     # 7. outputs checked before any work
     Case("png-output", _interpolate("-o", "{d}/out_dir/x.png"), "must end in .tif or .tiff", CliError),
@@ -387,7 +387,7 @@ CASES = [
     # 8. SIGTERM leaves no temporary file
     Case("sigterm-while-writing", _interpolate("-o", "{d}/out_dir/o.tif"), "terminated; nothing more was written", None, code=143, setup=_sigterm_while_writing),
     # 9. non-finite weights and parameters
-    Case("nan-weights", _cmd("sample-stylegan", "--checkpoint", "{d}/nan.safetensors", "-n", "1", "--device", "cpu", "-o", "{d}/out_dir/s.tif"), "NaN/infinite weights", CheckpointError),
+    Case("nan-weights", _cmd("sample-stylegan", "--generator", "{d}/nan.safetensors", "-n", "1", "--device", "cpu", "-o", "{d}/out_dir/s.tif"), "NaN/infinite weights", CheckpointError),
     Case("nan-truncation", _cmd("sample-stylegan", "--truncation", "nan", "-n", "1", "-o", "{d}/out_dir/s.tif"), "--truncation must be a finite number", InvalidInputError),
     # 12. masks
     Case("float-mask-with-nan", _inpaint("v.tif", "m_nan.tif"), "mask contains 1 NaN", InvalidInputError),

@@ -39,9 +39,9 @@ def test_networks_map_latents_to_images_and_images_to_logits(resolution):
 
 
 def test_training_checkpoints_and_resumes_exactly_where_it_stopped(rock, tmp_path):
-    straight = api.train(rock, out_dir=str(tmp_path / "a"), method="dcgan", steps=12, **SMALL)
-    api.train(rock, out_dir=str(tmp_path / "b"), method="dcgan", steps=7, **SMALL)
-    resumed = api.train(rock, out_dir=str(tmp_path / "b"), method="dcgan", steps=12, **SMALL)
+    straight = api.train(rock, out_dir=str(tmp_path / "a"), method="dcgan", train_steps=12, **SMALL)
+    api.train(rock, out_dir=str(tmp_path / "b"), method="dcgan", train_steps=7, **SMALL)
+    resumed = api.train(rock, out_dir=str(tmp_path / "b"), method="dcgan", train_steps=12, **SMALL)
     assert straight.step == resumed.step == 12
     assert resumed.provenance["extra"]["resumed_from"] == "checkpoint-0000007"
     assert resumed.history["loss_G"] == straight.history["loss_G"][7:]
@@ -55,7 +55,7 @@ def test_training_checkpoints_and_resumes_exactly_where_it_stopped(rock, tmp_pat
 
 def test_samples_keep_the_training_dtype_and_depend_only_on_their_seed(rock, tmp_path):
     run = tmp_path / "run"
-    api.train(rock, out_dir=str(run), method="dcgan", steps=3, **SMALL)
+    api.train(rock, out_dir=str(run), method="dcgan", train_steps=3, **SMALL)
     five = api.sample(method="dcgan", generator=str(run), count=5, batch_size=2, device="cpu")
     two = api.sample(method="dcgan", generator=str(run), count=2, seed=3, device="cpu")
     assert five.data.shape == (5, 32, 32) and five.data.dtype == rock.dtype
@@ -86,7 +86,7 @@ def test_train_and_sample_commands(rock, tmp_path, capsys):
                 str(tmp_path / "rock.tif"),
                 "-o",
                 str(run),
-                "--steps",
+                "--train-steps",
                 "2",
                 "-q",
                 *flags,
@@ -106,7 +106,11 @@ def test_the_former_dcgan_names_are_deprecated_aliases_for_one_release():
     from napari_scigen.engines.dcgan.params import DCGANSampleParams, DCGANTrainParams
 
     with pytest.warns(DeprecationWarning, match="checkpoint is deprecated, use generator"):
-        old = DCGANSampleParams(checkpoint="run", n=2)
+        old = DCGANSampleParams(checkpoint="run", count=2)
+    with pytest.warns(DeprecationWarning, match="n is deprecated, use count"):
+        assert DCGANSampleParams(n=2).count == 2
     assert old == DCGANSampleParams(generator="run", count=2)
     with pytest.warns(DeprecationWarning, match="lr is deprecated, use learning_rate"):
         assert DCGANTrainParams(lr=1e-3).learning_rate == 1e-3
+    with pytest.warns(DeprecationWarning, match="steps is deprecated, use train_steps"):
+        assert DCGANTrainParams(steps=7).train_steps == 7

@@ -52,7 +52,7 @@ def adapter(models, rock, tmp_path_factory):
         out_dir=str(out),
         method="sd-lora",
         model=str(models.sd),
-        steps=30,
+        train_steps=30,
         learning_rate=1e-3,
         **TRAIN,
     )
@@ -113,7 +113,7 @@ def test_text_encoder_lora_token_and_prior_preservation_round_trip(models, rock,
         out_dir=str(out),
         method="sd-lora",
         model=str(models.sd),
-        steps=4,
+        train_steps=4,
         learning_rate=1e-2,
         train_text_encoder=True,
         token="<mct>",
@@ -137,14 +137,14 @@ def test_training_resumes_from_the_newest_checkpoint_and_refuses_other_settings(
 ):
     out = tmp_path / "resumed"
     common = {"model": str(models.sd), "learning_rate": 1e-3, **TRAIN, "preview_steps": 0}
-    api.train(rock, out_dir=str(out), method="sd-lora", steps=10, **common)
-    resumed = api.train(rock, out_dir=str(out), method="sd-lora", steps=12, **common)
+    api.train(rock, out_dir=str(out), method="sd-lora", train_steps=10, **common)
+    resumed = api.train(rock, out_dir=str(out), method="sd-lora", train_steps=12, **common)
     assert (
         resumed.step == 12 and resumed.provenance["extra"]["resumed_from"] == "checkpoint-0000010"
     )
     assert resumed.history["step"] == [11, 12]
     with pytest.raises(InvalidInputError, match="rank 4 -> 8"):
-        api.train(rock, out_dir=str(out), method="sd-lora", steps=14, **{**common, "rank": 8})
+        api.train(rock, out_dir=str(out), method="sd-lora", train_steps=14, **{**common, "rank": 8})
 
 
 def test_refusals_missing_adapter_fp16_on_cpu_and_a_token_not_in_the_prompt(models, rock, tmp_path):
@@ -156,7 +156,7 @@ def test_refusals_missing_adapter_fp16_on_cpu_and_a_token_not_in_the_prompt(mode
             out_dir=str(tmp_path / "x"),
             method="sd-lora",
             model=str(models.sd),
-            steps=1,
+            train_steps=1,
             mixed_precision="fp16",
             **TRAIN,
         )
@@ -169,7 +169,7 @@ def test_finetune_sd_command_trains_and_reports(models, rock, tmp_path, capsys):
     out = tmp_path / "cli-adapter"
     argv = ["finetune-sd", str(tmp_path / "rock.tif"), "-o", str(out), "--model", str(models.sd)]
     flags = [
-        "--steps",
+        "--train-steps",
         "2",
         "--resolution",
         "64",
@@ -197,7 +197,7 @@ def ledits_adapter(models, rock, tmp_path_factory):
         out_dir=str(out),
         method="sd-lora",
         model=str(models.ledits),
-        steps=3,
+        train_steps=3,
         learning_rate=1e-2,
         **common,
     )
@@ -249,3 +249,11 @@ def test_every_sd_engine_applies_and_unloads_the_adapter(
     assert adapted.provenance["extra"]["adapter"]["folder"] == str(out)
     np.testing.assert_array_equal(run(adapter=str(out), adapter_scale=0.0).data, base)
     np.testing.assert_array_equal(run().data, base)  # the cached model was not changed
+
+
+def test_the_former_steps_keyword_of_lora_training_is_a_deprecated_alias():
+    from napari_scigen.engines.sd.finetune_params import SDLoRATrainParams
+
+    with pytest.warns(DeprecationWarning, match="steps is deprecated, use train_steps"):
+        old = SDLoRATrainParams(steps=7)
+    assert old == SDLoRATrainParams(train_steps=7)

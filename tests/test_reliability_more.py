@@ -149,7 +149,7 @@ def _batch_f(*extra: str) -> tuple[str, ...]:
     return ("batch", "interpolate", "linear", "{d}/f.tif", "--missing", "3", "-o", "{d}/out/b.ome.zarr", "--workers", "1", "--dashboard", "off", "-q", *extra)  # fmt: skip
 
 
-_SAMPLE = ("sample-stylegan", "--checkpoint", "{d}/g.safetensors", "-n", "1", "-o", "{d}/out/s.tif", "-q")  # fmt: skip
+_SAMPLE = ("sample-stylegan", "--generator", "{d}/g.safetensors", "-n", "1", "-o", "{d}/out/s.tif", "-q")  # fmt: skip
 
 CASES = [
     # --uncertainty-out: checked before any work, and both outputs or neither

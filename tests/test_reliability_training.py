@@ -70,7 +70,7 @@ def _command(name: str, tiny_sd: Path | None = None) -> list[str]:
 
 def _train(d: Path, argv: list[str], steps: int) -> None:
     torch.set_num_threads(1)
-    assert main([a.format(d=d) for a in argv] + ["--steps", str(steps)]) == 0
+    assert main([a.format(d=d) for a in argv] + ["--train-steps", str(steps)]) == 0
 
 
 def _change_the_volume(d: Path) -> None:
@@ -123,7 +123,7 @@ def test_resuming_a_training_run_on_changed_data_is_refused(
     argv = _command(name, tiny_sd)
     case = Case(
         f"{name}-resume-after-the-input-changed",
-        (*argv, "--steps", "2"),
+        (*argv, "--train-steps", "2"),
         "was trained on other data",
         setup=_interrupted_then_changed(argv),
     )
@@ -186,7 +186,7 @@ def test_a_lora_checkpoint_with_a_damaged_rng_state_is_refused(
     argv = _command("finetune-sd", tiny_sd)
     case = Case(
         "lora-checkpoint-rng-garbage",
-        (*argv, "--steps", "2"),
+        (*argv, "--train-steps", "2"),
         "random-generator state is missing or damaged",
         setup=_damaged_rng(argv, rng_data),
     )
@@ -218,7 +218,7 @@ def test_sd_weights_of_the_wrong_shape_get_one_line_from_the_command_line(
     argv = [a if a != str(tiny_sd) else "{d}/sd" for a in _command("finetune-sd", tiny_sd)]
     case = Case(
         "sd-unet-weights-of-the-wrong-shape",
-        (*argv, "--steps", "1"),
+        (*argv, "--train-steps", "1"),
         "weights do not match its config",
         setup=_unet_of_the_wrong_shape(tiny_sd),
     )
@@ -257,5 +257,22 @@ def test_a_training_run_never_writes_its_checkpoints_into_its_input(
     argv = [a for a in _command(name, Path("{d}/no-model")) if a != "-o"]
     argv = [output if a == "{d}/out/run" else a.replace("v.tif", source) for a in argv]
     argv.insert(2, "-o")
-    case = Case(f"{name}-into-{source}", (*argv, "--steps", "1"), fragment, setup=_slice_folder)
+    case = Case(
+        f"{name}-into-{source}", (*argv, "--train-steps", "1"), fragment, setup=_slice_folder
+    )
     _run(case, inputs, capfd, monkeypatch)
+
+
+@pytest.mark.parametrize("name", ["train-stylegan", "train-dcgan", "finetune-sd"])
+def test_the_former_steps_flag_still_sets_train_steps_with_a_deprecation_warning(name, capsys):
+    from napari_scigen.cli import build_parser
+    from napari_scigen.core.params import DEST_PREFIX
+
+    with pytest.warns(DeprecationWarning, match="--steps is deprecated, use --train-steps"):
+        args = build_parser().parse_args([name, "v.tif", "-o", "run", "--steps", "5"])
+    assert getattr(args, DEST_PREFIX + "train_steps") == 5
+    assert "--steps is deprecated" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([name, "--help"])
+    shown = capsys.readouterr().out
+    assert "--train-steps" in shown and "--steps " not in shown  # the old flag is hidden

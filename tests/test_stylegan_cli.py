@@ -37,7 +37,7 @@ def _train(tmp_path, steps: int, *flags: str) -> int:
     if not source.exists():
         write_volume(source, textured_volume(shape=(4, 20, 20)), voxel_size=(1.0, 1.0, 1.0))
     run_dir = str(tmp_path / "run")
-    return main(["train-stylegan", str(source), "-o", run_dir, "--steps", str(steps), *flags])
+    return main(["train-stylegan", str(source), "-o", run_dir, "--train-steps", str(steps), *flags])
 
 
 def test_train_resume_export_and_sample_from_the_command_line(tmp_path, capsys):
@@ -50,19 +50,17 @@ def test_train_resume_export_and_sample_from_the_command_line(tmp_path, capsys):
 
     samples = tmp_path / "samples.tif"
     assert (
-        main(
-            ["sample-stylegan", "--checkpoint", str(exported), "-n", "3", "-o", str(samples), "-q"]
-        )
+        main(["sample-stylegan", "--generator", str(exported), "-n", "3", "-o", str(samples), "-q"])
         == 0
     )
     read = read_volume(samples)
     assert read.data.shape == (3, 16, 16) and read.data.dtype == np.uint16
     assert read.provenance["engine"] == "sample-stylegan"
     assert read.provenance["model"] == str(exported.resolve())
-    assert read.provenance["seed"] == [0, 1, 2] and read.provenance["params"]["n"] == 3
+    assert read.provenance["seed"] == [0, 1, 2] and read.provenance["params"]["count"] == 3
 
     walk = tmp_path / "walk.tif"
-    args = ["walk-stylegan", "--checkpoint", str(exported), "--frames", "4", "--seed-b", "7"]
+    args = ["walk-stylegan", "--generator", str(exported), "--frames", "4", "--seed-b", "7"]
     assert main([*args, "--device", "cpu", "-o", str(walk), "-q"]) == 0
     frames = read_volume(walk)
     # the samples' grey values: the training data's dtype and window (issue 21, finding 13)
@@ -110,7 +108,7 @@ def _parse(command: list[str]):
 
 def test_train_params_round_trip_through_the_command_line_flags():
     params = StyleGANTrainParams(
-        steps=123,
+        train_steps=123,
         resolution=32,
         batch_size=3,
         augment=False,
@@ -120,7 +118,7 @@ def test_train_params_round_trip_through_the_command_line_flags():
         checkpoint_every=9,
         seed=5,
         device="cpu",
-        lr=0.001,
+        learning_rate=0.001,
         r1_gamma=0.25,
         r1_interval=4,
         ema_kimg=1.5,
@@ -155,22 +153,22 @@ def test_axes_accept_the_earlier_letters_spelling():
 def test_sample_and_walk_params_round_trip_through_the_command_line_flags():
     params = StyleGANSampleParams(
         generator="g.safetensors",
-        n=3,
+        count=3,
         seed=9,
         truncation_psi=0.5,
         device="cpu",
-        noise_mode="const",
+        noise="const",
         window="unit",
         batch_size=2,
     )
     assert all(getattr(params, k) != v for k, v in StyleGANSampleParams().to_dict().items())
     argv = params_to_argv(params)
-    assert {"--checkpoint", "--count", "--truncation"} <= set(argv)
+    assert {"--generator", "--count", "--truncation"} <= set(argv)
     args = _parse(["sample-stylegan", *argv, "-o", "out.tif"])
     assert params_from_cli(StyleGANSampleParams, args) == params
     short = _parse(["sample-stylegan", "-n", "3", "--truncation", "0.5", "-o", "out.tif"])
     assert params_from_cli(StyleGANSampleParams, short) == StyleGANSampleParams(
-        n=3, truncation_psi=0.5
+        count=3, truncation_psi=0.5
     )
 
     walk = StyleGANWalkParams(
@@ -181,7 +179,7 @@ def test_sample_and_walk_params_round_trip_through_the_command_line_flags():
         truncation_psi=1.0,
         slerp=False,
         device="cpu",
-        noise_mode="none",
+        noise="none",
     )
     assert all(getattr(walk, k) != v for k, v in StyleGANWalkParams().to_dict().items())
     args = _parse(["walk-stylegan", *params_to_argv(walk), "-o", "walk.tif"])
@@ -213,3 +211,42 @@ def test_importing_the_engine_package_and_cli_module_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("cls", "old", "new", "value"),
+    [
+        (StyleGANTrainParams, "steps", "train_steps", 7),
+        (StyleGANTrainParams, "lr", "learning_rate", 0.001),
+        (StyleGANSampleParams, "checkpoint", "generator", "g.safetensors"),
+        (StyleGANSampleParams, "n", "count", 3),
+        (StyleGANSampleParams, "noise_mode", "noise", "none"),
+        (StyleGANWalkParams, "noise_mode", "noise", "none"),
+    ],
+)
+def test_the_former_stylegan_names_are_deprecated_aliases_for_one_release(cls, old, new, value):
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated, use {new}"):
+        params = cls(**{old: value})
+    assert params == cls(**{new: value})
+    with pytest.warns(DeprecationWarning, match=f"{old} is deprecated"):
+        assert getattr(params, old) == value
+
+
+def test_the_former_stylegan_flags_still_work_hidden_with_a_warning(capsys):
+    old = ["--checkpoint", "g.safetensors", "--noise-mode", "none", "-o", "s.tif"]
+    with pytest.warns(DeprecationWarning) as warned:
+        args = _parse(["sample-stylegan", *old])
+    said = " ".join(str(w.message) for w in warned)
+    assert "--checkpoint is deprecated, use --generator" in said
+    assert "--noise-mode is deprecated, use --noise" in said
+    assert params_from_cli(StyleGANSampleParams, args) == StyleGANSampleParams(
+        generator="g.safetensors", noise="none"
+    )
+    with pytest.warns(DeprecationWarning, match="--lr is deprecated, use --learning-rate"):
+        args = _parse(["train-stylegan", "v.tif", "-o", "run", "--lr", "0.001"])
+    assert train_params_from_args(args).learning_rate == 0.001
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        _parse(["sample-stylegan", "--help"])
+    shown = capsys.readouterr().out
+    assert "--generator" in shown and "--checkpoint" not in shown and "--noise-mode" not in shown

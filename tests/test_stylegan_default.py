@@ -51,7 +51,7 @@ def test_embedded_generator_samples_resemble_the_rock_phantom_intensities():
     from napari_scigen.core.phantoms import make_rock_volume
     from napari_scigen.core.stack import Window
 
-    params = StyleGANSampleParams(n=16, seed=0, truncation_psi=1.0, device="cpu")
+    params = StyleGANSampleParams(count=16, seed=0, truncation_psi=1.0, device="cpu")
     result = drain(run_sample_slices(params))
     samples = result.data
     assert samples.shape == (16, 64, 64) and samples.dtype == np.uint16

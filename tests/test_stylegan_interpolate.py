@@ -149,15 +149,15 @@ def test_sampled_slices_are_reproducible_per_seed_and_use_the_window(tmp_path, g
     from napari_scigen.core.stack import Window
 
     unit = {"generator": generator_file, "device": "cpu", "window": "unit"}
-    five = drain(run_sample_slices(StyleGANSampleParams(n=5, seed=10, batch_size=2, **unit)))
-    two = drain(run_sample_slices(StyleGANSampleParams(n=2, seed=13, batch_size=8, **unit)))
+    five = drain(run_sample_slices(StyleGANSampleParams(count=5, seed=10, batch_size=2, **unit)))
+    two = drain(run_sample_slices(StyleGANSampleParams(count=2, seed=13, batch_size=8, **unit)))
     assert five.data.shape == (5, 16, 16) and five.data.dtype == np.float32
     np.testing.assert_allclose(five.data[3:], two.data, atol=1e-6)
     window = Window(1000.0, 3000.0, "uint16")
     windowed = save_generator(
         tiny_generator(), tmp_path / "w.safetensors", {"window": window.as_dict()}
     )
-    params = StyleGANSampleParams(generator=str(windowed), n=2, seed=13, device="cpu")
+    params = StyleGANSampleParams(generator=str(windowed), count=2, seed=13, device="cpu")
     mapped = drain(run_sample_slices(params))
     assert mapped.data.dtype == np.uint16
     assert mapped.data.min() >= 1000 and mapped.data.max() <= 3000

@@ -57,12 +57,14 @@ def test_training_runs_with_finite_losses_previews_and_final_checkpoint(tmp_path
 def test_training_never_modifies_the_input_volume(tmp_path):
     volume = textured_volume()
     before = volume.copy()
-    drain(run_train_stylegan(volume, tiny_params(steps=1), out_dir=tmp_path))
+    drain(run_train_stylegan(volume, tiny_params(train_steps=1), out_dir=tmp_path))
     assert np.array_equal(volume, before)
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
-    result = drain(run_train_stylegan(textured_volume(), tiny_params(steps=2), out_dir=tmp_path))
+    result = drain(
+        run_train_stylegan(textured_volume(), tiny_params(train_steps=2), out_dir=tmp_path)
+    )
     first = load_checkpoint(result.checkpoint)
     second = load_checkpoint(result.checkpoint)
     for name in ("G", "G_ema", "D"):
@@ -83,9 +85,9 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path):
     volume = textured_volume()
-    straight = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path / "a"))
-    drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path / "b"))
-    resumed = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path / "b"))
+    straight = drain(run_train_stylegan(volume, tiny_params(train_steps=4), out_dir=tmp_path / "a"))
+    drain(run_train_stylegan(volume, tiny_params(train_steps=2), out_dir=tmp_path / "b"))
+    resumed = drain(run_train_stylegan(volume, tiny_params(train_steps=4), out_dir=tmp_path / "b"))
     assert resumed.history["step"] == [3, 4]  # continued from the saved step
     assert resumed.history["loss_G"] == straight.history["loss_G"][2:]
     a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
@@ -95,8 +97,10 @@ def test_resumed_training_equals_uninterrupted_training(tmp_path):
 
 def test_resume_false_starts_over_and_keeps_only_newest_checkpoints(tmp_path):
     volume = textured_volume()
-    drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path))
-    again = drain(run_train_stylegan(volume, tiny_params(steps=6), out_dir=tmp_path, resume=False))
+    drain(run_train_stylegan(volume, tiny_params(train_steps=2), out_dir=tmp_path))
+    again = drain(
+        run_train_stylegan(volume, tiny_params(train_steps=6), out_dir=tmp_path, resume=False)
+    )
     assert again.history["step"][0] == 1
     assert [p.name for p in list_checkpoints(tmp_path)] == [
         "checkpoint-0000004",
@@ -106,11 +110,11 @@ def test_resume_false_starts_over_and_keeps_only_newest_checkpoints(tmp_path):
 
 def test_resume_with_other_network_sizes_keeps_the_saved_architecture(tmp_path):
     volume = textured_volume()
-    drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path / "a"))
+    drain(run_train_stylegan(volume, tiny_params(train_steps=2), out_dir=tmp_path / "a"))
     events = []
     resumed = drain(
         run_train_stylegan(
-            volume, tiny_params(steps=4, channel_max=8, z_dim=8), out_dir=tmp_path / "a"
+            volume, tiny_params(train_steps=4, channel_max=8, z_dim=8), out_dir=tmp_path / "a"
         ),
         on_progress=events.append,
     )
@@ -124,8 +128,8 @@ def test_resume_with_other_network_sizes_keeps_the_saved_architecture(tmp_path):
     assert resumed.provenance["params"]["z_dim"] == TINY_CONFIG_KWARGS["z_dim"]
 
     # the same as resuming with the saved sizes
-    straight = drain(run_train_stylegan(volume, tiny_params(steps=2), out_dir=tmp_path / "b"))
-    same = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path / "b"))
+    straight = drain(run_train_stylegan(volume, tiny_params(train_steps=2), out_dir=tmp_path / "b"))
+    same = drain(run_train_stylegan(volume, tiny_params(train_steps=4), out_dir=tmp_path / "b"))
     assert straight.step == 2 and same.history["loss_G"] == resumed.history["loss_G"]
     assert same.provenance["extra"]["adopted_saved_config"] is False
     a, b = load_checkpoint(same.checkpoint), load_checkpoint(resumed.checkpoint)
@@ -135,7 +139,7 @@ def test_resume_with_other_network_sizes_keeps_the_saved_architecture(tmp_path):
     # resume=False builds the requested architecture
     fresh = drain(
         run_train_stylegan(
-            volume, tiny_params(steps=1, channel_max=8), out_dir=tmp_path / "a", resume=False
+            volume, tiny_params(train_steps=1, channel_max=8), out_dir=tmp_path / "a", resume=False
         )
     )
     assert fresh.metadata["config"]["channel_max"] == 8
@@ -146,7 +150,7 @@ def test_resume_adopts_the_saved_architecture_through_the_api(tmp_path):
     from napari_scigen import api
 
     volume = textured_volume()
-    first = api.train(volume, out_dir=str(tmp_path), params=tiny_params(steps=2))
+    first = api.train(volume, out_dir=str(tmp_path), params=tiny_params(train_steps=2))
     assert first.provenance["task"] == "train" and first.provenance["method"] == "stylegan"
     assert first.provenance["model"] == str(first.checkpoint)
     assert first.provenance["seed"] == 3 and first.provenance["engine"] == "train-stylegan"
@@ -155,7 +159,7 @@ def test_resume_adopts_the_saved_architecture_through_the_api(tmp_path):
         volume,
         out_dir=str(tmp_path),
         method="stylegan",
-        params=tiny_params(steps=3),
+        params=tiny_params(train_steps=3),
         resolution=32,  # a keyword override, as scripts pass them
         seed=11,
         on_progress=lambda event: messages.append(event.message),
@@ -178,17 +182,19 @@ def test_cancel_raises_and_keeps_progress(tmp_path):
 
     with pytest.raises(Cancelled):
         drain(
-            run_train_stylegan(volume, tiny_params(steps=50), out_dir=tmp_path, cancel=cancel),
+            run_train_stylegan(
+                volume, tiny_params(train_steps=50), out_dir=tmp_path, cancel=cancel
+            ),
             on_progress=on_progress,
         )
     assert seen == [1, 2, 3]
     assert latest_checkpoint(tmp_path).name == "checkpoint-0000003"
-    resumed = drain(run_train_stylegan(volume, tiny_params(steps=4), out_dir=tmp_path))
+    resumed = drain(run_train_stylegan(volume, tiny_params(train_steps=4), out_dir=tmp_path))
     assert resumed.history["step"] == [4]
 
 
 def test_exploding_learning_rate_raises_a_clear_divergence_error(tmp_path):
-    params = tiny_params(steps=30, lr=1e25, augment=False)
+    params = tiny_params(train_steps=30, learning_rate=1e25, augment=False)
     with pytest.raises(TrainingDivergedError, match="diverged at step"):
         drain(run_train_stylegan(textured_volume(), params, out_dir=tmp_path))
 
@@ -196,9 +202,9 @@ def test_exploding_learning_rate_raises_a_clear_divergence_error(tmp_path):
 def test_slices_smaller_than_the_resolution_are_rejected_unless_resized(tmp_path):
     small = textured_volume(shape=(3, 12, 20))
     with pytest.raises(InvalidInputError, match="smaller than the generator resolution"):
-        drain(run_train_stylegan(small, tiny_params(steps=1), out_dir=tmp_path / "a"))
+        drain(run_train_stylegan(small, tiny_params(train_steps=1), out_dir=tmp_path / "a"))
     result = drain(
-        run_train_stylegan(small, tiny_params(steps=1, crop=False), out_dir=tmp_path / "b")
+        run_train_stylegan(small, tiny_params(train_steps=1, crop=False), out_dir=tmp_path / "b")
     )
     assert result.step == 1
 
@@ -206,7 +212,9 @@ def test_slices_smaller_than_the_resolution_are_rejected_unless_resized(tmp_path
 def test_isotropic_training_samples_all_three_slicing_directions(tmp_path):
     volume = textured_volume(shape=(16, 16, 16), dtype=np.uint8)
     result = drain(
-        run_train_stylegan(volume, tiny_params(steps=1, axes=("z", "y", "x")), out_dir=tmp_path)
+        run_train_stylegan(
+            volume, tiny_params(train_steps=1, axes=("z", "y", "x")), out_dir=tmp_path
+        )
     )
     assert result.metadata["train_params"]["axes"] == ["z", "y", "x"]
 
@@ -218,9 +226,9 @@ def test_train_params_validate_axes_counts_and_sizes_with_invalid_input_errors()
         ({"axes": ("q",)}, "axes"),
         ({"axes": ()}, "axes"),
         ({"axes": ("z", "z")}, "axes"),
-        ({"steps": 0}, "steps"),
+        ({"train_steps": 0}, "train_steps"),
         ({"batch_size": 0}, "batch_size"),
-        ({"lr": 0.0}, "lr"),
+        ({"learning_rate": 0.0}, "learning_rate"),
         ({"r1_interval": 0}, "r1_interval"),
         ({"sample_every": 0}, "sample_every"),
         ({"checkpoint_every": 0}, "checkpoint_every"),
@@ -239,7 +247,9 @@ def test_train_params_validate_axes_counts_and_sizes_with_invalid_input_errors()
 
 
 def test_checkpoints_load_only_with_weights_only(tmp_path, monkeypatch):
-    result = drain(run_train_stylegan(textured_volume(), tiny_params(steps=1), out_dir=tmp_path))
+    result = drain(
+        run_train_stylegan(textured_volume(), tiny_params(train_steps=1), out_dir=tmp_path)
+    )
     calls = []
     real_load = torch.load
 
@@ -254,7 +264,7 @@ def test_checkpoints_load_only_with_weights_only(tmp_path, monkeypatch):
 
 
 def test_closing_the_generator_keeps_a_checkpoint(tmp_path):
-    gen = run_train_stylegan(textured_volume(), tiny_params(steps=50), out_dir=tmp_path)
+    gen = run_train_stylegan(textured_volume(), tiny_params(train_steps=50), out_dir=tmp_path)
     for event in gen:
         if event.step == 2:
             break
@@ -268,9 +278,9 @@ def test_training_resume_and_interpolation_run_on_cuda(tmp_path):
     from napari_scigen.engines.stylegan.params import StyleGANInterpolateParams
 
     volume = textured_volume()
-    drain(run_train_stylegan(volume, tiny_params(steps=2, device="cuda"), out_dir=tmp_path))
+    drain(run_train_stylegan(volume, tiny_params(train_steps=2, device="cuda"), out_dir=tmp_path))
     resumed = drain(
-        run_train_stylegan(volume, tiny_params(steps=3, device="cuda"), out_dir=tmp_path)
+        run_train_stylegan(volume, tiny_params(train_steps=3, device="cuda"), out_dir=tmp_path)
     )
     assert resumed.history["step"] == [3]
     params = StyleGANInterpolateParams(generator=str(tmp_path), projection_steps=3, device="cuda")

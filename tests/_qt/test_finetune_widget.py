@@ -28,7 +28,7 @@ def test_finetune_widget_trains_an_adapter_and_shows_its_preview(
     widget.fields.set_values(
         {
             "model": str(sd),
-            "steps": 3,
+            "train_steps": 3,
             "resolution": 64,
             "rank": 2,
             "device": "cpu",

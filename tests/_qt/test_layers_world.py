@@ -97,7 +97,7 @@ def test_a_new_stack_outside_the_shown_slice_moves_the_slider_onto_it(world_view
     viewer.dims.set_point(0, 10.0 + 11 * 5.0)  # the last slice of the 12-slice rock
     widget = StyleGANWidget(viewer)
     widget.device.value = "cpu"
-    widget.sample_form.set_values({"n": 2, "seed": 1})
+    widget.sample_form.set_values({"count": 2, "seed": 1})
     widget.start("sample")
     samples = viewer.layers["stylegan samples 1"]
     # the volume's scale and units, placed beside it (to its right) from the shown slice

@@ -14,7 +14,7 @@ def test_samples_are_placed_beside_the_volume_at_the_slice_shown(rock_viewer, no
     widget = StyleGANWidget(viewer)
     widget.volume_picker.value = "rock"
     widget.device.value = "cpu"
-    widget.sample_form.set_values({"n": 2, "seed": 9})
+    widget.sample_form.set_values({"count": 2, "seed": 9})
     widget.start("sample")
     samples = viewer.layers["stylegan samples 1"]
     assert viewer.dims.point[0] == 30.0  # the slider did not jump

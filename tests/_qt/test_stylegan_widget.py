@@ -37,7 +37,7 @@ def _tiny_training_form(widget: StyleGANWidget, run_dir, steps: int) -> None:
     widget.volume_picker.value = "texture"
     widget.out_dir.value = str(run_dir)
     widget.train_form.set_values(
-        {**TINY_CONFIG_KWARGS, "steps": steps, "batch_size": 4, "sample_every": 2}
+        {**TINY_CONFIG_KWARGS, "train_steps": steps, "batch_size": 4, "sample_every": 2}
     )
     widget.train_form["checkpoint_every"].value = 2
     widget.device.value = "cpu"
@@ -81,7 +81,7 @@ def test_stylegan_widget_trains_with_live_previews_then_samples_the_run(
 
     # resume to 6 steps, though the form now asks for another architecture: the run keeps
     # its saved one (the engine decides, as for the API and the CLI) and the form shows it
-    widget.train_form.set_values({"steps": 6, "z_dim": 8, "w_dim": 8})
+    widget.train_form.set_values({"train_steps": 6, "z_dim": 8, "w_dim": 8})
     widget.set_status("")
     job = widget.start("train")
     qtbot.waitUntil(lambda: job.finished, timeout=60_000)
@@ -93,7 +93,7 @@ def test_stylegan_widget_trains_with_live_previews_then_samples_the_run(
     assert widget.train_form["w_dim"].value == TINY_CONFIG_KWARGS["w_dim"]
 
     # Sample now uses the trained run (window of the training volume: uint16)
-    widget.sample_form.set_values({"n": 3, "seed": 5})
+    widget.sample_form.set_values({"count": 3, "seed": 5})
     job = widget.start("sample")
     qtbot.waitUntil(lambda: job.finished, timeout=60_000)
     assert job.outcome == "done", widget.status.text()
@@ -115,12 +115,12 @@ def test_stylegan_widget_samples_the_embedded_default(make_napari_viewer, nothre
     viewer = make_napari_viewer()
     widget = StyleGANWidget(viewer)
     widget.device.value = "cpu"
-    widget.sample_form.set_values({"n": 2, "seed": 9, "truncation_psi": 0.5})
+    widget.sample_form.set_values({"count": 2, "seed": 9, "truncation_psi": 0.5})
     widget.start("sample")
     assert widget.status.text() == "Done.", widget.status.text()
     assert widget.run_button.text() == "Sample"
     layer = viewer.layers["stylegan samples 1"]
-    params = StyleGANSampleParams(n=2, seed=9, truncation_psi=0.5, device="cpu")
+    params = StyleGANSampleParams(count=2, seed=9, truncation_psi=0.5, device="cpu")
     expected = api.sample(method="stylegan", params=params)
     np.testing.assert_array_equal(layer.data, expected.data)
     assert layer.metadata["provenance"]["model"].startswith("embedded:")
@@ -187,7 +187,7 @@ widget = StyleGANWidget(viewer)
 widget.volume_picker.value = "texture"
 widget.out_dir.value = sys.argv[1]
 widget.device.value = "cpu"
-widget.train_form.set_values({**TINY_CONFIG_KWARGS, "steps": 1, "batch_size": 2})
+widget.train_form.set_values({**TINY_CONFIG_KWARGS, "train_steps": 1, "batch_size": 2})
 widget.start("train")
 print("STATUS", widget.status.text())
 print("LLVM", _system_llvm_loaded(), "TRITON_BLOCKED", sys.modules.get("triton", 0) is None)
@@ -271,7 +271,7 @@ def test_walk_frames_are_in_the_same_grey_values_as_samples(make_napari_viewer, 
     viewer = make_napari_viewer()
     widget = StyleGANWidget(viewer)
     widget.device.value = "cpu"
-    widget.sample_form.set_values({"n": 2, "seed": 3})
+    widget.sample_form.set_values({"count": 2, "seed": 3})
     widget.start("sample")
     widget.walk_form.set_values({"seed_a": 3, "seed_b": 4, "frames": 3})
     widget.start("walk")

@@ -3,7 +3,7 @@
 * ``finetune-sd VOLUME -o ADAPTER_DIR``: LoRA fine-tuning of Stable Diffusion on tiles
   of the volume (``api.train(method="sd-lora")``); every SD command then takes
   ``--adapter ADAPTER_DIR``.
-* ``train-dcgan VOLUME -o RUN_DIR`` / ``sample-dcgan --checkpoint RUN_DIR -o OUT``: the
+* ``train-dcgan VOLUME -o RUN_DIR`` / ``sample-dcgan --generator RUN_DIR -o OUT``: the
   DCGAN baseline (``api.train(method="dcgan")``, ``api.sample(method="dcgan")``).
 
 The parameter flags come from the engines' declarations; running a training command

@@ -23,11 +23,11 @@ from .common import (
 
 
 def _add_count_flag(parser: argparse.ArgumentParser) -> None:
-    """``-n``/``--count`` for ``StyleGANSampleParams.n`` (the declaration's flag plus ``-n``)."""
+    """``-n``/``--count`` for ``StyleGANSampleParams.count`` (the declaration's flag plus ``-n``)."""
     from ..core.params import DEST_PREFIX, field_spec
     from ..engines.stylegan.params import StyleGANSampleParams
 
-    spec = field_spec(StyleGANSampleParams, "n")
+    spec = field_spec(StyleGANSampleParams, "count")
     parser.add_argument(
         "-n",
         spec.flag,
@@ -82,7 +82,7 @@ def register(subparsers) -> None:
         "the intensity range of its training data.",
     )
     options = sample.add_argument_group("sampling options")
-    add_cli_arguments(options, StyleGANSampleParams, exclude=("n",))
+    add_cli_arguments(options, StyleGANSampleParams, exclude=("count",))
     _add_count_flag(options)
     add_output_arguments(sample)
     sample.set_defaults(func=run_sample_command)

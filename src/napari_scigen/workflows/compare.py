@@ -65,9 +65,9 @@ HIGHER_IS_BETTER = {"ssim": True, "psnr": True, "clipscore": True}
 #: Default edit instruction / concept of the edit engines.
 DEFAULT_EDIT_PROMPT = "larger pores"
 #: Fields naming a sample engine's trained generator.
-GENERATOR_FIELDS = ("generator", "checkpoint")
-#: Fields naming how many slices a sample engine draws (canonical first).
-COUNT_FIELDS = ("count", "n")
+GENERATOR_FIELDS = ("generator",)
+#: Fields naming how many slices a sample engine draws.
+COUNT_FIELDS = ("count",)
 
 
 def compare_engines() -> tuple[str, ...]:
@@ -170,7 +170,7 @@ def _train_sampler(volume, name, params, settings, train_params, cancel, progres
     cls = get_engine("train", name).params_class
     declared = {spec.name for spec in fields_of(cls)}
     fill = {
-        "steps": settings["train_steps"],
+        "train_steps": settings["train_steps"],
         "device": settings["device"],
         "seed": settings["seed"],
     }

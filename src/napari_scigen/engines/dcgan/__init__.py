@@ -6,5 +6,5 @@ JSON checkpoints, ``weights_only`` loads, resume). Importing this package import
 torch: ``params`` holds the declarations, ``networks`` / ``train`` / ``sample`` the rest.
 The engines are registered as ``train/dcgan`` and ``sample/dcgan`` and reached through
 :mod:`napari_scigen.api` (``api.train(volume, out_dir=..., method="dcgan")``,
-``api.sample(method="dcgan", checkpoint=RUN_DIR)``).
+``api.sample(method="dcgan", generator=RUN_DIR)``).
 """

@@ -19,11 +19,12 @@ MAX_SEED = 2**31 - 1
 class DCGANTrainParams(EngineParams):
     """How :func:`~.train.run_train_dcgan` trains, and the network it builds."""
 
-    steps: int = param(
+    train_steps: int = param(
         5_000,
         help="total optimisation steps (a resumed run continues up to this)",
         min=1,
         label="total steps",
+        aliases=("steps",),
     )
     resolution: int = param(
         64,

@@ -43,7 +43,7 @@ def run_sample_dcgan(
         raise ModelNotAvailableError(
             "no DCGAN generator given: train one on your volume with "
             "'napari-scigen train-dcgan VOLUME -o RUN_DIR' (or api.train(..., method='dcgan')) "
-            "and pass checkpoint=RUN_DIR"
+            "and pass generator=RUN_DIR"
         )
     device = resolve_device(params.device)
     G, _, record = load_dcgan(params.generator, device)

@@ -211,7 +211,7 @@ def run_train_dcgan(
             metadata=record,
         )
 
-    total, step = params.steps, start_step
+    total, step = params.train_steps, start_step
     if step >= total:
         preview = make_preview()
         yield Progress(total, total, f"already trained for {step} steps", preview)

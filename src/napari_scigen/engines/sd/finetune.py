@@ -505,7 +505,7 @@ def run_finetune_sd(
         )
 
     history["eval_loss"].append(evaluate())
-    total, step = params.steps, start_step
+    total, step = params.train_steps, start_step
     try:
         while step < total:
             check_cancelled(cancel)

@@ -39,11 +39,12 @@ class SDLoRATrainParams(EngineParams):
         "learned); use the same words when generating",
         kind="prompt",
     )
-    steps: int = param(
+    train_steps: int = param(
         1000,
         help="total optimisation steps (a resumed run continues up to this)",
         min=1,
         label="total steps",
+        aliases=("steps",),
     )
     batch_size: int = param(2, help="training tiles per step", min=1)
     learning_rate: float = param(

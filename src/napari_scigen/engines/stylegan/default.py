@@ -21,10 +21,10 @@ DEFAULT_NAME = "stylegan_rock64"
 DEFAULT_PHANTOM: dict[str, Any] = {"shape": (64, 256, 256), "seed": 0}
 
 #: Training parameters and architecture of the embedded generator (sized for CPU
-#: training and inference; ``steps`` is an upper bound: the run is stopped by wall
+#: training and inference; ``train_steps`` is an upper bound: the run is stopped by wall
 #: time, see the JSON for the step actually reached).
 DEFAULT_TRAIN_PARAMS = StyleGANTrainParams(
-    steps=20_000,
+    train_steps=20_000,
     resolution=64,
     z_dim=128,
     w_dim=128,
@@ -32,7 +32,7 @@ DEFAULT_TRAIN_PARAMS = StyleGANTrainParams(
     channel_base=2048,
     channel_max=64,
     batch_size=16,
-    lr=0.0025,
+    learning_rate=0.0025,
     augment=True,
     crop=True,
     axes=("z",),

@@ -9,7 +9,7 @@
   ``sample``, method ``stylegan-walk``).
 
 The CLI flags and the widget fields are built from these declarations. The generator
-is a path (``--checkpoint``): an exported ``.safetensors``, a checkpoint folder or a
+is a path (``--generator``): an exported ``.safetensors``, a checkpoint folder or a
 training run folder; none means the embedded rock generator. An in-memory
 :class:`~.networks.Generator` can be written to a file with
 :func:`~.checkpoint.save_generator` first.
@@ -52,8 +52,7 @@ def _generator_param() -> Any:
         help="StyleGAN generator: an exported .safetensors, a checkpoint folder or a training "
         "run folder (its newest checkpoint); none = the embedded rock generator",
         kind="path",
-        flag="checkpoint",
-        label="generator",
+        aliases=("checkpoint",),
     )
 
 
@@ -167,11 +166,12 @@ class StyleGANTrainParams(EngineParams):
     from a checkpoint, the checkpoint's saved architecture is used instead.
     """
 
-    steps: int = param(
+    train_steps: int = param(
         10_000,
         help="total optimisation steps (a resumed run continues up to this)",
         min=1,
         label="total steps",
+        aliases=("steps",),
     )
     resolution: int = param(
         64, help="generator output size = crop size of the training slices", choices=RESOLUTIONS
@@ -198,7 +198,14 @@ class StyleGANTrainParams(EngineParams):
         "keeps its own)"
     )
     device: str = _device_param()
-    lr: float = param(0.0025, help="Adam learning rate", min=0.0, min_exclusive=True, advanced=True)
+    learning_rate: float = param(
+        0.0025,
+        help="Adam learning rate",
+        min=0.0,
+        min_exclusive=True,
+        advanced=True,
+        aliases=("lr",),
+    )
     r1_gamma: float | None = param(
         None,
         help="R1 regularisation weight (none = 0.0002 * resolution**2 / batch_size)",
@@ -278,15 +285,18 @@ class StyleGANSampleParams(EngineParams):
     """What :func:`~.sample.run_sample_slices` draws. Sample ``i`` depends only on ``seed + i``."""
 
     generator: str | None = _generator_param()
-    n: int = param(16, help="number of slices to generate", min=1, flag="count", label="slices")
+    count: int = param(
+        16, help="number of slices to generate", min=1, label="slices", aliases=("n",)
+    )
     seed: int = _seed_param("seed of the first slice (slice i uses seed + i)")
     truncation_psi: float = _truncation_param()
     device: str = _device_param()
-    noise_mode: str = param(
+    noise: str = param(
         "random",
         help="noise maps: 'random' (seeded per slice), the generator's 'const' noise, or 'none'",
         choices=("random", "const", "none"),
         advanced=True,
+        aliases=("noise_mode",),
     )
     window: str = param(
         "training",
@@ -309,9 +319,10 @@ class StyleGANWalkParams(EngineParams):
     truncation_psi: float = _truncation_param()
     slerp: bool = param(True, help="spherical interpolation of z (off: linear interpolation in W)")
     device: str = _device_param()
-    noise_mode: str = param(
+    noise: str = param(
         "const",
         help="noise along the walk: the generator's fixed 'const' noise (smooth) or 'none'",
         choices=("const", "none"),
         advanced=True,
+        aliases=("noise_mode",),
     )

@@ -26,7 +26,7 @@ def _to_unit(images) -> np.ndarray:
 def run_sample_slices(
     params: StyleGANSampleParams, *, cancel: CancelToken | None = None
 ) -> PyGenerator[Progress, None, EngineResult]:
-    """Generate ``params.n`` new random slices.
+    """Generate ``params.count`` new random slices.
 
     Sample ``i`` depends only on ``params.seed + i`` (not on ``n`` or ``batch_size``).
 
@@ -57,7 +57,7 @@ def run_sample_slices(
     device = resolve_device(params.device)
     G, metadata, name = resolve_generator(params.generator, device)
     target = _training_window(metadata) if params.window == "training" else None
-    n, batch_size, seed = params.n, params.batch_size, params.seed
+    n, batch_size, seed = params.count, params.batch_size, params.seed
     chunks = []
     with torch.no_grad():
         for start in range(0, n, batch_size):
@@ -66,12 +66,12 @@ def run_sample_slices(
             gens = [torch.Generator().manual_seed(seed + i) for i in indices]
             z = torch.stack([torch.randn(G.config.z_dim, generator=g) for g in gens]).to(device)
             ws = G.mapping(z, params.truncation_psi)
-            if params.noise_mode == "random":
+            if params.noise == "random":
                 per_sample = [G.synthesis.make_noise(1, generator=g, device=device) for g in gens]
                 noise = [torch.cat(layer) for layer in zip(*per_sample, strict=True)]
                 images = G.synthesis(ws, noise=noise)
             else:
-                images = G.synthesis(ws, noise_mode=params.noise_mode)
+                images = G.synthesis(ws, noise_mode=params.noise)
             chunks.append(_to_unit(images))
             yield Progress(indices[-1] + 1, n, f"sample {indices[-1] + 1}/{n}")
     unit = np.concatenate(chunks)
@@ -192,7 +192,7 @@ def run_latent_walk(
         params.frames,
         truncation_psi=params.truncation_psi,
         slerp=params.slerp,
-        noise_mode=params.noise_mode,
+        noise_mode=params.noise,
     )
     data = target.from_unit(unit) if target is not None else unit
     check_cancelled(cancel)

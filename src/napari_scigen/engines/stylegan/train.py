@@ -270,8 +270,8 @@ def run_train_stylegan(
             adopted = True
             params = params.replace(**{name: getattr(config, name) for name in NETWORK_FIELDS})
             yield Progress(
-                min(int(meta["step"]), params.steps),
-                params.steps,
+                min(int(meta["step"]), params.train_steps),
+                params.train_steps,
                 f"resuming {checkpoint_path.name} with its saved architecture "
                 f"({_architecture_change(requested_config, config)}); the requested network "
                 "sizes do not apply to a resumed run (resume=False starts over)",
@@ -301,9 +301,9 @@ def run_train_stylegan(
 
     r1_gamma = params.resolved_r1_gamma()
     ratio = params.r1_interval / (params.r1_interval + 1)
-    opt_G = torch.optim.Adam(G.parameters(), lr=params.lr, betas=(0.0, 0.99), eps=1e-8)
+    opt_G = torch.optim.Adam(G.parameters(), lr=params.learning_rate, betas=(0.0, 0.99), eps=1e-8)
     opt_D = torch.optim.Adam(
-        D.parameters(), lr=params.lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8
+        D.parameters(), lr=params.learning_rate * ratio, betas=(0.0, 0.99**ratio), eps=1e-8
     )
     data_gen = torch.Generator(device="cpu").manual_seed(seed)
     dev_gen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -313,9 +313,9 @@ def run_train_stylegan(
         data_gen.set_state(state["rng_data"])
         dev_gen.set_state(state["rng_device"])
         for group in opt_G.param_groups:  # a resumed run may be given another lr
-            group["lr"] = params.lr
+            group["lr"] = params.learning_rate
         for group in opt_D.param_groups:
-            group["lr"] = params.lr * ratio
+            group["lr"] = params.learning_rate * ratio
     preview_z = torch.randn(
         params.preview_count, config.z_dim, generator=torch.Generator().manual_seed(seed + 2)
     ).to(device)
@@ -412,7 +412,7 @@ def run_train_stylegan(
 
     started = time.perf_counter()
     history: dict[str, list[float]] = {"step": [], "loss_G": [], "loss_D": [], "r1": []}
-    total = params.steps
+    total = params.train_steps
     last_path = checkpoint_path
     step = start_step
     ema_nimg_max = params.resolved_ema_kimg() * 1000.0
@@ -464,7 +464,7 @@ def run_train_stylegan(
             ):
                 raise TrainingDivergedError(
                     f"StyleGAN training diverged at step {step + 1}: loss_G={value_G}, loss_D={value_D}, "
-                    f"R1={r1_value}. Lower lr (now {params.lr}) or raise r1_gamma (now {r1_gamma}); "
+                    f"R1={r1_value}. Lower learning_rate (now {params.learning_rate}) or raise r1_gamma (now {r1_gamma}); "
                     f"the last good checkpoint is {last_path}"
                 )
 
