@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .common import (
     ProgressPrinter,
-    add_device_argument,
     add_engine_arguments,
     add_series_argument,
     check_writable_folder,
@@ -19,7 +18,9 @@ from .common import (
 
 def register(subparsers) -> None:
     """Add the ``validate`` subcommand."""
-    from ..workflows.validate import DEFAULT_METHODS, VALIDATION_METRICS, validation_methods
+    from ..core.params import add_cli_arguments
+    from ..workflows.settings import ValidateParams
+    from ..workflows.validate import validation_methods
 
     validate = subparsers.add_parser(
         "validate",
@@ -30,37 +31,12 @@ def register(subparsers) -> None:
         "GMSD, porosity and pore surface errors), next to the noise ceiling of the scan. Writes "
         "validation.csv, validation_slices.csv, validation.md, validation.png and "
         "validation.json into the output folder. Engine options (e.g. --flow-num-iter) apply "
-        "to every chosen method that declares them.",
+        "to every chosen method that declares them. Methods: "
+        + ", ".join(validation_methods())
+        + ".",
     )
     validate.add_argument("input", help="3D TIFF stack or folder of slices")
-    geometry = validate.add_mutually_exclusive_group()
-    geometry.add_argument(
-        "--drop-every", type=int, help="hold out one interior slice in G (default 4)"
-    )
-    geometry.add_argument(
-        "--keep-every", type=int, help="keep slices 0, G, 2G, ... and rebuild the rest"
-    )
-    validate.add_argument(
-        "--offset",
-        type=int,
-        help="first held-out slice (--drop-every, default 1) or first kept slice "
-        "(--keep-every, default 0)",
-    )
-    validate.add_argument(
-        "--methods",
-        default=",".join(DEFAULT_METHODS),
-        help="comma-separated interpolation methods, any of: "
-        + ", ".join(validation_methods())
-        + " (default: %(default)s)",
-    )
-    validate.add_argument(
-        "--metrics",
-        default=",".join(VALIDATION_METRICS),
-        help="comma-separated: "
-        + ", ".join(VALIDATION_METRICS)
-        + " (GMSD needs no weights: the offline substitute when LPIPS' backbone is missing)",
-    )
-    add_device_argument(validate, "torch device of LPIPS and every method with a device")
+    add_cli_arguments(validate.add_argument_group("validate options"), ValidateParams)
     validate.add_argument("-o", "--output", required=True, help="output folder (created)")
     validate.add_argument("--overwrite", action="store_true", help="replace existing report files")
     validate.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -102,6 +78,34 @@ def method_params_from_args(
     return params
 
 
+def validate_settings_from_args(args: argparse.Namespace):
+    """The :class:`~napari_scigen.workflows.settings.ValidateParams` the typed flags give.
+
+    Raises
+    ------
+    CliError
+        A bad value, named by its flag (e.g. ``--drop-every must be an integer >= 2``).
+    """
+    from ..cli import CliError
+    from ..core.params import params_from_cli
+    from ..core.validation import InvalidInputError
+    from ..workflows.settings import ValidateParams
+
+    try:
+        return params_from_cli(ValidateParams, args, ignore_foreign=True)
+    except InvalidInputError as error:
+        raise CliError(str(error)) from None
+
+
+def _without(args: argparse.Namespace, cls: type) -> argparse.Namespace:
+    """``args`` less the flags of ``cls`` (what is left are the engines' flags)."""
+    from ..core.params import fields_of
+    from ..core.params.cli import DEST_PREFIX
+
+    own = {DEST_PREFIX + spec.name for spec in fields_of(cls)}
+    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in own})
+
+
 def _check_report_folder(out: Path) -> None:
     """Refuse an unwritable ``-o`` before any work: the folder, or where it will be created."""
     folder = out.expanduser().absolute()
@@ -116,7 +120,8 @@ def run_validate_command(args: argparse.Namespace) -> int:
     from ..core.io.outputs import check_output_location
     from ..core.progress import drain
     from ..metrics.report import format_value
-    from ..workflows.validate import parse_names, run_validation, validation_methods
+    from ..workflows.settings import ValidateParams
+    from ..workflows.validate import run_validation
     from ..workflows.validation_report import write_validation_report
 
     if not args.output.strip():
@@ -129,24 +134,20 @@ def run_validate_command(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise CliError(f"{out} already holds {', '.join(sorted(existing))}; pass --overwrite")
     _check_report_folder(out)
-    methods = parse_names(args.methods, validation_methods(), "methods")
-    method_params = method_params_from_args(methods, args)
-    for flag, value in (("--drop-every", args.drop_every), ("--keep-every", args.keep_every)):
-        if value is not None and value < 2:
-            raise CliError(f"{flag} must be an integer >= 2, got {value}")
-    if args.offset is not None and args.offset < (0 if args.keep_every else 1):
-        raise CliError(f"--offset must be >= {0 if args.keep_every else 1} here, got {args.offset}")
+    settings = validate_settings_from_args(args)
+    methods = settings.method_names()
+    method_params = method_params_from_args(methods, _without(args, ValidateParams))
     volume, data = read_input(args.input, series=args.series)
     require_volume(args.input, volume, purpose="validation", min_slices=3)
     printer = ProgressPrinter(quiet=args.quiet)
     job = run_validation(
         data,
-        drop_every=args.drop_every,
-        keep_every=args.keep_every,
-        offset=args.offset,
+        drop_every=settings.drop_every,
+        keep_every=settings.keep_every,
+        offset=settings.offset,
         methods=methods,
-        metrics=args.metrics,
-        device=args.device,
+        metrics=settings.metrics,
+        device=settings.device,
         method_params=method_params,
     )
     result = drain(job, on_progress=printer)
