@@ -118,6 +118,8 @@ def test_train_params_round_trip_through_the_command_line_flags():
         checkpoint_every=9,
         seed=5,
         device="cpu",
+        precision="bfloat16",
+        channels_last=True,
         learning_rate=0.001,
         r1_gamma=0.25,
         r1_interval=4,
@@ -143,6 +145,20 @@ def test_train_params_round_trip_through_the_command_line_flags():
         defaults = _parse(["train-stylegan", "vol.tif", "--run-dir", "run", "--no-resume"])
     assert train_params_from_args(defaults) == StyleGANTrainParams() and not defaults.resume
     assert defaults.output == "run"
+
+
+def test_mixed_precision_flags_are_in_the_help_and_float16_on_cpu_is_a_one_line_user_error(
+    tmp_path, capsys
+):
+    with pytest.raises(SystemExit):
+        _parse(["train-stylegan", "--help"])
+    shown = capsys.readouterr().out
+    assert "--precision" in shown and "--channels-last" in shown and "bfloat16" in shown
+    assert _train(tmp_path, 1, *TINY_ARGS, "--precision", "float16") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "float16 needs a CUDA GPU" in err and "bfloat16" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_axes_accept_the_earlier_letters_spelling():

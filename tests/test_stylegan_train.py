@@ -10,6 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from napari_scigen.core.params import ParameterError  # noqa: E402
 from napari_scigen.core.progress import Cancelled, CancelToken, drain  # noqa: E402
 from napari_scigen.core.validation import InvalidInputError  # noqa: E402
 from napari_scigen.engines.stylegan.checkpoint import (  # noqa: E402
@@ -272,6 +273,47 @@ def test_closing_the_generator_keeps_a_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path).name == "checkpoint-0000002"
 
 
+def test_bfloat16_training_keeps_float32_weights_that_resume_and_sample_finite_slices(tmp_path):
+    from napari_scigen.engines.stylegan.params import StyleGANSampleParams
+    from napari_scigen.engines.stylegan.sample import run_sample_slices
+
+    volume = textured_volume()
+    params = tiny_params(train_steps=2, r1_interval=2, precision="bfloat16")
+    first = drain(run_train_stylegan(volume, params, out_dir=tmp_path))
+    resumed = drain(run_train_stylegan(volume, params.replace(train_steps=3), out_dir=tmp_path))
+    history = {k: first.history[k] + resumed.history[k] for k in first.history}
+    assert history["step"] == [1, 2, 3]
+    assert all(math.isfinite(v) for v in history["loss_G"] + history["loss_D"])
+    r1 = [history["r1"][0], history["r1"][2]]  # R1 ran at steps 0 and 2, in float32
+    assert all(math.isfinite(v) and v > 0 for v in r1)
+    loaded = load_checkpoint(resumed.checkpoint)
+    assert {p.dtype for p in loaded["G_ema"].parameters()} == {torch.float32}
+    assert resumed.metadata["train_params"]["precision"] == "bfloat16"
+    sample = StyleGANSampleParams(generator=str(tmp_path), count=2, window="unit", device="cpu")
+    slices = drain(run_sample_slices(sample)).data
+    assert slices.shape == (2, 16, 16) and np.isfinite(slices).all()
+
+
+def test_channels_last_training_runs_and_checkpoints_standard_weights(tmp_path):
+    volume = textured_volume()
+    params = tiny_params(train_steps=2, r1_interval=2, channels_last=True)
+    result = drain(run_train_stylegan(volume, params, out_dir=tmp_path))
+    assert all(math.isfinite(v) for v in result.history["loss_G"] + result.history["loss_D"])
+    loaded = load_checkpoint(result.checkpoint)
+    assert all(p.is_contiguous() for p in loaded["G"].parameters())
+    resumed = drain(run_train_stylegan(volume, params.replace(train_steps=3), out_dir=tmp_path))
+    assert resumed.history["step"] == [3] and math.isfinite(resumed.history["loss_D"][0])
+
+
+def test_float16_on_the_cpu_is_refused_with_one_line(tmp_path):
+    params = tiny_params(precision="float16")
+    with pytest.raises(ParameterError) as refused:
+        drain(run_train_stylegan(textured_volume(), params, out_dir=tmp_path))
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("precision float16 needs a CUDA GPU")
+    assert "bfloat16" in message and not tmp_path.joinpath("checkpoint-0000001").exists()
+
+
 @pytest.mark.gpu
 def test_training_resume_and_interpolation_run_on_cuda(tmp_path):
     from napari_scigen.engines.stylegan.interpolate import run_interpolate_stylegan
@@ -286,3 +328,21 @@ def test_training_resume_and_interpolation_run_on_cuda(tmp_path):
     params = StyleGANInterpolateParams(generator=str(tmp_path), projection_steps=3, device="cuda")
     result = drain(run_interpolate_stylegan(volume, params, missing=[2]))
     assert np.array_equal(result.data[[0, 1, 3, 4, 5]], volume[[0, 1, 3, 4, 5]])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_mixed_precision_channels_last_training_resumes_on_cuda(tmp_path, precision):
+    volume = textured_volume()
+    params = tiny_params(
+        train_steps=2, r1_interval=2, precision=precision, channels_last=True, device="cuda"
+    )
+    first = drain(run_train_stylegan(volume, params, out_dir=tmp_path))
+    resumed = drain(run_train_stylegan(volume, params.replace(train_steps=3), out_dir=tmp_path))
+    losses = first.history["loss_G"] + first.history["loss_D"] + resumed.history["loss_D"]
+    assert resumed.history["step"] == [3] and all(math.isfinite(v) for v in losses)
+    assert math.isfinite(first.history["r1"][0])
+    state = torch.load(resumed.checkpoint / "train_state.pt", weights_only=True)
+    assert ("scaler_G" in state) == (precision == "float16")
+    loaded = load_checkpoint(resumed.checkpoint)
+    assert {p.dtype for p in loaded["G"].parameters()} == {torch.float32}

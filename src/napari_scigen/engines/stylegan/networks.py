@@ -180,8 +180,15 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
 
 
 def downsample2x(x: torch.Tensor) -> torch.Tensor:
-    """2x downsampling with the [1, 3, 3, 1] filter (antialiased bilinear)."""
-    return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True)
+    """2x downsampling with the [1, 3, 3, 1] filter (antialiased bilinear).
+
+    Computed in float32 (the antialiased kernel has no bfloat16 CPU implementation);
+    the result has the dtype of ``x``.
+    """
+    out = F.interpolate(
+        x.float(), scale_factor=0.5, mode="bilinear", align_corners=False, antialias=True
+    )
+    return out.to(x.dtype)
 
 
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

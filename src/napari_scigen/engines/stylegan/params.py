@@ -43,6 +43,8 @@ RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
 MAX_SEED = 2**31 - 1
 #: The training fields that make up the network architecture (``StyleGANConfig``).
 NETWORK_FIELDS = ("resolution", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
+#: Arithmetic of the training step's forward passes (autocast); weights stay float32.
+TRAIN_PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 # One declaration per shared field, used by every class that has it.
@@ -198,6 +200,20 @@ class StyleGANTrainParams(EngineParams):
         "keeps its own)"
     )
     device: str = _device_param()
+    precision: str = param(
+        "float32",
+        help="arithmetic of the forward passes: float32, or bfloat16/float16 autocast (mixed "
+        "precision; weights, optimizer and the R1 penalty stay float32). float16 needs a "
+        "CUDA GPU (with gradient scaling); CPU autocast supports bfloat16 only",
+        choices=TRAIN_PRECISIONS,
+        advanced=True,
+    )
+    channels_last: bool = param(
+        False,
+        help="keep networks and images in channels-last memory layout (faster convolutions "
+        "on recent GPUs with bfloat16/float16; little gain on CPUs)",
+        advanced=True,
+    )
     learning_rate: float = param(
         0.0025,
         help="Adam learning rate",

@@ -8,10 +8,17 @@ datasets real slices get random flips/90-degree rotations and both real and
 generated images get differentiable augmentation (:mod:`.augment`) before the
 discriminator. Path-length regularisation is not used (it mainly helps
 inversion smoothness at large scale and costs an extra backward pass).
+
+Mixed precision (``precision``): the generator and discriminator forward passes run
+under :func:`torch.autocast` in bfloat16 or float16 (float16 on CUDA only, with a
+:class:`torch.amp.GradScaler` per network); weights, optimizer states, checkpoints
+and the R1 penalty (its real-image pass runs with autocast off) stay float32.
+``channels_last`` puts the networks and images in channels-last memory layout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -23,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ...core.params import ParameterError
 from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
 from ...core.provenance import make_provenance, software_versions, to_jsonable
 from ...core.result import EngineResult
@@ -47,12 +55,16 @@ class TrainResult(EngineResult):
         NaN on steps without regularisation).
     metadata : dict
         The metadata stored with the checkpoint.
+    adopted_saved_config : bool
+        The run resumed a checkpoint whose saved architecture replaced the requested one
+        (``provenance["params"]`` holds the sizes used; front-ends show them).
     """
 
     checkpoint: Path | None = None
     step: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    adopted_saved_config: bool = False
 
     @property
     def preview(self) -> np.ndarray:
@@ -190,6 +202,27 @@ def _architecture_change(requested, saved) -> str:
     )
 
 
+def autocast_dtype(precision: str, device: str):
+    """The autocast dtype of ``precision`` on ``device`` (``None`` for float32).
+
+    Raises
+    ------
+    ParameterError
+        float16 on a device other than CUDA (CPU autocast supports bfloat16 only).
+    """
+    import torch
+
+    if precision == "float32":
+        return None
+    if precision == "float16" and not device.startswith("cuda"):
+        raise ParameterError(
+            "precision",
+            f"float16 needs a CUDA GPU, got device {device!r} (CPU autocast supports "
+            "bfloat16 only): use --precision bfloat16 or float32",
+        )
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
+
+
 def run_train_stylegan(
     volume,
     params: StyleGANTrainParams,
@@ -256,6 +289,7 @@ def run_train_stylegan(
     requested_config = params.network_config()
     config = requested_config
     device = resolve_device(params.device)
+    amp_dtype = autocast_dtype(params.precision, device)
     out_dir = Path(out_dir)
 
     checkpoint_path = latest_checkpoint(out_dir) if resume else None
@@ -295,6 +329,20 @@ def run_train_stylegan(
         state, start_step, images_seen, wall_before, seed = {}, 0, 0, 0.0, params.seed
 
     dataset = SliceDataset(array, window, config.resolution, params.axes, params.crop)
+    memory_format = torch.channels_last if params.channels_last else torch.contiguous_format
+    if params.channels_last:
+        G, D, G_ema = (net.to(memory_format=memory_format) for net in (G, D, G_ema))
+    device_type = torch.device(device).type
+
+    def autocast(enabled: bool = True):
+        if amp_dtype is None or not enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type, dtype=amp_dtype)
+
+    # float16 gradients can underflow: scale the losses (one scaler per network).
+    scaled = amp_dtype is torch.float16
+    scaler_G = torch.amp.GradScaler(device_type, enabled=scaled)
+    scaler_D = torch.amp.GradScaler(device_type, enabled=scaled)
     G.train().requires_grad_(False)
     D.train().requires_grad_(False)
     G_ema.eval().requires_grad_(False)
@@ -316,6 +364,9 @@ def run_train_stylegan(
             group["lr"] = params.learning_rate
         for group in opt_D.param_groups:
             group["lr"] = params.learning_rate * ratio
+        if scaled and "scaler_G" in state:
+            scaler_G.load_state_dict(state["scaler_G"])
+            scaler_D.load_state_dict(state["scaler_D"])
     preview_z = torch.randn(
         params.preview_count, config.z_dim, generator=torch.Generator().manual_seed(seed + 2)
     ).to(device)
@@ -371,6 +422,7 @@ def run_train_stylegan(
             step=step,
             history=history,
             metadata=record,
+            adopted_saved_config=bool(adopted),
         )
 
     def checkpoint(step: int) -> Path:
@@ -380,6 +432,9 @@ def run_train_stylegan(
             "rng_data": data_gen.get_state(),
             "rng_device": dev_gen.get_state(),
         }
+        if scaled:
+            train_state["scaler_G"] = scaler_G.state_dict()
+            train_state["scaler_D"] = scaler_D.state_dict()
         return save_checkpoint(
             out_dir,
             step=step,
@@ -406,9 +461,10 @@ def run_train_stylegan(
         return ws
 
     def disc(images):
+        images = images.float()  # augmentation in float32 (a no-op for float32 images)
         if params.augment:
             images = diff_augment(images, generator=dev_gen)
-        return D(images)
+        return D(images.contiguous(memory_format=memory_format)).float()
 
     started = time.perf_counter()
     history: dict[str, list[float]] = {"step": [], "loss_G": [], "loss_D": [], "r1": []}
@@ -425,25 +481,31 @@ def run_train_stylegan(
         while step < total:
             check_cancelled(cancel)
             batch = params.batch_size
-            real = dataset.sample(batch, data_gen).to(device)
+            real = dataset.sample(batch, data_gen).to(device, memory_format=memory_format)
             if params.augment:
                 real = random_dihedral(real, generator=data_gen)
 
             # Generator step: non-saturating logistic loss.
             G.requires_grad_(True)
-            fake = G.synthesis(sample_ws(batch), generator=dev_gen)
-            loss_G = F.softplus(-disc(fake)).mean()
+            ws = sample_ws(batch)  # the small mapping network (and w_avg) stays float32
+            with autocast():
+                fake = G.synthesis(ws, generator=dev_gen)
+                loss_G = F.softplus(-disc(fake)).mean()
             opt_G.zero_grad(set_to_none=True)
-            loss_G.backward()
-            opt_G.step()
+            scaler_G.scale(loss_G).backward()
+            scaler_G.step(opt_G)
+            scaler_G.update()
             G.requires_grad_(False)
 
             # Discriminator step (+ lazy R1 on real images).
             D.requires_grad_(True)
             do_r1 = r1_gamma > 0 and step % params.r1_interval == 0
             real_in = real.detach().requires_grad_(do_r1)
-            real_logits = disc(real_in)
-            loss_D = F.softplus(disc(fake.detach())).mean() + F.softplus(-real_logits).mean()
+            with autocast(enabled=not do_r1):  # R1's gradient of D stays float32
+                real_logits = disc(real_in)
+            with autocast():
+                fake_logits = disc(fake.detach())
+            loss_D = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
             total_D = loss_D
             r1_value = float("nan")
             if do_r1:
@@ -452,8 +514,9 @@ def run_train_stylegan(
                 total_D = loss_D + penalty * (r1_gamma / 2) * params.r1_interval
                 r1_value = float(penalty.detach())
             opt_D.zero_grad(set_to_none=True)
-            total_D.backward()
-            opt_D.step()
+            scaler_D.scale(total_D).backward()
+            scaler_D.step(opt_D)
+            scaler_D.update()
             D.requires_grad_(False)
 
             value_G, value_D = float(loss_G.detach()), float(loss_D.detach())
