@@ -75,6 +75,32 @@ def test_every_engine_declares_valid_defaults_and_a_loadable_generator(engine):
 
 
 @pytest.mark.parametrize("engine", ALL_ENGINES, ids=lambda e: f"{e.task}-{e.name}")
+def test_every_engine_declares_capabilities_that_match_its_params(engine):
+    # front-ends act on these flags instead of guessing from field names: a flag that
+    # disagrees with the params would fill a field that is not there, or skip one that is
+    specs = {spec.name: spec for spec in fields_of(engine.params_class)}
+    assert engine.accepts_voxel_size == ("voxel_size" in specs)
+    assert engine.learns_from_input == ("train_steps" in specs)
+    assert engine.outputs_uncertainty == ("uncertainty" in specs)
+    if engine.outputs_uncertainty:
+        assert isinstance(engine.params_class().uncertainty, bool)
+
+
+def test_engines_declaring_no_uncertainty_return_no_uncertainty_image():
+    volume = np.random.default_rng(0).integers(0, 255, (5, 12, 12)).astype(np.uint8)
+    mask = np.zeros(volume.shape, bool)
+    mask[:, 4:8, 4:8] = True
+    runs = {
+        ("interpolate", "linear"): lambda: api.interpolate(volume, method="linear", missing=[2]),
+        ("interpolate", "nearest"): lambda: api.interpolate(volume, method="nearest", missing=[2]),
+        ("inpaint", "biharmonic"): lambda: api.inpaint(volume, mask, method="biharmonic"),
+    }
+    for key, run in runs.items():
+        assert not get_engine(*key).outputs_uncertainty
+        assert "uncertainty" not in run().images, key
+
+
+@pytest.mark.parametrize("engine", ALL_ENGINES, ids=lambda e: f"{e.task}-{e.name}")
 def test_every_engine_params_round_trip_through_cli_flags(engine):
     cls = engine.params_class
     changes = {}

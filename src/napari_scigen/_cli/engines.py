@@ -90,7 +90,7 @@ def _add_uncertainty_argument(parser) -> None:
     )
 
 
-def _uncertainty_target(args, inputs, params):
+def _uncertainty_target(args, task, inputs, params):
     """The checked ``--uncertainty-out`` path (or None), before any work is done.
 
     The path gets the same checks as ``-o`` (not an input, ``--overwrite``, a writable
@@ -101,14 +101,14 @@ def _uncertainty_target(args, inputs, params):
     if getattr(args, "uncertainty_out", None) is None:
         return None
     from ..cli import CliError
-    from ..core.params import fields_of
+    from ..engines.registry import get_engine
 
     target = output_path(
         args.uncertainty_out, overwrite=args.overwrite, inputs=inputs, flag="--uncertainty-out"
     )
     if target.resolve() == Path(args.output).expanduser().resolve():
         raise CliError("--uncertainty-out must differ from -o")
-    if "uncertainty" not in {spec.name for spec in fields_of(type(params))}:
+    if not get_engine(task, args.method).outputs_uncertainty:
         raise CliError(
             f"--uncertainty-out: the {args.method} engine returns no uncertainty map; "
             "use --method learned or drop --uncertainty-out"
@@ -118,14 +118,11 @@ def _uncertainty_target(args, inputs, params):
     return target
 
 
-def _with_file_voxel_size(params, volume):
-    """Give an engine that declares ``voxel_size`` the file's calibrated voxel size."""
-    from ..core.params import fields_of
-
-    declared = {spec.name for spec in fields_of(type(params))}
+def _with_file_voxel_size(engine, params, volume):
+    """Give an engine that declares ``accepts_voxel_size`` the file's calibrated voxel size."""
     unit = (volume.unit or "").strip().lower()
     calibrated = unit not in ("", "pixel", "pixels", "px") and len(volume.voxel_size) == 3
-    if "voxel_size" in declared and params.voxel_size is None and calibrated:
+    if engine.accepts_voxel_size and params.voxel_size is None and calibrated:
         return params.replace(voxel_size=tuple(float(v) for v in volume.voxel_size))
     return params
 
@@ -183,10 +180,11 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     from ..core.io import check_unit
     from ..core.upsampling import factor_fraction, upsampled_length
     from ..core.validation import InvalidInputError
+    from ..engines.registry import get_engine
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
     params = engine_params_from_args("interpolate", args)
-    uncertainty_target = _uncertainty_target(args, [args.input], params)
+    uncertainty_target = _uncertainty_target(args, "interpolate", [args.input], params)
     if args.factor is not None:
         try:
             factor_fraction(args.factor)
@@ -201,7 +199,7 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     if args.factor is not None:
         depth = upsampled_length(volume.shape[0], args.factor)
         check_output_fits((depth, *volume.shape[1:]), volume.dtype, f"--factor {args.factor}")
-    params = _with_file_voxel_size(params, volume)
+    params = _with_file_voxel_size(get_engine("interpolate", args.method), params, volume)
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.interpolate(
         data,
@@ -226,7 +224,7 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input, args.mask])
     params = engine_params_from_args("inpaint", args)
-    uncertainty_target = _uncertainty_target(args, [args.input, args.mask], params)
+    uncertainty_target = _uncertainty_target(args, "inpaint", [args.input, args.mask], params)
     volume, data = read_input(args.input, series=args.series)
     _, mask = read_input(args.mask, what="mask", labels=True)
     require_volume(args.input, volume, purpose="inpainting", allow_2d=True)

@@ -164,7 +164,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         return 143 if isinstance(stop, Terminated) else 130
     printer.close()
     extra = result.provenance["extra"]
-    if extra["adopted_saved_config"]:
+    if result.adopted_saved_config:
         print(f"resumed {extra['resumed_from']} with its saved architecture {extra['config']}")
     print(f"trained {result.step} steps; checkpoint {result.checkpoint}")
     if args.export:

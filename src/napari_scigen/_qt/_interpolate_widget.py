@@ -19,15 +19,17 @@ from magicgui.widgets import ComboBox, LineEdit, SpinBox
 
 from ..core.indices import parse_indices
 from ..core.progress import CancelToken
+from ..engines.registry import get_engine
 from ._base import EngineWidget, LayerPicker, layer_data
 from ._methods import MethodChooser
 from ._offload import engine_job
 
 
-def with_layer_voxel_size(params, layer):
-    """``params`` with ``voxel_size`` set from ``layer``'s scale when the engine declares one
-    and it is empty (``learned``, ``auto``: in-plane training rows are resampled by it)."""
-    if getattr(params, "voxel_size", "absent") is not None:
+def with_layer_voxel_size(method: str, params, layer):
+    """``params`` with ``voxel_size`` set from ``layer``'s scale when the interpolation engine
+    ``method`` declares ``accepts_voxel_size`` and it is empty (``learned``, ``auto``:
+    in-plane training rows are resampled by it)."""
+    if not get_engine("interpolate", method).accepts_voxel_size or params.voxel_size is not None:
         return params
     scale = tuple(float(s) for s in layer.scale[-3:])
     if all(s == 1.0 for s in scale):  # no calibration: the engine's isotropic assumption
@@ -97,7 +99,7 @@ class InterpolateWidget(EngineWidget):
         """Method, params and missing/factor from the form (no data is read)."""
         request: dict[str, Any] = {
             "method": self.methods.method,
-            "params": with_layer_voxel_size(self.methods.params(), layer),
+            "params": with_layer_voxel_size(self.methods.method, self.methods.params(), layer),
         }
         if self.mode.value == "missing slices":
             missing = parse_indices(self.missing.value, layer.data.shape[0])

@@ -228,7 +228,7 @@ class StyleGANWidget(EngineWidget):
         if spec["action"] == "train":
             kept = (
                 " Resumed with the run's saved architecture (shown in the form)."
-                if result.provenance["extra"]["adopted_saved_config"]
+                if result.adopted_saved_config
                 else ""
             )
             self.set_status(
@@ -239,7 +239,7 @@ class StyleGANWidget(EngineWidget):
     def on_result(self, spec: dict[str, Any], result) -> None:
         if spec["action"] == "train":
             self.show_preview(result.preview)
-            if result.provenance["extra"]["adopted_saved_config"]:
+            if result.adopted_saved_config:
                 used = result.provenance["params"]
                 self.train_form.set_values({name: used[name] for name in NETWORK_FIELDS})
             self.adopt_run(spec["out_dir"])
@@ -279,12 +279,14 @@ class StyleGANWidget(EngineWidget):
         """After a cancelled training run: use the checkpoint the engine wrote on Cancel."""
         if spec["action"] != "train":
             return
-        checkpoints = sorted(Path(spec["out_dir"]).glob("checkpoint-*"))
-        if not checkpoints:
+        from ..engines.stylegan.checkpoint import latest_checkpoint
+
+        newest = latest_checkpoint(spec["out_dir"])
+        if newest is None:
             return
         self.adopt_run(spec["out_dir"])
         self.set_status(
-            f"Cancelled; checkpoint {checkpoints[-1].name} kept in {spec['out_dir']}. "
+            f"Cancelled; checkpoint {newest.name} kept in {spec['out_dir']}. "
             "Sample and Latent walk now use this run; Train again resumes it."
         )
 

@@ -131,6 +131,17 @@ class Engine:
         engines without it.
     needs_weights : bool
         Needs model weights that are not shipped with the package.
+    accepts_voxel_size : bool
+        Its params have a ``voxel_size`` field (``None`` = isotropic): front-ends fill
+        it from the file's or layer's calibration when it is left empty.
+    learns_from_input : bool
+        Trains a network on the volume it is given (its params have ``train_steps``;
+        also with ``train_steps=0``, the intensity window and the network's view along
+        z still come from that volume): ``batch`` runs it as one task unless it is
+        ``chunk_invariant``.
+    outputs_uncertainty : bool
+        Returns an ``"uncertainty"`` image (per-voxel spread) while its ``uncertainty``
+        parameter is on (``--uncertainty-out``, the docks' uncertainty layer).
     inputs : tuple of str
         Optional keyword inputs it accepts beyond its task's signature (e.g.
         ``("control",)``); :mod:`napari_scigen.api` refuses them for other engines.
@@ -147,6 +158,9 @@ class Engine:
     halo: int = 0
     chunk_invariant: bool = False
     needs_weights: bool = False
+    accepts_voxel_size: bool = False
+    learns_from_input: bool = False
+    outputs_uncertainty: bool = False
     inputs: tuple[str, ...] = ()
 
     @property
@@ -324,6 +338,9 @@ for _engine in (
         # known neighbours of its edge rows: at most 48 kept slices on each side
         halo=48,
         chunk_invariant=True,
+        accepts_voxel_size=True,
+        learns_from_input=True,
+        outputs_uncertainty=True,
     ),
     Engine(
         "interpolate",
@@ -336,6 +353,9 @@ for _engine in (
         install_hint=_TORCH_HINT,
         deterministic=False,
         halo=1,
+        accepts_voxel_size=True,
+        learns_from_input=True,
+        outputs_uncertainty=True,
     ),
     Engine(
         "inpaint",
@@ -381,6 +401,8 @@ for _engine in (
         # trained once on the whole volume; a slice's inputs reach Z_WINDOW = 16 slices
         halo=16,
         chunk_invariant=True,
+        learns_from_input=True,
+        outputs_uncertainty=True,
     ),
     Engine(
         "mask",
@@ -457,6 +479,7 @@ for _engine in (
         "train a StyleGAN2 on random crops of the volume's slices",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
+        learns_from_input=True,
     ),
     Engine(
         "train",
@@ -466,6 +489,7 @@ for _engine in (
         "train a DCGAN (the classical GAN baseline) on random crops of the volume's slices",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
+        learns_from_input=True,
     ),
     Engine(
         "train",
@@ -476,6 +500,7 @@ for _engine in (
         extras=(*_SD, "peft"),
         install_hint="pip install 'diffusers<1' transformers torch peft",
         needs_weights=True,
+        learns_from_input=True,
     ),
     Engine(
         "sample",

@@ -85,7 +85,7 @@ class BatchJob:
     """A planned batch job: the request checked, with the geometry every worker shares.
 
     ``learns_from_input``: the engine trains a network on the volume it is given (the
-    learned engines). ``fit_once``: such an engine that is chunk-invariant (see the
+    registry's flag: the learned engines). ``fit_once``: such an engine that is chunk-invariant (see the
     registry): the job trains it once on the whole volume, before the chunks, and the
     chunks apply the shipped weights (:mod:`napari_scigen.engines.learned.fitted`);
     another learned engine's job is one task over the whole volume unless the request
@@ -321,7 +321,7 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         n_out = plan_slices(shape[0], missing=request.missing, factor=request.factor).n_out
     output_shape = (n_out, *shape[1:])
     store_chunk = slice_chunks(output_shape, output_dtype)[0]
-    learns = learns_from_input(params)
+    learns = bool(engine.learns_from_input)
     fit_once = learns and engine.chunk_invariant
     default = store_chunk
     if learns and not fit_once:  # trains on what it is given: one task by default
@@ -417,16 +417,6 @@ def _check_factor(factor, shape: tuple[int, ...], dtype, output: str) -> None:
             f"{folder} has only {format_bytes(free)} free: choose a smaller --factor or "
             "write to a larger disk"
         )
-
-
-def learns_from_input(params) -> bool:
-    """Whether an engine with these parameters trains a network on the volume it is given.
-
-    True for the learned engines (their parameters have ``train_steps``), also with
-    ``train_steps=0``: their intensity window and the network's view along z (about
-    +-90 output slices of receptive field) still come from the volume they are given.
-    """
-    return "train_steps" in getattr(type(params), "__dataclass_fields__", {})
 
 
 def _learned_note(method: str, n_chunks: int) -> str:
