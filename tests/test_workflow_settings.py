@@ -1,4 +1,4 @@
-"""The ``validate`` command's options come from one declaration (ValidateParams)."""
+"""The ``validate`` and ``compare`` options come from one declaration each."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from napari_scigen.cli import build_parser, main
 from napari_scigen.core.io import write_volume
 from napari_scigen.core.params import fields_of
 from napari_scigen.core.params.cli import format_default
-from napari_scigen.workflows.settings import ValidateParams
+from napari_scigen.workflows.settings import CompareParams, ValidateParams
 
 
 def _subcommand(name: str) -> argparse.ArgumentParser:
@@ -20,32 +20,54 @@ def _subcommand(name: str) -> argparse.ArgumentParser:
     return action.choices[name]
 
 
-def test_every_validate_flag_is_a_declared_field_with_its_help_and_default():
-    actions = {flag: a for a in _subcommand("validate")._actions for flag in a.option_strings}
-    for spec in fields_of(ValidateParams):
+@pytest.mark.parametrize(
+    ("command", "cls"), [("validate", ValidateParams), ("compare", CompareParams)]
+)
+def test_every_workflow_flag_is_a_declared_field_with_its_help_and_default(command, cls):
+    actions = {flag: a for a in _subcommand(command)._actions for flag in a.option_strings}
+    for spec in fields_of(cls):
         action = actions[spec.flag]
         assert action.help.replace("%%", "%").startswith(spec.help)
         assert f"(default: {format_default(spec.default)})" in action.help
         assert action.choices == (list(spec.info.choices) if spec.info.choices else None)
     assert ValidateParams().methods == "linear,flow"
-    assert ValidateParams().device == "auto"
+    assert (ValidateParams().device, CompareParams().device) == ("auto", "auto")
+
+
+def test_compare_keeps_its_short_n_flag_and_its_former_defaults():
+    args = build_parser().parse_args(["compare", "v.tif", "-o", "out", "-n", "3"])
+    from napari_scigen._cli.compare import compare_settings_from_args
+
+    settings = compare_settings_from_args(args)
+    assert settings.n_slices == 3
+    assert (settings.engines, settings.mask_size, settings.train_steps, settings.seed) == (
+        "all",
+        0.35,
+        0,
+        0,
+    )
+    assert settings.engine_params() == {} and settings.allow_downloads is False
 
 
 @pytest.mark.parametrize(
-    ("flags", "fragment"),
+    ("command", "flags", "fragment"),
     [
-        (["--drop-every", "4", "--keep-every", "4"], "--keep-every cannot be combined"),
-        (["--keep-every", "1"], "--keep-every must be an integer >= 2"),
-        (["--offset", "0"], "--offset must be >= 1 here"),
-        (["--metrics", "psnr,nope"], "unknown metrics"),
+        ("validate", ["--drop-every", "4", "--keep-every", "4"], "--keep-every cannot be combined"),
+        ("validate", ["--keep-every", "1"], "--keep-every must be an integer >= 2"),
+        ("validate", ["--offset", "0"], "--offset must be >= 1 here"),
+        ("validate", ["--metrics", "psnr,nope"], "unknown metrics"),
+        ("compare", ["--params", "[1]"], "--params must be a JSON object"),
+        ("compare", ["--train-params", "{"], "--train-params is not valid JSON"),
+        ("compare", ["--engines", "nope"], "--engines has"),
+        ("compare", ["-n", "1"], "--n-slices must be"),
     ],
 )
-def test_a_bad_validate_option_is_one_line_and_exit_2_before_reading(
-    tmp_path, capsys, flags, fragment
+def test_a_bad_workflow_option_is_one_line_and_exit_2_before_reading(
+    tmp_path, capsys, command, flags, fragment
 ):
     source = tmp_path / "v.tif"
     write_volume(source, np.zeros((6, 8, 8), np.uint16))
-    argv = ["validate", str(source), "-o", str(tmp_path / "out"), "-q", *flags]
+    argv = [command, str(source), "-o", str(tmp_path / "out"), "-q", *flags]
     assert main(argv) == 2
     assert fragment in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -101,3 +101,17 @@ def test_a_comparison_with_a_non_classical_engine_stays_in_process(monkeypatch):
     )
     assert list(result.images) == ["interpolate/linear"]
     assert "inpaint/controlnet" in result.provenance["extra"]["skipped_engines"]
+
+
+def test_the_compare_dock_offers_the_compare_command_s_declared_settings(viewer):
+    from napari_scigen.core.params import field_spec
+    from napari_scigen.workflows.settings import CompareParams
+
+    widget = CompareWidget(viewer)
+    for name in ("n_slices", "prompt", "edit_prompt", "train_steps", "device"):
+        spec = field_spec(CompareParams, name)
+        field = getattr(widget, name)
+        assert field.value == (spec.default if spec.default is not None else "")
+        assert spec.help[1:] in field.tooltip and spec.flag in field.tooltip
+    assert {"auto", "cpu", "cuda", "mps"} <= set(widget.device.choices)  # a choice, not text
+    assert widget.n_slices.min == field_spec(CompareParams, "n_slices").info.min

@@ -8,16 +8,16 @@ provenance (:mod:`napari_scigen.workflows.compare`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from .common import ProgressPrinter, add_device_argument, add_series_argument
+from .common import ProgressPrinter, add_series_argument
 
 
 def register(subparsers) -> None:
     """Add the ``compare`` subcommand."""
-    from ..workflows.compare import COMPARE_METRICS, DEFAULT_EDIT_PROMPT
+    from ..core.params import add_cli_arguments
+    from ..workflows.settings import CompareParams
 
     parser = subparsers.add_parser(
         "compare",
@@ -32,69 +32,39 @@ def register(subparsers) -> None:
     )
     parser.add_argument("input", help="3D TIFF stack or folder of slices")
     parser.add_argument("-o", "--output", required=True, help="output folder (created)")
-    parser.add_argument(
-        "--engines", default="all", help="comma-separated engines, or 'all' (default)"
+    add_cli_arguments(parser.add_argument_group("compare options"), CompareParams)
+    (n_slices,) = [a for a in parser._actions if "--n-slices" in a.option_strings]
+    parser.add_argument(  # the short spelling, same destination
+        "-n",
+        dest=n_slices.dest,
+        type=n_slices.type,
+        default=argparse.SUPPRESS,
+        metavar=n_slices.metavar,
+        help="short for --n-slices",
     )
-    parser.add_argument("-n", "--n-slices", type=int, default=4, help="slices compared (default 4)")
-    parser.add_argument("--slices", help="the slices to compare, e.g. '10,20,30' (overrides -n)")
-    parser.add_argument(
-        "--mask", help="mask TIFF of the inpaint/edit engines (default: a centred square)"
-    )
-    parser.add_argument(
-        "--mask-size",
-        type=float,
-        default=0.35,
-        help="side of the default square mask, as a fraction of the slice (default 0.35)",
-    )
-    parser.add_argument("--prompt", help="description of the data (generate engines, CLIPScore)")
-    parser.add_argument(
-        "--edit-prompt", default=DEFAULT_EDIT_PROMPT, help="what edit engines edit towards"
-    )
-    parser.add_argument(
-        "--metrics",
-        default=",".join(COMPARE_METRICS),
-        help="comma-separated: " + ", ".join(COMPARE_METRICS) + " (default all)",
-    )
-    parser.add_argument(
-        "--params",
-        help="JSON of engine parameters, e.g. "
-        '\'{"edit/diffedit": {"steps": 20}, "flow": {"flow_num_iter": 20}}\'',
-    )
-    parser.add_argument(
-        "--train-steps",
-        type=int,
-        default=0,
-        help="first train each sample engine (DCGAN, "
-        "StyleGAN) on the volume for this many steps (default 0: DCGAN is skipped, StyleGAN "
-        "uses its embedded rock generator)",
-    )
-    parser.add_argument("--train-params", help="JSON of training parameters per engine name")
-    parser.add_argument("--work-dir", help="keep those training runs here (default: temporary)")
-    add_device_argument(parser, "torch device of every engine and metric")
     add_series_argument(parser)
-    parser.add_argument("--seed", type=int, default=0, help="seed of every engine (default 0)")
-    parser.add_argument(
-        "--allow-downloads",
-        action="store_true",
-        help="let engines download missing weights (default: offline, missing = skipped)",
-    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing report files")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     parser.set_defaults(func=run_compare_command)
 
 
-def _json_option(text: str | None, flag: str) -> dict:
-    from ..cli import CliError
+def compare_settings_from_args(args: argparse.Namespace):
+    """The :class:`~napari_scigen.workflows.settings.CompareParams` the typed flags give.
 
-    if not text:
-        return {}
+    Raises
+    ------
+    CliError
+        A bad value, named by its flag (e.g. ``--params is not valid JSON``).
+    """
+    from ..cli import CliError
+    from ..core.params import params_from_cli
+    from ..core.validation import InvalidInputError
+    from ..workflows.settings import CompareParams
+
     try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise CliError(f"{flag} is not valid JSON: {error}") from None
-    if not isinstance(value, dict):
-        raise CliError(f"{flag} must be a JSON object of engine name -> parameters")
-    return value
+        return params_from_cli(CompareParams, args)
+    except InvalidInputError as error:
+        raise CliError(str(error)) from None
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
@@ -105,7 +75,7 @@ def run_compare_command(args: argparse.Namespace) -> int:
     from ..core.indices import parse_slice_selection
     from ..core.io import read_volume
     from ..core.progress import drain
-    from ..workflows.compare import resolve_engines, run_compare
+    from ..workflows.compare import run_compare
     from ..workflows.compare_report import (
         REPORT_FILES,
         compare_table_markdown,
@@ -118,33 +88,31 @@ def run_compare_command(args: argparse.Namespace) -> int:
     existing = [name for name in REPORT_FILES.values() if (out / name).exists()]
     if existing and not args.overwrite:
         raise CliError(f"{out} already holds {', '.join(existing)}; pass --overwrite")
-    engines = resolve_engines(args.engines)
-    engine_params = _json_option(args.params, "--params")
-    train_params = _json_option(args.train_params, "--train-params")
+    settings = compare_settings_from_args(args)
     volume = read_volume(args.input, series=args.series)
     data = np.asarray(volume.data)
     if data.ndim != 3:
         raise CliError(f"{args.input} is {data.ndim}D; compare needs a 3D volume")
-    slices = parse_slice_selection(args.slices, data.shape[0]) if args.slices else None
-    mask = np.asarray(read_volume(args.mask).data) if args.mask else None
+    slices = parse_slice_selection(settings.slices, data.shape[0]) if settings.slices else None
+    mask = np.asarray(read_volume(settings.mask).data) if settings.mask else None
     printer = ProgressPrinter(quiet=args.quiet)
     job = run_compare(
         data,
-        engines=engines,
-        n_slices=args.n_slices,
+        engines=settings.engine_keys(),
+        n_slices=settings.n_slices,
         slices=slices,
         mask=mask,
-        mask_size=args.mask_size,
-        prompt=args.prompt,
-        edit_prompt=args.edit_prompt,
-        metrics=args.metrics,
-        engine_params=engine_params,
-        train_params=train_params,
-        train_steps=args.train_steps,
-        work_dir=args.work_dir,
-        device=args.device,
-        allow_downloads=args.allow_downloads,
-        seed=args.seed,
+        mask_size=settings.mask_size,
+        prompt=settings.prompt,
+        edit_prompt=settings.edit_prompt,
+        metrics=settings.metrics,
+        engine_params=settings.engine_params(),
+        train_params=settings.training_params(),
+        train_steps=settings.train_steps,
+        work_dir=settings.work_dir,
+        device=settings.device,
+        allow_downloads=settings.allow_downloads,
+        seed=settings.seed,
     )
     result = drain(job, on_progress=printer)
     printer.close()

@@ -16,15 +16,18 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, Container, FileEdit, LineEdit, SpinBox
+from magicgui.widgets import CheckBox, Container, FileEdit
 from qtpy.QtWidgets import QTableWidget, QTableWidgetItem
 
 from .._napari.layers import layer_metadata, source_geometry
+from ..core.params import field_spec
 from ..core.progress import CancelToken
 from ..core.validation import check_mask
 from ..engines.registry import get_engine
 from ..workflows.compare import DEFAULT_EDIT_PROMPT, compare_engines
+from ..workflows.settings import CompareParams
 from ._base import EngineWidget, LayerPicker, layer_data
+from ._fields import widget_for
 from ._offload import compare_job
 
 
@@ -52,21 +55,10 @@ class CompareWidget(EngineWidget):
         self.mask_picker.tooltip = (
             "mask of the inpaint/edit engines; none = a centred square on each compared slice"
         )
-        self.n_slices = SpinBox(value=4, min=2, max=1000, label="slices")
-        self.n_slices.tooltip = "evenly spaced interior slices compared (CLI: -n)"
-        self.prompt = LineEdit(value="", label="prompt")
-        self.prompt.tooltip = (
-            "description of the data (generate engines, CLIPScore); empty = default"
-        )
-        self.edit_prompt = LineEdit(value=DEFAULT_EDIT_PROMPT, label="edit prompt")
-        self.edit_prompt.tooltip = "what the edit engines edit towards (CLI: --edit-prompt)"
-        self.train_steps = SpinBox(value=0, min=0, max=1_000_000, label="GAN training steps")
-        self.train_steps.tooltip = (
-            "train DCGAN/StyleGAN on the volume first (0: DCGAN is skipped, StyleGAN uses its "
-            "embedded generator)"
-        )
-        self.device = LineEdit(value="auto", label="device")
-        self.device.tooltip = "torch device: auto (GPU if available), cpu, cuda, cuda:1, mps"
+        # the run's settings: the fields CompareParams declares (as `compare` flags)
+        for name in ("n_slices", "prompt", "edit_prompt", "train_steps", "device"):
+            spec = field_spec(CompareParams, name)
+            setattr(self, name, widget_for(spec, spec.default))
         self.out_dir = FileEdit(mode="d", value="", label="report folder")
         self.out_dir.line_edit.value = ""
         self.out_dir.tooltip = "write compare.md/.csv/.json/.png here (empty: do not write)"
@@ -129,7 +121,7 @@ class CompareWidget(EngineWidget):
             "prompt": self.prompt.value.strip() or None,
             "edit_prompt": self.edit_prompt.value.strip() or DEFAULT_EDIT_PROMPT,
             "train_steps": int(self.train_steps.value),
-            "device": self.device.value.strip() or "auto",
+            "device": str(self.device.value).strip() or "auto",
             "out_dir": Path(out_text).expanduser() if out_text else None,
         }
 

@@ -1,9 +1,11 @@
-"""The options of the ``validate`` workflow, declared once like an engine's parameters.
+"""The options of the ``validate`` and ``compare`` workflows, declared once.
 
-:class:`ValidateParams` is the single declaration of what ``napari-scigen validate``
-offers besides the engine flags: its fields become the command's flags
-(:func:`napari_scigen.core.params.add_cli_arguments`, flag = field name) and its checks
-run before any work (as ``--flag`` errors on the command line).
+:class:`ValidateParams` and :class:`CompareParams` are the single declarations of what
+``napari-scigen validate`` / ``napari-scigen compare`` (and the Compare engines dock)
+offer, like an engine's parameters: their fields become the commands' flags
+(:func:`napari_scigen.core.params.add_cli_arguments`, flag = field name) and the dock's
+fields (:func:`napari_scigen._qt._fields.widget_for`), and their checks run before any
+work (as ``--flag`` errors on the command line).
 
 Examples
 --------
@@ -17,10 +19,13 @@ napari_scigen.core.params.declare.ParameterError: drop_every must be an integer 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.params import EngineParams, ParameterError, device_param, param
 from ..core.validation import InvalidInputError
+from .compare import COMPARE_METRICS, DEFAULT_EDIT_PROMPT
 from .validate import DEFAULT_METHODS, VALIDATION_METRICS
 
 
@@ -77,3 +82,111 @@ class ValidateParams(EngineParams):
         from .validate import parse_names, validation_methods
 
         return parse_names(self.methods, validation_methods(), "methods")
+
+
+def _json_object(text: str | None, name: str) -> dict[str, Any]:
+    """``{}`` for no text, else the JSON object ``text`` holds (checked)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ParameterError(name, f"is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ParameterError(name, "must be a JSON object of engine name -> parameters")
+    return value
+
+
+@dataclass(frozen=True)
+class CompareParams(EngineParams):
+    """Options of the ``compare`` workflow (``napari-scigen compare``, the Compare dock)."""
+
+    engines: str = param(
+        "all",
+        help="comma-separated engines ('task/name', bare names when unique), or 'all'",
+        kind="text",
+    )
+    n_slices: int = param(
+        4, help="evenly spaced interior slices compared (also -n)", min=2, label="slices"
+    )
+    slices: str | None = param(
+        None,
+        help="the slices to compare, e.g. '10,20,30' (overrides n_slices)",
+        kind="text",
+        label="slice list",
+    )
+    mask: str | None = param(
+        None, help="mask TIFF of the inpaint/edit engines (none: a centred square)", kind="path"
+    )
+    mask_size: float = param(
+        0.35,
+        help="side of the default square mask, as a fraction of the slice",
+        min=0.0,
+        max=1.0,
+        min_exclusive=True,
+        step=0.05,
+    )
+    prompt: str | None = param(
+        None,
+        help="description of the data (generate engines, CLIPScore); none = the rock prompt",
+        kind="prompt",
+    )
+    edit_prompt: str = param(DEFAULT_EDIT_PROMPT, help="what the edit engines edit towards")
+    metrics: str = param(
+        ",".join(COMPARE_METRICS),
+        help="comma-separated: " + ", ".join(COMPARE_METRICS),
+        kind="text",
+    )
+    params: str | None = param(
+        None,
+        help="JSON of engine parameters, e.g. "
+        '\'{"edit/diffedit": {"steps": 20}, "flow": {"flow_num_iter": 20}}\'',
+        kind="text",
+    )
+    train_steps: int = param(
+        0,
+        help="first train each sample engine (DCGAN, StyleGAN) on the volume for this many "
+        "steps (0: DCGAN is skipped, StyleGAN uses its embedded rock generator)",
+        min=0,
+        label="GAN training steps",
+    )
+    train_params: str | None = param(
+        None, help="JSON of training parameters per engine name", kind="text"
+    )
+    work_dir: str | None = param(
+        None, help="keep those training runs here (none: a temporary folder)", kind="dir"
+    )
+    device: str = device_param("torch device of every engine and metric")
+    seed: int = param(0, help="seed of every engine")
+    allow_downloads: bool = param(
+        False, help="let engines download missing weights (off: offline, missing = skipped)"
+    )
+
+    def check(self) -> None:
+        from .compare import resolve_engines
+        from .validate import parse_names
+
+        for name, check in (
+            ("engines", resolve_engines),
+            ("metrics", lambda text: parse_names(text, COMPARE_METRICS, "metrics")),
+        ):
+            try:
+                check(getattr(self, name))
+            except InvalidInputError as error:
+                raise ParameterError(name, f"has {error}") from None
+        for name in ("params", "train_params"):
+            _json_object(getattr(self, name), name)
+
+    def engine_keys(self) -> tuple[str, ...]:
+        """The chosen engines as ``"task/name"`` keys."""
+        from .compare import resolve_engines
+
+        return resolve_engines(self.engines)
+
+    def engine_params(self) -> dict[str, Any]:
+        """``params`` as a mapping (``{}`` when none)."""
+        return _json_object(self.params, "params")
+
+    def training_params(self) -> dict[str, Any]:
+        """``train_params`` as a mapping (``{}`` when none)."""
+        return _json_object(self.train_params, "train_params")
