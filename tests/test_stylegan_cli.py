@@ -266,3 +266,12 @@ def test_the_former_stylegan_flags_still_work_hidden_with_a_warning(capsys):
         _parse(["sample-stylegan", "--help"])
     shown = capsys.readouterr().out
     assert "--generator" in shown and "--checkpoint" not in shown and "--noise-mode" not in shown
+
+
+def test_a_diverging_training_is_a_one_line_user_error_like_the_learned_engines(tmp_path, capfd):
+    code = _train(tmp_path, 30, *TINY_ARGS, "--learning-rate", "1e25", "--no-augment")
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert "diverged at step" in err and "Traceback" not in err
+    assert len(lines) == 1, err

@@ -72,8 +72,12 @@ class TrainResult(EngineResult):
         return self.data
 
 
-class TrainingDivergedError(FloatingPointError):
-    """A loss became NaN or infinite."""
+class TrainingDivergedError(FloatingPointError, InvalidInputError):
+    """A loss became NaN or infinite: a user error (settings to change), as in the learned engine.
+
+    Every front-end reports it in one line (the command line exits 2), like the learned
+    engine's divergence; it stays a ``FloatingPointError`` for code that catches that.
+    """
 
 
 class SliceDataset:
