@@ -46,27 +46,34 @@ class DiffEditWidget(EngineWidget):
         self._action = "edit"
         super().__init__(napari_viewer)
 
-    def build_form(self) -> None:
-        viewer = self.viewer
+    def build_pickers(self, mask_tooltip: str, mask_source: str) -> None:
+        """The image and mask pickers, the automatic-mask button and the slices field.
+
+        ``mask_tooltip`` says what an empty mask means; ``mask_source`` names whose
+        automatic mask the button computes.
+        """
         self.image_picker = LayerPicker(
-            viewer,
+            self.viewer,
             napari.layers.Image,
             label="image",
             tooltip="the image to edit (never modified: the result is a new layer)",
         )
         self.mask_picker = MaskPicker(
-            viewer,
-            self.image_picker,
-            label="mask (none = auto)",
-            tooltip="painted mask (default: '<image> mask'); none = DiffEdit's automatic "
-            "mask from the prompts",
+            self.viewer, self.image_picker, label="mask (none = auto)", tooltip=mask_tooltip
         )
         self.generate_mask_button = PushButton(
             text="Generate mask from prompts",
-            tooltip="compute DiffEdit's automatic mask and add it as an editable Labels layer "
-            "(then correct it with the brush and press Edit)",
+            tooltip=f"compute {mask_source} automatic mask and add it as an editable Labels "
+            "layer (then correct it with the brush and press Edit)",
         )
         self.slices = slices_field()
+
+    def build_form(self) -> None:
+        self.build_pickers(
+            "painted mask (default: '<image> mask'); none = DiffEdit's automatic mask from "
+            "the prompts",
+            "DiffEdit's",
+        )
         self.fields = ParamsForm(get_engine("edit", "diffedit").params_class)
         self.form.extend(
             [self.image_picker, self.mask_picker, self.generate_mask_button, self.slices]

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import napari
-from magicgui.widgets import PushButton
-
 from .. import api
 from ..core.progress import CancelToken
 from ..core.validation import check_mask
 from ..engines.registry import engine_names
-from ._base import LayerPicker, layer_data
+from ._base import layer_data
 from ._diffedit_widget import DiffEditWidget
 from ._methods import MethodChooser
-from ._pickers import MaskPicker, large_mask_warning
-from ._shared import read_slices, slices_field
+from ._pickers import large_mask_warning
+from ._shared import read_slices
 
 
 class EditWidget(DiffEditWidget):
@@ -36,28 +33,13 @@ class EditWidget(DiffEditWidget):
     run_tooltip = "edit the chosen slices with the chosen method; a new layer is added"
 
     def build_form(self) -> None:
-        viewer = self.viewer
-        self.image_picker = LayerPicker(
-            viewer,
-            napari.layers.Image,
-            label="image",
-            tooltip="the image to edit (never modified: the result is a new layer)",
-        )
-        self.mask_picker = MaskPicker(
-            viewer,
-            self.image_picker,
-            label="mask (none = auto)",
-            tooltip="the region to edit (default: '<image> mask'); none = the method's "
-            "own mask (DiffEdit's prompt difference) or the whole slice",
+        self.build_pickers(
+            "the region to edit (default: '<image> mask'); none = the method's own mask "
+            "(DiffEdit's prompt difference) or the whole slice",
+            "the method's",
         )
         self.methods = MethodChooser("edit")
         self.method = self.methods.combo
-        self.generate_mask_button = PushButton(
-            text="Generate mask from prompts",
-            tooltip="compute the method's automatic mask and add it as an editable Labels "
-            "layer (then correct it with the brush and press Edit)",
-        )
-        self.slices = slices_field()
         self.form.extend(
             [
                 self.image_picker,
