@@ -1,10 +1,9 @@
 """The options of the ``metrics`` workflow, declared once like an engine's parameters.
 
-:class:`MetricsParams` is the single declaration of what ``napari-scigen metrics``,
-the Metrics dock and the docs offer: its fields become the command's flags
-(:func:`napari_scigen.core.params.add_cli_arguments`), the dock's device / LPIPS
-backbone fields (:func:`napari_scigen._qt._fields.widget_for`) and a table of
-``docs/engines.md``. The scoring scale defaults to the reference's 0.5-99.5
+:class:`MetricsParams` is the single declaration of what ``napari-scigen metrics``
+and the Metrics dock offer: its fields become the command's flags
+(:func:`napari_scigen.core.params.add_cli_arguments`) and the dock's device / LPIPS
+backbone fields (:func:`napari_scigen._qt._fields.widget_for`). The scoring scale defaults to the reference's 0.5-99.5
 percentile window (:func:`napari_scigen.metrics.pixel.scoring_window`), the default
 of every front-end.
 
