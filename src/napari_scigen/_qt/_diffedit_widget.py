@@ -125,12 +125,7 @@ class DiffEditWidget(EngineWidget):
         if not params.prompt.strip():
             raise ValueError("type a target prompt: what the region should become")
         image = layer_data(image_layer)
-        mask = None
-        mask_layer = self.mask_picker.layer
-        if action == "edit" and mask_layer is not None:
-            mask = check_mask(
-                layer_data(mask_layer), image.shape, name=f"mask '{mask_layer.name}'"
-            ).copy()
+        mask, mask_layer = self.chosen_mask(action, image)
         return {
             "warnings": [large_mask_warning(mask, mask_layer.name)] if mask is not None else [],
             "action": action,
@@ -141,11 +136,23 @@ class DiffEditWidget(EngineWidget):
             "slices": read_slices(self.slices, self.viewer, image_layer),
         }
 
+    def chosen_mask(self, action: str, image):
+        """``(mask, mask layer)`` of an edit with a painted mask, else ``(None, layer or None)``.
+
+        The mask is checked against ``image`` and copied (the layer is never shared).
+        """
+        mask_layer = self.mask_picker.layer
+        if action != "edit" or mask_layer is None:
+            return None, mask_layer
+        name = f"mask '{mask_layer.name}'"
+        return check_mask(layer_data(mask_layer), image.shape, name=name).copy(), mask_layer
+
     def make_job(self, spec: dict[str, Any], cancel: CancelToken):
+        method = spec.get("method", "diffedit")  # the Text-guided editing dock's choice
         if spec["action"] == "mask":
             return api.mask_job(
                 spec["image"],
-                method="diffedit",
+                method=method,
                 params=spec["params"],
                 slices=spec["slices"],
                 cancel=cancel,
@@ -153,7 +160,7 @@ class DiffEditWidget(EngineWidget):
         return api.edit_job(
             spec["image"],
             spec["mask"],
-            method="diffedit",
+            method=method,
             params=spec["params"],
             slices=spec["slices"],
             cancel=cancel,

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import api
-from ..core.progress import CancelToken
-from ..core.validation import check_mask
 from ..engines.registry import engine_names
 from ._base import layer_data
 from ._diffedit_widget import DiffEditWidget
@@ -76,11 +73,7 @@ class EditWidget(DiffEditWidget):
             raise ValueError(f"{method} has no automatic mask; paint one in Mask painting")
         params = self.params()
         image = layer_data(image_layer)
-        mask, mask_layer = None, self.mask_picker.layer
-        if action == "edit" and mask_layer is not None:
-            mask = check_mask(
-                layer_data(mask_layer), image.shape, name=f"mask '{mask_layer.name}'"
-            ).copy()
+        mask, mask_layer = self.chosen_mask(action, image)
         return {
             "warnings": [large_mask_warning(mask, mask_layer.name)] if mask is not None else [],
             "action": action,
@@ -92,21 +85,3 @@ class EditWidget(DiffEditWidget):
             "params": params,
             "slices": read_slices(self.slices, self.viewer, image_layer),
         }
-
-    def make_job(self, spec: dict[str, Any], cancel: CancelToken):
-        if spec["action"] == "mask":
-            return api.mask_job(
-                spec["image"],
-                method=spec["method"],
-                params=spec["params"],
-                slices=spec["slices"],
-                cancel=cancel,
-            )
-        return api.edit_job(
-            spec["image"],
-            spec["mask"],
-            method=spec["method"],
-            params=spec["params"],
-            slices=spec["slices"],
-            cancel=cancel,
-        )
