@@ -67,11 +67,9 @@ def pore_sizes(pores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    if values.size == 0:
-        return float("nan")
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order])
-    return float(values[order][np.searchsorted(cumulative, 0.5 * cumulative[-1])])
+    from .morphology import _weighted_percentile
+
+    return _weighted_percentile(values, weights, 50) if values.size else float("nan")
 
 
 def pore_size_distance(real_pores, generated_pores) -> dict[str, float]:
@@ -99,10 +97,6 @@ def pore_size_distance(real_pores, generated_pores) -> dict[str, float]:
     }
 
 
-def _relative(reference: float, generated: float) -> float:
-    return float((generated - reference) / reference) if reference else float("nan")
-
-
 def realism(real, generated, threshold: float, *, r_max: int | None = None) -> dict[str, Any]:
     """Porosity, specific surface, S2 and pore sizes of two sets of slices, side by side.
 
@@ -123,7 +117,7 @@ def realism(real, generated, threshold: float, *, r_max: int | None = None) -> d
         (set means); ``s2``: ``{"distance", "r_max"}``; ``pore_size``: ``{"distance",
         "real_d50", "generated_d50"}``; ``threshold``; ``counts``.
     """
-    from .morphology import specific_surface_area
+    from .morphology import relative_error, specific_surface_area
 
     real_pores = _stack(np.asarray(real) <= threshold, "real")
     gen_pores = _stack(np.asarray(generated) <= threshold, "generated")
@@ -140,12 +134,12 @@ def realism(real, generated, threshold: float, *, r_max: int | None = None) -> d
         "porosity": {
             "real": porosity[0],
             "generated": porosity[1],
-            "relative_error": _relative(*porosity),
+            "relative_error": relative_error(*porosity),
         },
         "specific_surface": {
             "real": surface[0],
             "generated": surface[1],
-            "relative_error": _relative(*surface),
+            "relative_error": relative_error(*surface),
         },
         "s2": {"distance": s2_distance(real_pores, gen_pores, r_max), "r_max": r_max},
         "pore_size": pore_size_distance(real_pores, gen_pores),
