@@ -427,6 +427,24 @@ def _each_engines_own_help(parser, flag: str, owners) -> None:
     action.help = "; ".join(parts).replace("%", "%%")
 
 
+def settings_from_args(cls: type, args, **options):
+    """A workflow's settings ``cls`` from the typed flags (``options``: of ``params_from_cli``).
+
+    Raises
+    ------
+    CliError
+        A bad value, named by its flag (e.g. ``--drop-every must be an integer >= 2``).
+    """
+    from ..cli import CliError
+    from ..core.params import params_from_cli
+    from ..core.validation import InvalidInputError
+
+    try:
+        return params_from_cli(cls, args, **options)
+    except InvalidInputError as error:
+        raise CliError(str(error)) from None
+
+
 def engine_params_from_args(task: str, args, **fixed):
     """The params of ``args.method`` from the typed flags (others are an error).
 

@@ -56,15 +56,10 @@ def compare_settings_from_args(args: argparse.Namespace):
     CliError
         A bad value, named by its flag (e.g. ``--params is not valid JSON``).
     """
-    from ..cli import CliError
-    from ..core.params import params_from_cli
-    from ..core.validation import InvalidInputError
     from ..workflows.settings import CompareParams
+    from .common import settings_from_args
 
-    try:
-        return params_from_cli(CompareParams, args)
-    except InvalidInputError as error:
-        raise CliError(str(error)) from None
+    return settings_from_args(CompareParams, args)
 
 
 def run_compare_command(args: argparse.Namespace) -> int:

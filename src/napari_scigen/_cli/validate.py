@@ -86,15 +86,10 @@ def validate_settings_from_args(args: argparse.Namespace):
     CliError
         A bad value, named by its flag (e.g. ``--drop-every must be an integer >= 2``).
     """
-    from ..cli import CliError
-    from ..core.params import params_from_cli
-    from ..core.validation import InvalidInputError
     from ..workflows.settings import ValidateParams
+    from .common import settings_from_args
 
-    try:
-        return params_from_cli(ValidateParams, args, ignore_foreign=True)
-    except InvalidInputError as error:
-        raise CliError(str(error)) from None
+    return settings_from_args(ValidateParams, args, ignore_foreign=True)
 
 
 def _without(args: argparse.Namespace, cls: type) -> argparse.Namespace:
