@@ -118,6 +118,17 @@ def volume_range(volume, step: int = 16) -> tuple[float, float]:
     return low, high
 
 
+def with_output_range(fitted, volume, value_range=None):
+    """``fitted`` with the whole volume's ``(min, max)`` as its output range (for chunks).
+
+    ``value_range`` when the caller measured it already (a batch job's range pass), else
+    read slab by slab (:func:`volume_range`).
+    """
+    low_high = value_range if value_range is not None else volume_range(volume)
+    fitted.record["output_range"] = [float(v) for v in low_high]
+    return fitted
+
+
 def describe(window: tuple[slice, slice, slice], shape) -> dict:
     """The sample, for the provenance."""
     return {

@@ -483,7 +483,7 @@ def run_learned_inpainting(
 def _fit_on_sample(image, mask, params, window, slices, cancel, fit_only, value_range):
     """Fit on the seeded sample ``window`` (see :mod:`.bounded`), then fill the whole volume."""
     from ...core.device import resolve_device
-    from .bounded import describe, read_window, volume_range
+    from .bounded import describe, read_window, with_output_range
     from .fitted import inpaint_chunk
 
     started = time.perf_counter()
@@ -496,9 +496,7 @@ def _fit_on_sample(image, mask, params, window, slices, cancel, fit_only, value_
     record = fitted.record
     record["extra"]["fit_sample"] = describe(window, shape)
     if fit_only:
-        low_high = value_range if value_range is not None else volume_range(image)
-        record["output_range"] = [float(v) for v in low_high]
-        return fitted
+        return with_output_range(fitted, image, value_range)
     array = check_image(image, name="image")
     boolean = check_mask(mask, array.shape, name="mask")
     chosen = select_slices(array.shape[0], slices)

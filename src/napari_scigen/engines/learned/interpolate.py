@@ -530,7 +530,7 @@ def _fit_on_sample(volume, params, window, missing, factor, cancel, mode, fit_on
     """Fit on the seeded sample ``window`` of ``volume`` (see :mod:`.bounded`), fill whole."""
     from ...core.device import resolve_device
     from ...core.validation import check_image
-    from .bounded import describe, read_window, volume_range, window_missing
+    from .bounded import describe, read_window, window_missing, with_output_range
     from .fitted import fill_chunk
 
     started = time.perf_counter()
@@ -543,9 +543,7 @@ def _fit_on_sample(volume, params, window, missing, factor, cancel, mode, fit_on
     record = fitted.record
     record["extra"]["fit_sample"] = describe(window, shape)
     if fit_only:
-        low_high = value_range if value_range is not None else volume_range(volume)
-        record["output_range"] = [float(v) for v in low_high]
-        return fitted
+        return with_output_range(fitted, volume, value_range)
     array, plan, _, low, high = prepare(
         check_image(volume, name="volume", ndim=(3,)), missing, factor
     )
