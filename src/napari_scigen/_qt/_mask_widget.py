@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import Container, FloatSpinBox, PushButton, SpinBox
+from magicgui.widgets import Container, PushButton
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from .._napari.layers import source_geometry
 from ..core import masks
-from ..core.params import field_spec
+from ..core.params import ParameterError, field_spec, fields_of
 from ..core.validation import InvalidInputError, check_mask
-from ..engines.sd.params import StableDiffusionParams
+from ..workflows.settings import MaskToolParams
 from ._base import LayerPicker
 from ._docks import WIDGETS, DockColumnFit, scrollable
-from ._fields import ParamsForm
+from ._fields import ParamsForm, read_widget, widget_for
 from ._help import help_button
 from ._pickers import MaskPicker, mask_fraction
 
@@ -59,6 +59,11 @@ def _edited(old_mask: np.ndarray, masked: np.ndarray) -> np.ndarray:
     return out
 
 
+def _labelled(error: ParameterError) -> str:
+    """``error`` with its field named by the dock's label (``threshold high must be ...``)."""
+    return f"{field_spec(MaskToolParams, error.field).label} {error.reason}"
+
+
 def _row(*widgets) -> Container:
     return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
@@ -88,44 +93,20 @@ class MaskWidget(DockColumnFit, QWidget):
             label="mask",
             tooltip="the mask the buttons below edit (default: '<image> mask')",
         )
-        self.radius = SpinBox(
-            value=2,
-            min=1,
-            max=100,
-            label="radius (px)",
-            tooltip="disk radius of Grow and Shrink, per slice",
-        )
+        # the settings' widgets, built from their one declaration (MaskToolParams)
+        self.fields = {
+            spec.name: widget_for(spec, spec.default) for spec in fields_of(MaskToolParams)
+        }
+        self.radius = self.fields["radius"]
         self.grow_button = PushButton(text="Grow", tooltip="dilate the mask by the radius")
         self.shrink_button = PushButton(text="Shrink", tooltip="erode the mask by the radius")
-        feather = field_spec(StableDiffusionParams, "feather")  # the engines' own default
-        self.feather = FloatSpinBox(
-            value=feather.default,
-            min=0.0,
-            max=200.0,
-            step=feather.info.step or 1.0,
-            label="feather (px)",
-            tooltip="width of the soft edge inside the mask over which generated pixels are "
-            "blended into the original (the 'feather (px)' of DiffEdit and ControlNet)",
-        )
+        self.feather = self.fields["feather"]  # default: the engines' own (3 px)
         self.feather_button = PushButton(
             text="Show feathered edge",
             tooltip="add (or update) the layer '<mask> feather': the blend weights, 0 outside "
             "the mask rising to 1 inside over the feather width",
         )
-        self.low = FloatSpinBox(
-            value=0.0,
-            min=-1e9,
-            max=1e9,
-            label="threshold low",
-            tooltip="lowest image value masked by 'Mask from threshold' (inclusive)",
-        )
-        self.high = FloatSpinBox(
-            value=0.0,
-            min=-1e9,
-            max=1e9,
-            label="threshold high",
-            tooltip="highest image value masked by 'Mask from threshold' (inclusive)",
-        )
+        self.low, self.high = self.fields["threshold_low"], self.fields["threshold_high"]
         self.threshold_button = PushButton(
             text="Mask from threshold",
             tooltip="replace the mask by the image's pixels within [low, high]",
@@ -136,20 +117,7 @@ class MaskWidget(DockColumnFit, QWidget):
             tooltip="replace the mask by the rings around the slice centre (the rotation axis) "
             "found by the radial-profile detector with the settings above",
         )
-        self.copy_start = SpinBox(
-            value=0,
-            min=0,
-            max=100_000,
-            label="copy to slices from",
-            tooltip="first slice (inclusive) that receives the shown slice's mask",
-        )
-        self.copy_stop = SpinBox(
-            value=0,
-            min=0,
-            max=100_000,
-            label="to",
-            tooltip="last slice (inclusive) that receives the shown slice's mask",
-        )
+        self.copy_start, self.copy_stop = self.fields["copy_start"], self.fields["copy_stop"]
         self.copy_button = PushButton(
             text="Copy current slice's mask",
             tooltip="overwrite slices 'from'..'to' with the mask of the slice shown",
@@ -192,10 +160,10 @@ class MaskWidget(DockColumnFit, QWidget):
         layout.addWidget(self.scroll_area, 1)
         self.create_button.clicked.connect(self.create_mask)
         self.grow_button.clicked.connect(
-            lambda: self._apply(lambda m: masks.grow_mask(m, self.radius.value), "grown")
+            lambda: self._apply(lambda m: masks.grow_mask(m, self.settings().radius), "grown")
         )
         self.shrink_button.clicked.connect(
-            lambda: self._apply(lambda m: masks.shrink_mask(m, self.radius.value), "shrunk")
+            lambda: self._apply(lambda m: masks.shrink_mask(m, self.settings().radius), "shrunk")
         )
         self.feather_button.clicked.connect(self.show_feather)
         self.threshold_button.clicked.connect(self.mask_from_threshold)
@@ -204,6 +172,29 @@ class MaskWidget(DockColumnFit, QWidget):
         WIDGETS.add(self)
 
     # -- helpers ------------------------------------------------------------
+    def settings(self) -> MaskToolParams:
+        """The tools' settings as shown (checked against their declaration).
+
+        Raises
+        ------
+        ValueError
+            A value out of its declared range, named by its label.
+        """
+        specs = fields_of(MaskToolParams)
+        try:
+            return MaskToolParams.from_mapping(
+                {spec.name: read_widget(spec, self.fields[spec.name]) for spec in specs}
+            )
+        except ParameterError as error:
+            raise ValueError(_labelled(error)) from None
+
+    def threshold_window(self) -> tuple[float, float]:
+        """``(low, high)`` of *Mask from threshold* (``ValueError`` unless high > low)."""
+        try:
+            return self.settings().threshold_window()
+        except ParameterError as error:
+            raise ValueError(_labelled(error)) from None
+
     def _report(self, text: str) -> None:
         self.status.setText(text)
 
@@ -285,7 +276,8 @@ class MaskWidget(DockColumnFit, QWidget):
         """Show the blend weights of the mask's feathered edge as ``"<mask> feather"``."""
         try:
             layer = self._mask_layer()
-            weights = masks.ramp_mask(np.asarray(layer.data) != 0, float(self.feather.value))
+            feather = self.settings().feather
+            weights = masks.ramp_mask(np.asarray(layer.data) != 0, feather)
         except ValueError as error:
             self._fail(error)
             return None
@@ -305,9 +297,9 @@ class MaskWidget(DockColumnFit, QWidget):
                 metadata={"feather_of": layer.name},
                 **source_geometry(layer, weights.ndim),
             )
-        shown.metadata["feather_px"] = float(self.feather.value)
+        shown.metadata["feather_px"] = feather
         self._report(
-            f"'{name}': blend weights over {self.feather.value:g} px inside the mask "
+            f"'{name}': blend weights over {feather:g} px inside the mask "
             "(0 = original kept, 1 = generated). Use the same value as 'feather (px)' in "
             "DiffEdit or ControlNet."
         )
@@ -317,9 +309,7 @@ class MaskWidget(DockColumnFit, QWidget):
         """Mask the pixels of the image within ``[low, high]``."""
         try:
             image_layer = self._image_layer()
-            low, high = float(self.low.value), float(self.high.value)
-            if high <= low:
-                raise ValueError(f"threshold high ({high}) must be above low ({low})")
+            low, high = self.threshold_window()
             layer = self._ensure_mask(image_layer)
             new = masks.mask_from_threshold(np.asarray(image_layer.data), low, high)
         except ValueError as error:
@@ -362,13 +352,11 @@ class MaskWidget(DockColumnFit, QWidget):
             if data.ndim != 3:
                 raise ValueError("copying a slice's mask needs a 3D mask")
             source = self.current_slice(layer)
-            new = masks.copy_slice_mask(
-                data, source, int(self.copy_start.value), int(self.copy_stop.value)
-            )
+            settings = self.settings()
+            start, stop = settings.copy_start, settings.copy_stop
+            new = masks.copy_slice_mask(data, source, start, stop)
             set_mask_data(layer, new)
         except ValueError as error:
             self._fail(error)
             return
-        self._report(
-            f"Copied slice {source}'s mask to slices {self.copy_start.value}..{self.copy_stop.value}."
-        )
+        self._report(f"Copied slice {source}'s mask to slices {start}..{stop}.")

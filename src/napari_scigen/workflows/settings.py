@@ -1,9 +1,10 @@
-"""The options of the ``validate`` and ``compare`` workflows, declared once.
+"""The options of the workflows (validate, compare, mask tools, batch), declared once.
 
-:class:`ValidateParams` and :class:`CompareParams` are the single declarations of what
-``napari-scigen validate`` / ``napari-scigen compare`` (and the Compare engines dock)
-offer, like an engine's parameters: their fields become the commands' flags
-(:func:`napari_scigen.core.params.add_cli_arguments`, flag = field name) and the dock's
+:class:`ValidateParams`, :class:`CompareParams`, :class:`MaskToolParams` and
+:class:`BatchParams` are the single declarations of what ``napari-scigen validate`` /
+``compare`` / ``batch``, the Compare engines dock and the Mask painting dock offer, like
+an engine's parameters: their fields become the commands' flags
+(:func:`napari_scigen.core.params.add_cli_arguments`, flag = field name) and the docks'
 fields (:func:`napari_scigen._qt._fields.widget_for`), and their checks run before any
 work (as ``--flag`` errors on the command line).
 
@@ -23,8 +24,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.params import EngineParams, ParameterError, device_param, param
+from ..core.params import EngineParams, ParameterError, device_param, field_spec, param
 from ..core.validation import InvalidInputError
+from ..engines.sd.params import StableDiffusionParams
 from .compare import COMPARE_METRICS, DEFAULT_EDIT_PROMPT
 from .validate import DEFAULT_METHODS, VALIDATION_METRICS
 
@@ -190,3 +192,80 @@ class CompareParams(EngineParams):
     def training_params(self) -> dict[str, Any]:
         """``train_params`` as a mapping (``{}`` when none)."""
         return _json_object(self.train_params, "train_params")
+
+
+#: The engines' blend ramp (Stable Diffusion's ``feather``): the Mask dock's default too.
+_ENGINE_FEATHER = field_spec(StableDiffusionParams, "feather")
+
+
+@dataclass(frozen=True)
+class MaskToolParams(EngineParams):
+    """Settings of the mask tools (the Mask painting dock's grow/shrink, feather,
+    threshold and copy controls; the ring detector's are
+    :class:`~napari_scigen.core.masks.RingDetectorParams`)."""
+
+    radius: int = param(
+        2,
+        help="disk radius of Grow and Shrink, per slice",
+        min=1,
+        max=100,
+        label="radius (px)",
+        cli=False,
+    )
+    feather: float = param(
+        _ENGINE_FEATHER.default,
+        help="width of the soft edge inside the mask over which generated pixels are "
+        "blended into the original (the 'feather (px)' of DiffEdit and ControlNet)",
+        min=0.0,
+        max=200.0,
+        step=_ENGINE_FEATHER.info.step or 1.0,
+        label="feather (px)",
+        cli=False,
+    )
+    threshold_low: float = param(
+        0.0,
+        help="lowest image value masked by 'Mask from threshold' (inclusive)",
+        step=1.0,
+        label="threshold low",
+        cli=False,
+    )
+    threshold_high: float = param(
+        0.0,
+        help="highest image value masked by 'Mask from threshold' (inclusive)",
+        step=1.0,
+        label="threshold high",
+        cli=False,
+    )
+    copy_start: int = param(
+        0,
+        help="first slice (inclusive) that receives the shown slice's mask",
+        min=0,
+        max=100_000,
+        label="copy to slices from",
+        cli=False,
+    )
+    copy_stop: int = param(
+        0,
+        help="last slice (inclusive) that receives the shown slice's mask",
+        min=0,
+        max=100_000,
+        label="to",
+        cli=False,
+    )
+
+    def threshold_window(self) -> tuple[float, float]:
+        """``(low, high)`` of *Mask from threshold*.
+
+        Raises
+        ------
+        ParameterError
+            When ``threshold_high`` is not above ``threshold_low`` (both default to 0:
+            the window is set per image, so the check runs when it is used).
+        """
+        if self.threshold_high <= self.threshold_low:
+            raise ParameterError(
+                "threshold_high",
+                f"must be above threshold low ({self.threshold_low:g}), "
+                f"got {self.threshold_high:g}",
+            )
+        return self.threshold_low, self.threshold_high
