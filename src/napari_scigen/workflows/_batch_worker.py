@@ -63,8 +63,9 @@ def _limit_threads(threads: int | None, uses_torch: bool) -> None:
     _THREADS_SET[:] = [threads]
 
 
-def _run_engine(job: BatchJob, chunk: Chunk) -> np.ndarray:
-    """The engine's result for the chunk's sub-volume (whole sub-volume)."""
+def _run_engine(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | None]:
+    """The engine's result for the chunk's sub-volume (whole sub-volume), and its
+    uncertainty image (shaped alike) when the engine returned one."""
     from .. import api
 
     request = job.request
@@ -87,12 +88,12 @@ def _run_engine(job: BatchJob, chunk: Chunk) -> np.ndarray:
             factor=chunk.factor,
             params=job.params,
         )
-        return result.data
+        return result.data, result.images.get("uncertainty")
     if (
         mask is not None
         and not np.asarray(mask if mask.ndim == 2 else mask[list(chunk.slices)]).any()
     ):
-        return image  # nothing masked here: every engine copies unmasked pixels as they are
+        return image, None  # nothing masked here: every engine copies unmasked pixels as they are
     if carrier is not None:
         image = np.concatenate([image, carrier[np.newaxis]])
         if mask is not None and mask.ndim == 3:
@@ -109,7 +110,9 @@ def _run_engine(job: BatchJob, chunk: Chunk) -> np.ndarray:
         result = api.make_mask(image, **common)
     else:
         result = api.generate(image, control=control, **common)
-    return result.data[: chunk.source_stop - chunk.source_start]
+    kept = slice(0, chunk.source_stop - chunk.source_start)
+    spread = result.images.get("uncertainty")
+    return result.data[kept], (None if spread is None else np.asarray(spread)[kept])
 
 
 def model_folder(store) -> Path:
@@ -171,6 +174,8 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
             value_range=job.value_range,
         )  # fmt: skip
     fitted = drain(generator)
+    if wants_uncertainty(job) and fitted.record["filled_with"] == "learned":
+        uncertainty_array(job)  # before the network: its chunks write into it
     draft = folder.with_name(f"model.{os.getpid()}.{secrets.token_hex(4)}")
     save_fitted(fitted, draft)
     try:
@@ -194,11 +199,12 @@ def _load_model(folder: str, stamp: tuple):
     return load_fitted(folder)
 
 
-def _run_fitted(job: BatchJob, chunk: Chunk) -> np.ndarray:
+def _run_fitted(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | None]:
     """A chunk of a job trained once: the shipped network applied to the chunk's slices.
 
     Returns the chunk's slices from output slice ``chunk.first_output`` on, as
-    :func:`_run_engine` does.
+    :func:`_run_engine` does, and their uncertainty (float32, data units; None unless
+    the network fills and the job asks for it).
     """
     from ..core.device import resolve_device
     from ..engines.learned.fitted import inpaint_chunk, interpolation_chunk, interpolation_sources
@@ -212,25 +218,31 @@ def _run_fitted(job: BatchJob, chunk: Chunk) -> np.ndarray:
     request = job.request
     device = resolve_device(getattr(job.params, "device", "auto"))
     depth = job.input_shape[0]
+    spread = wants_uncertainty(job) and fitted.record["filled_with"] == "learned"
     if request.task == "interpolate":
         first, last = interpolation_sources(
             depth, request.missing, request.factor, chunk.start, chunk.stop
         )
+        # as the engine's result for the chunk's sub-volume: output slices from first_output
+        shape = (chunk.stop - chunk.first_output, *job.output_shape[1:])
+        uncertainty = np.zeros(shape, np.float32) if spread else None
+        mine = None if uncertainty is None else uncertainty[chunk.start - chunk.first_output :]
         block = interpolation_chunk(
             fitted, _read_slices(request.input, first, last), source_start=first,
             n_slices=depth, missing=request.missing, factor=request.factor,
-            start=chunk.start, stop=chunk.stop, device=device,
+            start=chunk.start, stop=chunk.stop, device=device, uncertainty=mine,
         )  # fmt: skip
-        # as the engine's result for the chunk's sub-volume: output slices from first_output
-        result = np.empty((chunk.stop - chunk.first_output, *block.shape[1:]), block.dtype)
+        result = np.empty(shape, block.dtype)
         result[chunk.start - chunk.first_output :] = block
-        return result
+        return result, uncertainty
     image = _read_slices(request.input, chunk.source_start, chunk.source_stop)
     mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
-    return inpaint_chunk(
+    uncertainty = np.zeros(image.shape, np.float32) if spread else None
+    result = inpaint_chunk(
         fitted, image, mask, source_start=chunk.source_start, n_slices=depth,
-        slices=chunk.slices, device=device,
+        slices=chunk.slices, device=device, uncertainty=uncertainty,
     )  # fmt: skip
+    return result, uncertainty
 
 
 def compute_chunk(
@@ -285,13 +297,15 @@ def _compute(job: BatchJob, index: int, threads, gpu_slots, folder, marker, work
     engine = get_engine(job.request.task, job.request.method)
     _limit_threads(threads, "torch" in engine.extras)
     chunk = job.chunks[index]
+    spread = None
     if chunk.copy:
         result = _read_slices(job.request.input, chunk.source_start, chunk.source_stop)
     elif job.fit_once:
-        result = _run_fitted(job, chunk)
+        result, spread = _run_fitted(job, chunk)
     else:
-        result = _run_engine(job, chunk)
-    block = result[chunk.start - chunk.first_output : chunk.stop - chunk.first_output]
+        result, spread = _run_engine(job, chunk)
+    here = slice(chunk.start - chunk.first_output, chunk.stop - chunk.first_output)
+    block = result[here]
     expected = (chunk.stop - chunk.start, *job.output_shape[1:])
     if block.shape != expected:
         raise RuntimeError(
@@ -304,12 +318,93 @@ def _compute(job: BatchJob, index: int, threads, gpu_slots, folder, marker, work
             raise RuntimeError(f"chunk {index}: the engine returned {block.dtype}, not {dtype}")
         block = block.astype(dtype)
     write_zarr_slices(job.store, chunk.start, block)
+    _write_uncertainty(job, chunk, None if spread is None else spread[here])
     seconds = time.time() - started
     _write_json(
         marker,
         {"index": index, "slices": [chunk.start, chunk.stop], "worker": worker, "seconds": seconds},
     )
     return {"index": index, "status": "computed", "seconds": seconds, "worker": worker}
+
+
+# --------------------------------------------------------------------------------------
+# the uncertainty image (learned engines): a second OME-Zarr image inside the store
+# --------------------------------------------------------------------------------------
+
+#: The uncertainty image's name inside the output store (``STORE/uncertainty.ome.zarr``:
+#: an OME-Zarr image of its own, so ``read_volume``, ``info`` and napari open it by path).
+UNCERTAINTY = "uncertainty.ome.zarr"
+
+
+def uncertainty_store(store) -> Path:
+    """Where a job's uncertainty image is (an OME-Zarr image inside the output store)."""
+    return Path(store) / UNCERTAINTY
+
+
+def wants_uncertainty(job: BatchJob) -> bool:
+    """Whether the job writes an uncertainty image: its engine returns one (registry flag),
+    its ``uncertainty`` parameter is on, and its result does not depend on the chunking
+    (trained once, or one task; the chunks of an engine that chooses per chunk, such as
+    ``auto`` split by ``--chunk-slices``, would not make one image)."""
+    from ..engines.registry import get_engine
+
+    engine = get_engine(job.request.task, job.request.method)
+    single = job.fit_once or len(job.chunks) == 1
+    return bool(engine.outputs_uncertainty and getattr(job.params, "uncertainty", False) and single)
+
+
+def uncertainty_array(job: BatchJob) -> Path:
+    """Create the job's uncertainty image (float32 zeros, the output's grid and chunks).
+
+    Made in the bookkeeping folder, then renamed into place, so that a killed worker
+    leaves none half made and two creators keep one. The output's provenance says where
+    it is (``extra["uncertainty_image"]``).
+    """
+    from ..core.io.zarr_write import create_zarr, update_zarr_record
+
+    target = uncertainty_store(job.store)
+    if target.is_dir():
+        return target
+    draft = _batch_folder(job.store) / f"uncertainty.{os.getpid()}.{secrets.token_hex(4)}"
+    provenance = {
+        "output": "uncertainty: per-voxel spread of the network's test-time-augmented "
+        "predictions (data units; 0 where it did not synthesize)",
+        "of": str(job.store),
+    }
+    request = job.request
+    create_zarr(
+        draft, job.output_shape, np.float32, voxel_size=job.voxel_size, unit=job.unit,
+        provenance=provenance, chunk_slices=job.store_chunk_slices, levels=request.levels,
+        ngff_version=request.ngff_version, name="uncertainty",
+    )  # fmt: skip
+    try:
+        os.replace(draft, target)
+    except OSError:  # another worker made it first
+        import shutil
+
+        shutil.rmtree(draft, ignore_errors=True)
+        return target
+    from ..core.io.read import read_volume
+
+    provenance = read_volume(job.store, lazy=True).provenance or {}
+    extra = {**(provenance.get("extra") or {}), "uncertainty_image": UNCERTAINTY}
+    update_zarr_record(job.store, provenance={**provenance, "extra": extra})
+    return target
+
+
+def _write_uncertainty(job: BatchJob, chunk: Chunk, spread: np.ndarray | None) -> None:
+    """Write the chunk's region of the uncertainty image (zeros where it has none)."""
+    from ..core.io.zarr_write import write_zarr_slices
+
+    target = uncertainty_store(job.store)
+    if spread is None:
+        if not (job.fit_once and target.is_dir()):
+            return  # no image: the engine fell back, or the job asks for none
+        # a chunk the network did not touch (kept slices only): nothing synthesized
+        spread = np.zeros((chunk.stop - chunk.start, *job.output_shape[1:]), np.float32)
+    elif not wants_uncertainty(job):
+        return
+    write_zarr_slices(uncertainty_array(job), chunk.start, spread)
 
 
 def _slab_range(path: str, start: int, stop: int, refuse_nonfinite: bool = True):
