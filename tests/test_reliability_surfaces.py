@@ -282,8 +282,8 @@ CASES = [
     # 5. batch shares the single-process checks, and its own counts are checked
     Case("batch-huge-factor", _batch("interpolate", "linear", "v.tif", "--factor", "1000000", "-o", "{d}/out/f.ome.zarr"), "choose a smaller --factor"),
     Case("batch-factor-1", _batch("interpolate", "linear", "v.tif", "--factor", "1", "-o", "{d}/out/f.ome.zarr"), "--factor must be an integer >= 2"),
-    Case("batch-chunk-slices-0", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--chunk-slices", "0", "-o", "{d}/out/f.ome.zarr"), "--chunk-slices must be an integer >= 1"),
-    Case("batch-negative-retries", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--retries", "-1", "-o", "{d}/out/f.ome.zarr"), "--retries must be an integer >= 0"),
+    Case("batch-chunk-slices-0", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--chunk-slices", "0", "-o", "{d}/out/f.ome.zarr"), "--chunk-slices must be >= 1, got 0"),
+    Case("batch-negative-retries", _batch("interpolate", "linear", "v.tif", "--missing", "3", "--retries", "-1", "-o", "{d}/out/f.ome.zarr"), "--retries must be >= 0, got -1"),
     # 6. weights a user passes are checked for NaN/infinite values before use
     Case("learned-nan-init-weights", ("interpolate", "{d}/v.tif", "--missing", "3", "--method", "learned", "--init-weights", "{d}/nan.safetensors", "-o", "{d}/out/l.tif", "-q"), "holds NaN/infinite weights", setup=_nan_learned_weights),
     Case("learned-nan-init-weights-batch", _batch("interpolate", "learned", "v.tif", "--missing", "3", "--init-weights", "{d}/nan.safetensors", "-o", "{d}/out/l.ome.zarr"), "holds NaN/infinite weights", setup=_nan_learned_weights),

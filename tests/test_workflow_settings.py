@@ -1,4 +1,4 @@
-"""The ``validate`` and ``compare`` options come from one declaration each."""
+"""The workflow options (validate, compare, batch, mask tools) come from one declaration each."""
 
 from __future__ import annotations
 
@@ -9,27 +9,59 @@ import pytest
 
 from napari_scigen.cli import build_parser, main
 from napari_scigen.core.io import write_volume
-from napari_scigen.core.params import fields_of
+from napari_scigen.core.params import fields_of, params_to_argv
 from napari_scigen.core.params.cli import format_default
-from napari_scigen.workflows.settings import CompareParams, ValidateParams
+from napari_scigen.workflows.settings import (
+    BATCH_GROUPS,
+    BatchParams,
+    CompareParams,
+    ValidateParams,
+)
 
 
-def _subcommand(name: str) -> argparse.ArgumentParser:
-    parser = build_parser()
+def _subcommand(name: str, parser=None) -> argparse.ArgumentParser:
+    parser = parser or build_parser()
     (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return action.choices[name]
 
 
 @pytest.mark.parametrize(
-    ("command", "cls"), [("validate", ValidateParams), ("compare", CompareParams)]
+    ("command", "cls"),
+    [("validate", ValidateParams), ("compare", CompareParams), ("batch inpaint", BatchParams)],
 )
 def test_every_workflow_flag_is_a_declared_field_with_its_help_and_default(command, cls):
-    actions = {flag: a for a in _subcommand(command)._actions for flag in a.option_strings}
+    parser = None
+    for name in command.split():
+        parser = _subcommand(name, parser)
+    actions = {flag: a for a in parser._actions for flag in a.option_strings}
     for spec in fields_of(cls):
         action = actions[spec.flag]
         assert action.help.replace("%%", "%").startswith(spec.help)
-        assert f"(default: {format_default(spec.default)})" in action.help
+        assert f"(default: {format_default(spec.default) or 'none'})" in action.help
         assert action.choices == (list(spec.info.choices) if spec.info.choices else None)
+        assert action.dest == "param__" + spec.name
+
+
+def test_every_batch_option_is_in_one_help_group_and_read_back_from_its_flag():
+    grouped = [name for names in BATCH_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(spec.name for spec in fields_of(BatchParams))
+    assert len(grouped) == len(set(grouped))
+    from napari_scigen._cli.batch import batch_settings_from_args
+
+    base = ["batch", "interpolate", "linear", "v.tif", "--factor", "2", "-o", "o.ome.zarr"]
+    assert batch_settings_from_args(build_parser().parse_args(base)) == BatchParams()
+    typed = BatchParams(
+        overwrite=True,
+        chunk_slices=3,
+        retries=0,
+        cluster="slurm",
+        slurm_account="m1",
+        slurm_constraint="",
+        slurm_prologue=("module load a,b", "echo hi"),
+    )
+    argv = [*base, *params_to_argv(typed, exclude=["slurm_prologue"])]
+    argv += ["--slurm-prologue", "module load a,b", "--slurm-prologue", "echo hi"]
+    assert batch_settings_from_args(build_parser().parse_args(argv)) == typed
     assert ValidateParams().methods == "linear,flow"
     assert (ValidateParams().device, CompareParams().device) == ("auto", "auto")
 
@@ -60,6 +92,10 @@ def test_compare_keeps_its_short_n_flag_and_its_former_defaults():
         ("compare", ["--train-params", "{"], "--train-params is not valid JSON"),
         ("compare", ["--engines", "nope"], "--engines has"),
         ("compare", ["-n", "1"], "--n-slices must be"),
+        ("batch", ["--chunk-slices", "0"], "--chunk-slices must be >= 1, got 0"),
+        ("batch", ["--retries", "-1"], "--retries must be >= 0, got -1"),
+        ("batch", ["--gpus", "1", "--cluster", "slurm"], "choose one of --gpus and --cluster"),
+        ("batch", ["--cluster", "slurm"], "--cluster slurm needs --slurm-account"),
     ],
 )
 def test_a_bad_workflow_option_is_one_line_and_exit_2_before_reading(
@@ -67,7 +103,10 @@ def test_a_bad_workflow_option_is_one_line_and_exit_2_before_reading(
 ):
     source = tmp_path / "v.tif"
     write_volume(source, np.zeros((6, 8, 8), np.uint16))
-    argv = [command, str(source), "-o", str(tmp_path / "out"), "-q", *flags]
+    head = ["batch", "interpolate", "linear"] if command == "batch" else [command]
+    argv = [*head, str(source), "-o", str(tmp_path / "out"), "-q", *flags]
+    if command == "batch":
+        argv += ["--factor", "2"]
     assert main(argv) == 2
     assert fragment in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..core.params import fields_of
 from .common import ProgressPrinter, add_engine_arguments, engine_params_from_args
 
 #: Per task: (description, its extra inputs).
@@ -70,130 +71,71 @@ def _add_task_inputs(parser, task: str) -> None:
 
 
 def _add_batch_arguments(parser) -> None:
-    out = parser.add_argument_group("output")
-    out.add_argument("-o", "--output", required=True, help="output OME-Zarr store (.ome.zarr)")
-    out.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="start over, replacing the output (default: resume a store of the same job)",
-    )
-    out.add_argument(
-        "--chunk-slices", type=int, help="output slices per task (default: one stored chunk)"
-    )
-    out.add_argument("--levels", type=int, default=1, help="resolution levels of the output")
-    out.add_argument("--retries", type=int, default=2, help="retries of a failing chunk")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    """The command's own flags (-o, -q, --print-job-script) and the batch workflow's
+    options, one flag per :class:`~napari_scigen.workflows.settings.BatchParams` field."""
+    from ..core.params import add_cli_arguments, field_spec
+    from ..core.params.cli import DEST_PREFIX
+    from ..workflows.settings import BATCH_GROUPS, BatchParams
 
-    where = parser.add_argument_group("cluster")
-    where.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
-    where.add_argument(
-        "--worker-threads",
-        type=int,
-        help="torch/OpenMP threads per worker (default: cores / workers)",
-    )
-    where.add_argument("--gpus", type=int, help="local GPUs, one worker each (needs dask-cuda)")
-    where.add_argument(
-        "--cluster", choices=("local", "slurm"), default="local", help="where workers run"
-    )
-    where.add_argument(  # not --scheduler: the Stable Diffusion engines' sampler flag
-        "--scheduler-address",
-        help="attach to a running Dask scheduler: tcp://host:8786 or its --scheduler-file JSON",
-    )
-    where.add_argument(
-        "--dashboard", default=":8787", help="dashboard address (':0' any port, 'off' none)"
-    )
-
-    slurm = parser.add_argument_group("SLURM profile (--cluster slurm; see docs/scaling.md)")
-    slurm.add_argument("--slurm-account", help="allocation to charge (#SBATCH -A)")
-    slurm.add_argument("--slurm-qos", default="regular", help="quality of service")
-    slurm.add_argument("--slurm-constraint", default="gpu", help="node type ('' for none)")
-    slurm.add_argument("--slurm-partition", help="partition, where the centre uses them")
-    slurm.add_argument(
-        "--slurm-gpus-per-node", type=int, default=4, help="GPUs per node, one worker each"
-    )
-    slurm.add_argument(
-        "--slurm-workers-per-node", type=int, default=1, help="workers per CPU-only node"
-    )
-    slurm.add_argument("--slurm-cores", type=int, default=64, help="cores per job")
-    slurm.add_argument("--slurm-memory", default="200GB", help="memory per job")
-    slurm.add_argument("--slurm-walltime", default="01:00:00", help="time limit, HH:MM:SS")
-    slurm.add_argument("--slurm-jobs", type=int, default=1, help="jobs (nodes) to start")
-    slurm.add_argument(
-        "--slurm-prologue",
-        action="append",
-        default=[],
-        help="shell line run before the workers start (repeatable), e.g. 'module load python'",
-    )
-    slurm.add_argument("--slurm-interface", help="network interface of the nodes, e.g. hsn0")
-    slurm.add_argument("--slurm-local-directory", help="node-local scratch, e.g. $TMPDIR")
-    slurm.add_argument(
+    names = [spec.name for spec in fields_of(BatchParams)]
+    for title, shown in BATCH_GROUPS.items():
+        group = parser.add_argument_group(title)
+        if title == "output":
+            group.add_argument(
+                "-o", "--output", required=True, help="output OME-Zarr store (.ome.zarr)"
+            )
+        for name in shown:
+            spec = field_spec(BatchParams, name)
+            if spec.info.cli:
+                add_cli_arguments(group, BatchParams, exclude=[n for n in names if n != name])
+            else:  # slurm_prologue: a repeatable flag (a shell line may hold commas)
+                group.add_argument(
+                    spec.flag,
+                    action="append",
+                    dest=DEST_PREFIX + name,
+                    default=argparse.SUPPRESS,
+                    metavar="LINE",
+                    help=f"{spec.help} (default: none)",
+                )
+        if title == "output":
+            group.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    group.add_argument(
         "--print-job-script", action="store_true", help="print the SLURM job script and exit"
     )
 
 
-def slurm_profile_from_args(args: argparse.Namespace):
-    """The :class:`~napari_scigen.workflows._batch_cluster.SlurmProfile` of the flags."""
-    from ..cli import CliError
-    from ..workflows._batch_cluster import SlurmProfile
+def batch_settings_from_args(args: argparse.Namespace):
+    """The :class:`~napari_scigen.workflows.settings.BatchParams` the typed flags give.
 
-    if not args.slurm_account:
-        raise CliError("--cluster slurm needs --slurm-account (the allocation to charge)")
-    return SlurmProfile(
-        account=args.slurm_account,
-        qos=args.slurm_qos,
-        constraint=args.slurm_constraint or None,
-        partition=args.slurm_partition,
-        gpus_per_node=args.slurm_gpus_per_node,
-        workers_per_node=args.slurm_workers_per_node,
-        cores_per_node=args.slurm_cores,
-        memory=args.slurm_memory,
-        walltime=args.slurm_walltime,
-        jobs=args.slurm_jobs,
-        prologue=tuple(args.slurm_prologue),
-        local_directory=args.slurm_local_directory,
-        interface=args.slurm_interface,
-    )
+    Raises
+    ------
+    CliError
+        A bad value, named by its flag (``--chunk-slices must be >= 1, got 0``), or
+        options that contradict each other (``--gpus`` with ``--cluster slurm``).
+    """
+    from ..workflows.settings import BatchParams
+    from .common import settings_from_args
+
+    return settings_from_args(BatchParams, args, ignore_foreign=True)
 
 
 def cluster_options_from_args(args: argparse.Namespace):
     """The :class:`~napari_scigen.workflows._batch_cluster.ClusterOptions` of the flags."""
-    from ..cli import CliError
-    from ..workflows._batch_cluster import ClusterOptions
-
-    chosen = [
-        flag
-        for flag, given in (
-            ("--gpus", args.gpus is not None),
-            ("--cluster slurm", args.cluster == "slurm"),
-            ("--scheduler-address", bool(args.scheduler_address)),
-        )
-        if given
-    ]
-    if len(chosen) > 1:
-        raise CliError(f"choose one of {' and '.join(chosen)}")
-    dashboard = None if str(args.dashboard).lower() in ("off", "none", "") else args.dashboard
-    common = {
-        "threads": args.worker_threads,
-        "dashboard": dashboard,
-        "task_tracebacks": bool(getattr(args, "debug", False)),
-    }
-    if args.scheduler_address:
-        return ClusterOptions("scheduler", scheduler=args.scheduler_address, **common)
-    if args.cluster == "slurm":
-        return ClusterOptions("slurm", slurm=slurm_profile_from_args(args), **common)
-    if args.gpus is not None:
-        return ClusterOptions("cuda", gpus=args.gpus, **common)
-    return ClusterOptions("local", workers=args.workers, **common)
+    return batch_settings_from_args(args).cluster_options(
+        task_tracebacks=bool(getattr(args, "debug", False))
+    )
 
 
-def _request_from_args(args: argparse.Namespace):
+def _request_from_args(args: argparse.Namespace, settings):
     from ..cli import CliError
     from ..core.indices import parse_indices, parse_slice_selection
     from ..core.io import read_volume
+    from ..core.params import without_params
     from ..workflows.batch import BatchRequest
+    from ..workflows.settings import BatchParams
 
     task = args.batch_task
-    params = engine_params_from_args(task, args)
+    params = engine_params_from_args(task, without_params(args, BatchParams))
     missing = slices = None
     needs_depth = getattr(args, "missing", None) or getattr(args, "slices", None)
     depth = read_volume(args.input, lazy=True).shape[0] if needs_depth else None
@@ -215,35 +157,9 @@ def _request_from_args(args: argparse.Namespace):
         mask=getattr(args, "mask", None),
         control=getattr(args, "control", None),
         slices=slices,
-        chunk_slices=args.chunk_slices,
-        levels=args.levels,
+        chunk_slices=settings.chunk_slices,
+        levels=settings.levels,
     )
-
-
-#: Count flags and the least each accepts.
-_COUNT_FLAGS = {
-    "chunk_slices": 1,
-    "retries": 0,
-    "levels": 1,
-    "workers": 1,
-    "worker_threads": 1,
-    "gpus": 1,
-    "slurm_jobs": 1,
-    "slurm_cores": 1,
-    "slurm_gpus_per_node": 0,
-    "slurm_workers_per_node": 1,
-}
-
-
-def _check_counts(args: argparse.Namespace) -> None:
-    """Refuse counts below their minimum (``--chunk-slices 0``, ``--retries -1``) before any work."""
-    from ..cli import CliError
-
-    for name, least in _COUNT_FLAGS.items():
-        value = getattr(args, name, None)
-        if value is not None and value < least:
-            flag = "--" + name.replace("_", "-")
-            raise CliError(f"{flag} must be an integer >= {least}, got {value}")
 
 
 def _bar(fraction: float, width: int = 24) -> str:
@@ -263,8 +179,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         prepare_store,
     )
 
-    _check_counts(args)
-    options = cluster_options_from_args(args)
+    settings = batch_settings_from_args(args)
+    options = settings.cluster_options(task_tracebacks=bool(getattr(args, "debug", False)))
     check_cluster_available(options)  # a missing dask-cuda/dask-jobqueue: before any work
     if args.print_job_script:
         if options.kind != "slurm":
@@ -278,7 +194,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
             cluster.close()
         return 0
     try:
-        job = prepare_store(plan_batch(_request_from_args(args)), overwrite=args.overwrite)
+        request = _request_from_args(args, settings)
+        job = prepare_store(plan_batch(request), overwrite=settings.overwrite)
     except ImportError as error:
         raise CliError(str(error)) from None
     if job.note and not args.quiet:
@@ -297,7 +214,8 @@ def run_batch_command(args: argparse.Namespace) -> int:
         printer(Progress(event.step, event.total, f"[{_bar(event.fraction)}] {event.message}"))
 
     try:
-        summary = drain(batch_job(job, options=options, retries=args.retries), on_progress=show)
+        job_run = batch_job(job, options=options, retries=settings.retries)
+        summary = drain(job_run, on_progress=show)
     except BatchIncompleteError as error:
         printer.close()
         raise CliError(str(error)) from None

@@ -92,15 +92,6 @@ def validate_settings_from_args(args: argparse.Namespace):
     return settings_from_args(ValidateParams, args, ignore_foreign=True)
 
 
-def _without(args: argparse.Namespace, cls: type) -> argparse.Namespace:
-    """``args`` less the flags of ``cls`` (what is left are the engines' flags)."""
-    from ..core.params import fields_of
-    from ..core.params.cli import DEST_PREFIX
-
-    own = {DEST_PREFIX + spec.name for spec in fields_of(cls)}
-    return argparse.Namespace(**{k: v for k, v in vars(args).items() if k not in own})
-
-
 def _check_report_folder(out: Path) -> None:
     """Refuse an unwritable ``-o`` before any work: the folder, or where it will be created."""
     folder = out.expanduser().absolute()
@@ -113,6 +104,7 @@ def run_validate_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen validate``."""
     from ..cli import CliError
     from ..core.io.outputs import check_output_location
+    from ..core.params import without_params
     from ..core.progress import drain
     from ..metrics.report import format_value
     from ..workflows.settings import ValidateParams
@@ -131,7 +123,7 @@ def run_validate_command(args: argparse.Namespace) -> int:
     _check_report_folder(out)
     settings = validate_settings_from_args(args)
     methods = settings.method_names()
-    method_params = method_params_from_args(methods, _without(args, ValidateParams))
+    method_params = method_params_from_args(methods, without_params(args, ValidateParams))
     volume, data = read_input(args.input, series=args.series)
     require_volume(args.input, volume, purpose="validation", min_slices=3)
     printer = ProgressPrinter(quiet=args.quiet)

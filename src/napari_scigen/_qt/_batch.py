@@ -24,7 +24,7 @@ import importlib
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ import numpy as np
 
 from .._napari.layers import source_geometry
 from ..core.progress import Progress
-from ..workflows.batch import BatchJob, BatchRequest, BatchSummary, ClusterOptions
+from ..workflows.batch import BatchJob, BatchRequest, BatchSummary
+from ..workflows.settings import BatchParams
 from ._runner import Job, start_job
 
 
@@ -244,9 +245,10 @@ def run_on_whole_volume(
     control_layer=None,
     slices=None,
     output: str | Path | None = None,
+    settings: BatchParams | Mapping[str, Any] | None = None,
     workers: int | None = None,
     chunk_slices: int | None = None,
-    overwrite: bool = False,
+    overwrite: bool | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_finished: Callable[[WholeVolumeRun], None] | None = None,
     on_error: Callable[[BaseException], None] | None = None,
@@ -270,10 +272,12 @@ def run_on_whole_volume(
     output : str or Path, optional
         The output store (default :func:`default_output`). A store of the same job is
         resumed; one of another job is refused unless ``overwrite``.
-    workers : int, optional
-        Local worker processes (default one per core).
-    chunk_slices : int, optional
-        Output slices per task.
+    settings : BatchParams or mapping, optional
+        The batch workflow's options, as ``napari-scigen batch`` declares them (default:
+        the declared defaults with no dashboard: a local cluster sized to the machine,
+        one stored chunk per task, 2 retries, resume).
+    workers, chunk_slices, overwrite : optional
+        Override those fields of ``settings`` (``None``: keep them).
     on_progress : callable, optional
         Called on the GUI thread with each :class:`Progress` (after the layer refresh).
     on_finished : callable, optional
@@ -291,9 +295,16 @@ def run_on_whole_volume(
     InvalidInputError
         Bad inputs, params or output, found before anything runs.
     """
+    from ..core.params import make_params
     from ..workflows.batch import batch_job, check_cluster_available, plan_batch, prepare_store
 
-    options = ClusterOptions(workers=workers, dashboard=None)
+    overrides = {"workers": workers, "chunk_slices": chunk_slices, "overwrite": overwrite}
+    settings = make_params(
+        BatchParams,
+        {"dashboard": "off"} if settings is None else settings,
+        {name: value for name, value in overrides.items() if value is not None},
+    )
+    options = settings.cluster_options()
     check_cluster_available(options)
     target = Path(output) if output is not None else default_output(layer, method)
     folder = target.parent
@@ -313,9 +324,10 @@ def run_on_whole_volume(
         mask=inputs.get("mask"),
         control=inputs.get("control"),
         slices=None if slices is None else tuple(slices),
-        chunk_slices=chunk_slices,
+        chunk_slices=settings.chunk_slices,
+        levels=settings.levels,
     )
-    job = prepare_store(plan_batch(request), overwrite=overwrite)
+    job = prepare_store(plan_batch(request), overwrite=settings.overwrite)
     run = WholeVolumeRun(job, show_store(viewer, job, layer, method), inputs=inputs)
 
     def progress(event: Progress) -> None:
@@ -347,7 +359,7 @@ def run_on_whole_volume(
         on_error(exception)
 
     run.runner = start_job(
-        lambda token: batch_job(job, options=options, cancel=token),
+        lambda token: batch_job(job, options=options, retries=settings.retries, cancel=token),
         on_progress=progress,
         on_result=result,
         on_error=error,

@@ -269,3 +269,138 @@ class MaskToolParams(EngineParams):
                 f"got {self.threshold_high:g}",
             )
         return self.threshold_low, self.threshold_high
+
+
+#: ``BatchParams`` fields per ``--help`` group of ``napari-scigen batch`` (in order).
+BATCH_GROUPS = {
+    "output": ("overwrite", "chunk_slices", "levels", "retries"),
+    "cluster": ("workers", "worker_threads", "gpus", "cluster", "scheduler_address", "dashboard"),
+    "SLURM profile (--cluster slurm; see docs/scaling.md)": (
+        "slurm_account",
+        "slurm_qos",
+        "slurm_constraint",
+        "slurm_partition",
+        "slurm_gpus_per_node",
+        "slurm_workers_per_node",
+        "slurm_cores",
+        "slurm_memory",
+        "slurm_walltime",
+        "slurm_jobs",
+        "slurm_prologue",
+        "slurm_interface",
+        "slurm_local_directory",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BatchParams(EngineParams):
+    """Options of the ``batch`` workflow (``napari-scigen batch``, *Run on the whole volume*).
+
+    The output store's chunking, retries and where the workers run; the engine's own
+    parameters are its params class.
+    """
+
+    overwrite: bool = param(
+        False, help="start over, replacing the output (off = resume a store of the same job)"
+    )
+    chunk_slices: int | None = param(
+        None, help="output slices per task (none = one stored chunk)", min=1
+    )
+    levels: int = param(1, help="resolution levels of the output", min=1)
+    retries: int = param(2, help="retries of a failing chunk", min=0)
+    workers: int | None = param(None, help="local worker processes (none = one per core)", min=1)
+    worker_threads: int | None = param(
+        None, help="torch/OpenMP threads per worker (none = cores / workers)", min=1
+    )
+    gpus: int | None = param(None, help="local GPUs, one worker each (needs dask-cuda)", min=1)
+    cluster: str = param("local", help="where workers run", choices=("local", "slurm"))
+    scheduler_address: str | None = param(  # not --scheduler: the SD engines' sampler flag
+        None,
+        help="attach to a running Dask scheduler: tcp://host:8786 or its --scheduler-file JSON",
+        kind="text",
+    )
+    dashboard: str = param(":8787", help="dashboard address (':0' any port, 'off' none)")
+    slurm_account: str | None = param(
+        None, help="allocation to charge (#SBATCH -A)", kind="text", gui=False
+    )
+    slurm_qos: str = param("regular", help="quality of service", gui=False)
+    slurm_constraint: str = param("gpu", help="node type ('' for none)", gui=False)
+    slurm_partition: str | None = param(
+        None, help="partition, where the centre uses them", kind="text", gui=False
+    )
+    slurm_gpus_per_node: int = param(4, help="GPUs per node, one worker each", min=0, gui=False)
+    slurm_workers_per_node: int = param(1, help="workers per CPU-only node", min=1, gui=False)
+    slurm_cores: int = param(64, help="cores per job", min=1, gui=False)
+    slurm_memory: str = param("200GB", help="memory per job", gui=False)
+    slurm_walltime: str = param("01:00:00", help="time limit, HH:MM:SS", gui=False)
+    slurm_jobs: int = param(1, help="jobs (nodes) to start", min=1, gui=False)
+    slurm_prologue: tuple[str, ...] = param(
+        (),
+        help="shell line run before the workers start (repeatable), e.g. 'module load python'",
+        cli=False,  # a repeatable flag (a line may hold commas): added by the command
+        gui=False,
+    )
+    slurm_interface: str | None = param(
+        None, help="network interface of the nodes, e.g. hsn0", kind="text", gui=False
+    )
+    slurm_local_directory: str | None = param(
+        None, help="node-local scratch, e.g. $TMPDIR", kind="text", gui=False
+    )
+
+    def check(self) -> None:
+        chosen = [
+            flag
+            for flag, given in (
+                ("--gpus", self.gpus is not None),
+                ("--cluster slurm", self.cluster == "slurm"),
+                ("--scheduler-address", bool(self.scheduler_address)),
+            )
+            if given
+        ]
+        if len(chosen) > 1:
+            raise InvalidInputError(f"choose one of {' and '.join(chosen)}")
+        if self.cluster == "slurm" and not self.slurm_account:
+            raise InvalidInputError(
+                "--cluster slurm needs --slurm-account (the allocation to charge)"
+            )
+
+    def slurm_profile(self):
+        """The :class:`~napari_scigen.workflows._batch_cluster.SlurmProfile` of the fields."""
+        from ._batch_cluster import SlurmProfile
+
+        return SlurmProfile(
+            account=self.slurm_account,
+            qos=self.slurm_qos,
+            constraint=self.slurm_constraint or None,
+            partition=self.slurm_partition,
+            gpus_per_node=self.slurm_gpus_per_node,
+            workers_per_node=self.slurm_workers_per_node,
+            cores_per_node=self.slurm_cores,
+            memory=self.slurm_memory,
+            walltime=self.slurm_walltime,
+            jobs=self.slurm_jobs,
+            prologue=self.slurm_prologue,
+            local_directory=self.slurm_local_directory,
+            interface=self.slurm_interface,
+        )
+
+    def cluster_options(self, *, task_tracebacks: bool = False):
+        """The :class:`~napari_scigen.workflows._batch_cluster.ClusterOptions` of the fields."""
+        from ._batch_cluster import ClusterOptions
+
+        dashboard = (
+            None if self.dashboard.strip().lower() in ("off", "none", "") else self.dashboard
+        )
+        common = {
+            "threads": self.worker_threads,
+            "dashboard": dashboard,
+            "task_tracebacks": task_tracebacks,
+        }
+        if self.scheduler_address:
+            return ClusterOptions("scheduler", scheduler=self.scheduler_address, **common)
+        if self.cluster == "slurm":
+            return ClusterOptions("slurm", slurm=self.slurm_profile(), **common)
+        if self.gpus is not None:
+            return ClusterOptions("cuda", gpus=self.gpus, **common)
+        return ClusterOptions("local", workers=self.workers, **common)

@@ -40,6 +40,7 @@ from .cli import (
     params_from_cli,
     params_to_argv,
     parse_text,
+    without_params,
 )
 from .declare import (
     DEVICE_PATTERN,
@@ -82,4 +83,5 @@ __all__ = [
     "parse_text",
     "translate_aliases",
     "warn_deprecated",
+    "without_params",
 ]

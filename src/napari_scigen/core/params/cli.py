@@ -202,6 +202,13 @@ def cli_values(namespace: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def without_params(namespace: argparse.Namespace, cls: type) -> argparse.Namespace:
+    """``namespace`` less the flags of ``cls`` (a workflow's own flags, so that what is
+    left are the engines' flags, e.g. for :func:`params_from_cli` of an engine)."""
+    own = {DEST_PREFIX + spec.name for spec in fields_of(cls)}
+    return argparse.Namespace(**{k: v for k, v in vars(namespace).items() if k not in own})
+
+
 def params_from_cli(
     cls: type,
     namespace: argparse.Namespace,
