@@ -23,7 +23,7 @@ OWN_CONVENTIONS = {"batch"}
 #: Commands that only print.
 READ_ONLY = {"engines", "info", "weights"}
 #: Training commands: ``-o`` is a run folder they resume into.
-TRAINING = {"train-stylegan", "train-dcgan", "finetune-sd"}
+TRAINING = {"train", "train-stylegan", "train-dcgan", "finetune-sd"}
 #: Commands writing report files into an ``-o`` folder.
 REPORT_FOLDERS = {"validate", "compare", "demo"}
 
@@ -40,6 +40,10 @@ MINIMAL = {
     "ledits": ["{in}", "--prompt", "x", "--local-files-only"],
     "edit": ["{in}", "--method", "ledits", "--prompt", "x", "--local-files-only"],
     "unclip": ["{in}", "--local-files-only"],
+    "generate": ["{in}", "--method", "unclip", "--local-files-only"],
+    "mask": ["{in}", "--prompt", "x", "--local-files-only"],
+    "train": ["{in}", "--method", "dcgan"],
+    "sample": ["--method", "dcgan", "--generator", "{in}"],
     "train-stylegan": ["{in}"],
     "sample-stylegan": [],
     "walk-stylegan": [],

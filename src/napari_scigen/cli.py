@@ -38,6 +38,7 @@ SUBCOMMAND_MODULES = (
     "diffusion",
     "stylegan",
     "finetune",
+    "tasks",
     "compare",
     "convert",
     "batch",
@@ -51,7 +52,7 @@ EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_BROKEN_PIPE = 130, 143, 141
 #: Exceptions from optional packages that are user errors, by ``module:qualified name``;
 #: looked up only when their module is already imported (the CLI imports none of them).
 _FOREIGN_USER_ERRORS = {
-    "napari_scigen.engines.stylegan.checkpoint:CheckpointError": "",
+    "napari_scigen.engines._training.checkpoint:CheckpointError": "",
     "safetensors:SafetensorError": "not a valid safetensors file",
     "torch.cuda:OutOfMemoryError": "the GPU ran out of memory (try --device cpu, or a smaller "
     "batch size, tile or resolution)",
@@ -247,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         if message is not None:
             if args.debug:
                 raise
+            from ._cli.common import cli_message, command_options
+
+            message = cli_message(error, message, command_options(parser, args.command))
             for api_spelling, flag in _API_SPELLINGS_TO_FLAGS.items():
                 message = message.replace(api_spelling, flag)
             print(f"{prefix}: error: {message}", file=sys.stderr)

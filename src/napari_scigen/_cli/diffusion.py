@@ -1,5 +1,10 @@
-"""``diffedit``, ``controlnet``, ``instructpix2pix``, ``ledits`` and ``unclip`` subcommands
-(Stable Diffusion engines).
+"""``edit`` and ``generate --method NAME`` (built from the registry) and the Stable Diffusion
+commands ``diffedit``, ``controlnet``, ``instructpix2pix``, ``ledits`` and ``unclip``.
+
+``controlnet``, ``instructpix2pix``, ``ledits`` and ``unclip`` are aliases: one run
+function (:func:`run_sd_command`) serves them and ``edit``/``generate``, with the method
+fixed and only that engine's flags (``--mask`` routes to the ``inpaint`` task where the
+engine has one). ``diffedit`` adds ``--auto-mask`` and ``--save-mask``.
 
 The parameter flags are built from the engines' params declarations (one flag per
 field, see :mod:`napari_scigen.core.params`), the slice selection uses the grammar of
@@ -24,23 +29,22 @@ from .common import (
     output_path,
     write_output,
 )
-
-INPUT_HELP = "TIFF stack, ImageJ hyperstack or folder of TIFF slices"
+from .engines import INPUT_HELP
+from .tasks import _slice_selection, add_method_arguments
 
 
 def register(subparsers) -> None:
-    """Add the ``diffedit`` and ``controlnet`` subcommands."""
+    """Add the Stable Diffusion subcommands and the registry-built ``edit`` and ``generate``."""
     _register_diffedit(subparsers)
     _register_controlnet(subparsers)
     for command in SD_COMMANDS:
         _register_sd_command(subparsers, command)
     _register_edit_command(subparsers)
+    _register_generate_command(subparsers)
 
 
 def _register_edit_command(subparsers) -> None:
     """``edit --method NAME``: every registered ``edit`` engine, built from the registry."""
-    from .common import add_engine_arguments
-
     parser = subparsers.add_parser(
         "edit",
         help="edit slices (or the masked region) with any registered edit engine",
@@ -52,9 +56,37 @@ def _register_edit_command(subparsers) -> None:
     )
     _add_common_arguments(parser)
     parser.add_argument("--mask", help="mask TIFF (non-zero = change), volume- or slice-shaped")
-    add_engine_arguments(parser, "edit")
+    add_method_arguments(parser, "edit")
     add_output_arguments(parser)
     parser.set_defaults(func=run_sd_command, sd_command=("edit", "edit", "edit", None, "edit"))
+
+
+def _register_generate_command(subparsers) -> None:
+    """``generate --method NAME``: every registered ``generate`` engine, from the registry."""
+    from ..engines.registry import engines
+
+    parser = subparsers.add_parser(
+        "generate",
+        help="synthesize new slices conditioned on real ones with any registered generator",
+        description="Synthesize new slices conditioned on the chosen slices of a volume with "
+        "the generate engine chosen by --method (every engine registered for the 'generate' "
+        "task, with its own flags). With --count N > 1, one file per variant is written: "
+        "OUT_v0.tif, OUT_v1.tif, ... The per-engine commands (controlnet, unclip) are the "
+        "same engines.",
+    )
+    _add_common_arguments(parser)
+    takes_control = [e.name for e in engines("generate") if "control" in e.inputs]
+    if takes_control:
+        parser.add_argument(
+            "--control",
+            help="control layer TIFF (labels or image) instead of the engine's own condition "
+            f"[{', '.join(takes_control)}]",
+        )
+    add_method_arguments(parser, "generate")
+    add_output_arguments(parser)
+    parser.set_defaults(
+        func=run_sd_command, sd_command=("generate", "generate", "generate", None, "generate")
+    )
 
 
 def _params_class(task: str, method: str) -> type:
@@ -65,17 +97,11 @@ def _params_class(task: str, method: str) -> type:
 
 
 def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..core.indices import SLICES_HELP
+    from .tasks import add_slices_argument
 
     parser.add_argument("input", help=INPUT_HELP)
-    parser.add_argument("--slices", help=f"slices to process (default all): {SLICES_HELP}")
+    add_slices_argument(parser)
     add_series_argument(parser)
-
-
-def _add_params_arguments(parser: argparse.ArgumentParser, cls: type, title: str) -> None:
-    from ..core.params import add_cli_arguments
-
-    add_cli_arguments(parser.add_argument_group(title), cls)
 
 
 def _register_diffedit(subparsers) -> None:
@@ -94,7 +120,7 @@ def _register_diffedit(subparsers) -> None:
         help="let DiffEdit find the region from --source-prompt vs --prompt",
     )
     parser.add_argument("--save-mask", help="also write the mask used (labels TIFF)")
-    _add_params_arguments(parser, _params_class("edit", "diffedit"), "DiffEdit options")
+    add_method_arguments(parser, "edit", "diffedit")
     add_output_arguments(parser)
     parser.set_defaults(func=run_diffedit_command)
 
@@ -113,22 +139,9 @@ def _register_controlnet(subparsers) -> None:
     parser.add_argument(
         "--control", help="control layer TIFF (labels or image) instead of Canny edges"
     )
-    _add_params_arguments(parser, _params_class("generate", "controlnet"), "ControlNet options")
+    add_method_arguments(parser, "generate", "controlnet")
     add_output_arguments(parser)
-    parser.set_defaults(func=run_controlnet_command)
-
-
-def _slices(text: str | None, data) -> tuple[int, ...] | None:
-    """``--slices`` in the one slice grammar (``None`` = every slice)."""
-    from ..cli import CliError
-    from ..core.indices import parse_slice_selection
-    from ..core.validation import InvalidInputError
-
-    depth = data.shape[0] if data.ndim == 3 else 1
-    try:
-        return parse_slice_selection(text, depth)
-    except InvalidInputError as error:
-        raise CliError(f"--slices {text!r}: {error}") from None
+    parser.set_defaults(func=run_sd_command, sd_command=CONTROLNET_COMMAND)
 
 
 def _variant_paths(target: Path, count: int, overwrite: bool, inputs=()) -> list[Path]:
@@ -174,7 +187,7 @@ def run_diffedit_command(args: argparse.Namespace) -> int:
         raise CliError("--prompt is required: describe what the masked region should become")
     volume, data = _read(args.input, series=args.series)
     mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
-    slices = _slices(args.slices, data)
+    slices = _slice_selection(args.slices, data)
     printer = ProgressPrinter(quiet=args.quiet)
     result = api.edit(data, mask, params=params, slices=slices, on_progress=printer)
     printer.close()
@@ -194,47 +207,12 @@ def run_diffedit_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_controlnet_command(args: argparse.Namespace) -> int:
-    """Run ``napari-scigen controlnet``."""
-    from .. import api
-    from ..core.params import params_from_cli
-
-    inputs = [args.input, args.mask, args.control]
-    target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
-    params = params_from_cli(_params_class("generate", "controlnet"), args)
-    targets = _variant_paths(target, params.count, args.overwrite, inputs)
-    volume, data = _read(args.input, series=args.series)
-    mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
-    control = _read(args.control, "control", labels=True)[1] if args.control else None
-    slices = _slices(args.slices, data)
-    printer = ProgressPrinter(quiet=args.quiet)
-    if mask is None:
-        result = api.generate(
-            data, params=params, control=control, slices=slices, on_progress=printer
-        )
-    else:
-        result = api.inpaint(
-            data,
-            mask,
-            method="controlnet",
-            params=params,
-            control=control,
-            slices=slices,
-            on_progress=printer,
-        )
-    printer.close()
-    result.provenance["source"]["file"] = str(args.input)
-    outputs = result.data if (mask is None or params.count > 1) else result.data[None]
-    voxel_size = result.output_voxel_size(volume.voxel_size)
-    for variant, (path, array) in enumerate(zip(targets, outputs, strict=True)):
-        provenance = dict(result.provenance, variant=variant)
-        write_output(path, array, provenance, voxel_size=voxel_size, unit=volume.unit)
-    return 0
-
-
 # --------------------------------------------------------------------------------------
-# InstructPix2Pix, LEDITS++ and Stable unCLIP: one generic command each
+# ControlNet, InstructPix2Pix, LEDITS++ and Stable unCLIP: aliases of generate/edit/inpaint
 # --------------------------------------------------------------------------------------
+
+#: ``controlnet``: ``generate --method controlnet``, or ``inpaint`` with ``--mask``.
+CONTROLNET_COMMAND = ("controlnet", "generate", "inpaint", "controlnet", "ControlNet")
 
 
 #: ``(command, task without --mask, task with --mask, method, help)``.
@@ -283,44 +261,38 @@ def _register_sd_command(subparsers, command) -> None:
     )
     _add_common_arguments(parser)
     parser.add_argument("--mask", help="mask TIFF (non-zero = change), volume- or slice-shaped")
-    _add_params_arguments(parser, cls, f"{name} options")
+    add_method_arguments(parser, task, method)
     add_output_arguments(parser)
     parser.set_defaults(func=run_sd_command, sd_command=command)
 
 
 def run_sd_command(args: argparse.Namespace) -> int:
-    """Run one of :data:`SD_COMMANDS` through :mod:`napari_scigen.api`."""
+    """Run ``edit``, ``generate``, ``controlnet`` or one of :data:`SD_COMMANDS` through
+    :mod:`napari_scigen.api` (``args.sd_command`` says which task and method)."""
     from .. import api
-    from ..core.params import params_from_cli
     from .common import engine_params_from_args
 
     _, task, masked_task, method, _ = args.sd_command
-    inputs = [args.input, args.mask]
+    mask_file, control_file = getattr(args, "mask", None), getattr(args, "control", None)
+    inputs = [args.input, mask_file, control_file]
     target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
-    chosen = masked_task if args.mask else task
-    if method is None:  # the registry-built `edit --method NAME`
-        method = args.method
-        params = engine_params_from_args(chosen, args)
-    else:
-        params = params_from_cli(_params_class(chosen, method), args)
+    chosen = masked_task if mask_file else task
+    args.method = method or args.method  # an alias fixes it; `edit`/`generate` take --method
+    params = engine_params_from_args(chosen, args)
     variants = int(getattr(params, "count", 1))
     targets = _variant_paths(target, variants, args.overwrite, inputs)
     volume, data = _read(args.input, series=args.series)
-    mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
-    slices = _slices(args.slices, data)
+    mask = _read(mask_file, "mask", labels=True)[1] if mask_file else None
+    control = _read(control_file, "control", labels=True)[1] if control_file else None
+    slices = _slice_selection(args.slices, data)
     printer = ProgressPrinter(quiet=args.quiet)
+    common = {"method": args.method, "params": params, "slices": slices, "on_progress": printer}
     if chosen == "edit":
-        result = api.edit(
-            data, mask, method=method, params=params, slices=slices, on_progress=printer
-        )
+        result = api.edit(data, mask, **common)
     elif chosen == "inpaint":
-        result = api.inpaint(
-            data, mask, method=method, params=params, slices=slices, on_progress=printer
-        )
+        result = api.inpaint(data, mask, control=control, **common)
     else:
-        result = api.generate(
-            data, method=method, params=params, slices=slices, on_progress=printer
-        )
+        result = api.generate(data, control=control, **common)
     printer.close()
     result.provenance["source"]["file"] = str(args.input)
     outputs = result.data if (chosen == "generate" or variants > 1) else result.data[None]
