@@ -41,8 +41,8 @@ def small_tiff(tmp_path):
 @pytest.mark.parametrize(
     ("kind", "module", "message"),
     [
-        ("cuda", "dask_cuda", "--gpus needs dask-cuda"),
-        ("slurm", "dask_jobqueue", "--cluster slurm needs dask-jobqueue"),
+        ("cuda", "dask_cuda", "a local GPU cluster needs dask-cuda"),
+        ("slurm", "dask_jobqueue", "a SLURM cluster needs dask-jobqueue"),
     ],
 )
 def test_a_missing_cluster_library_is_named_before_any_work(

@@ -740,7 +740,7 @@ def test_appended_series_read_as_one_stack_and_mismatched_ones_named(tmp_path):
     assert np.array_equal(read_volume(path).data, data)
     assert np.array_equal(read_volume(path, series=0).data, data[:2])
     tifffile.imwrite(path, data[:2, :3], photometric="minisblack", append=True)
-    with pytest.raises(InvalidInputError, match=r"series 2: \(2, 3, 4\).*--series N"):
+    with pytest.raises(InvalidInputError, match=r"series 2: \(2, 3, 4\).*with series=N"):
         read_volume(path)
     assert read_volume(path, series=2).shape == (2, 3, 4)
 

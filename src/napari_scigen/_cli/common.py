@@ -469,3 +469,102 @@ def engine_params_from_args(task: str, args, **fixed):
             if "_" in name:  # one-word names are also plain words of the message
                 reason = re.sub(rf"\b{name}\b", flag, reason)
         raise InvalidInputError(f"{flags[error.field]} {reason}") from None
+
+
+def command_options(parser: argparse.ArgumentParser, command: str | None = None) -> dict:
+    """The option actions of a command's parser, by option name, nested commands included.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The ``napari-scigen`` parser (with ``command``) or a command's own parser.
+    command : str, optional
+        The subcommand whose options are wanted.
+
+    Returns
+    -------
+    dict of str to argparse.Action
+        Keyed by the option's name as the API spells it: its ``dest`` without the prefix
+        of declared parameters (``"overwrite"``, ``"series"``, ``"precision"``).
+    """
+    from ..core.params.cli import DEST_PREFIX
+
+    found: dict[str, argparse.Action] = {}
+
+    def walk(current: argparse.ArgumentParser, depth: int) -> None:
+        for action in current._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                if depth:  # nested commands (``batch TASK``): all of them
+                    chosen = list(action.choices.values())
+                else:  # the top parser: only the running command
+                    chosen = [action.choices[command]] if command in action.choices else []
+                for sub in chosen:
+                    walk(sub, depth + 1)
+            elif action.option_strings and action.dest not in (argparse.SUPPRESS, "help"):
+                found.setdefault(action.dest.removeprefix(DEST_PREFIX), action)
+
+    walk(parser, 0 if command else 1)
+    return found
+
+
+def option_flag(name: str, actions: dict | None = None) -> str:
+    """The command's long flag of the option ``name`` (default ``--name-with-dashes``)."""
+    action = (actions or {}).get(name)
+    if action is None:
+        return "--" + name.replace("_", "-")
+    strings = list(action.option_strings)
+    flag = next((s for s in strings if s.startswith("--") and not s.startswith("--no-")), None)
+    return flag or next((s for s in strings if s.startswith("--")), strings[0])
+
+
+def flag_spelling(name: str, value: str, actions: dict | None = None) -> str:
+    """How the command line spells the option ``name=value`` of a message.
+
+    ``overwrite=True`` -> ``--overwrite``, ``resume=False`` -> ``--no-resume``,
+    ``series=N`` -> ``--series N``, ``precision='bfloat16'`` -> ``--precision bfloat16``;
+    the flag is the command's own (``actions``: :func:`command_options`), else the
+    declared spelling (``--`` + the name with dashes).
+    """
+    action = (actions or {}).get(name)
+    flag = option_flag(name, actions)
+    if action is None:
+        return {"True": flag, "False": "--no-" + flag[2:]}.get(value, f"{flag} {value}")
+    strings = list(action.option_strings)
+    if value not in ("True", "False"):
+        return f"{flag} {value}"
+    negative = next((s for s in strings if s.startswith("--no-")), None)
+    if isinstance(action, argparse.BooleanOptionalAction):
+        return flag if value == "True" or negative is None else negative
+    if action.nargs == 0:  # store_true / store_false / store_const
+        return flag if str(action.const) == value else f"without {flag}"
+    return f"{flag} {value.lower()}"
+
+
+def cli_message(error: BaseException, message: str, actions: dict | None = None) -> str:
+    """A user error's one-line ``message`` with the options it names as the command's flags.
+
+    Core messages spell options as keyword arguments and list them in the error's
+    ``options`` (see :mod:`napari_scigen.core.validation`); a
+    :class:`~napari_scigen.core.params.ParameterError` also names its field first.
+
+    Parameters
+    ----------
+    error : BaseException
+        What the command raised.
+    message : str
+        Its one-line message (``napari_scigen.cli.user_error_message``).
+    actions : dict, optional
+        The command's options (:func:`command_options`).
+
+    Returns
+    -------
+    str
+    """
+    from ..core.validation import option_names, spell_options
+
+    field = getattr(error, "field", None)
+    if isinstance(field, str) and message.startswith(field + " "):
+        message = option_flag(field, actions) + message[len(field) :]
+    return spell_options(
+        message, option_names(error), lambda name, value: flag_spelling(name, value, actions)
+    )

@@ -52,7 +52,7 @@ from ._docks import (  # noqa: F401 - re-exported: the docks' helpers' former ho
 )
 from ._docks import WIDGETS as _WIDGETS
 from ._help import help_button
-from ._outcome import FillOutcome, fill_outcome, plain_message
+from ._outcome import FillOutcome, dock_labels, dock_message, fill_outcome, plain_message
 from ._pickers import LayerPicker, MaskPicker  # noqa: F401 - the pickers' public home
 from ._progress import JobProgress
 from ._runner import Job, start_job
@@ -405,7 +405,7 @@ class EngineWidget(DockColumnFit, QWidget):
         input, model, file or memory problem) is prefixed with its type.
         """
         self.last_error = error
-        text = str(error).strip() or type(error).__name__
+        text = dock_message(error, dock_labels(self))  # options named as this dock's fields
         if not isinstance(error, (ValueError, RuntimeError, OSError, MemoryError)):
             text = f"{type(error).__name__}: {text}"
         self.set_status(f"Error: {text}")

@@ -173,3 +173,84 @@ def plain_message(text: str) -> str:
     return re.sub(
         r"\b([a-z]+(?:_[a-z]+)+)=True\b", lambda m: f"'{m.group(1).replace('_', ' ')}'", text
     )
+
+
+def dock_spelling(name: str, value: str, labels: dict[str, str] | None = None) -> str:
+    """How a dock shows the option ``name=value`` of a message: by its field label.
+
+    ``overwrite=True`` -> ``'overwrite' ticked``, ``resume=False`` -> ``'resume'
+    unticked``, ``precision='bfloat16'`` -> ``'precision' set to bfloat16``, a
+    placeholder (``series=N``) -> ``'series'``. The label is the dock's own field label
+    (``labels``), else the declared default (the name with spaces).
+    """
+    from ..core.validation import is_placeholder
+
+    label = f"'{(labels or {}).get(name) or name.replace('_', ' ')}'"
+    if value == "True":
+        return f"{label} ticked"
+    if value == "False":
+        return f"{label} unticked"
+    return label if is_placeholder(value) else f"{label} set to {value}"
+
+
+def dock_labels(dock: Any) -> dict[str, str]:
+    """The field labels a dock shows, by option name (its parameter forms and its own form).
+
+    The selected method's form comes first where a dock offers several methods.
+    """
+    from ._fields import ParamsForm
+    from ._methods import MethodChooser
+
+    labels: dict[str, str] = {}
+    forms: list[ParamsForm] = []
+    members = list(vars(dock).values()) if hasattr(dock, "__dict__") else []
+    for value in members:
+        if isinstance(value, MethodChooser):
+            forms.insert(0, value.form)
+            forms.extend(value.forms.values())
+        elif isinstance(value, ParamsForm):
+            forms.append(value)
+    for form in forms:
+        for name, spec in form.specs.items():
+            labels.setdefault(name, spec.label)
+    own = getattr(dock, "form", None)
+    try:
+        widgets = list(own) if own is not None and not isinstance(own, ParamsForm) else []
+    except TypeError:
+        widgets = []
+    for widget in widgets:
+        name, label = getattr(widget, "name", None), getattr(widget, "label", None)
+        if isinstance(name, str) and name and isinstance(label, str) and label:
+            labels.setdefault(name, label)
+    return labels
+
+
+def dock_message(error: BaseException, labels: dict[str, str] | None = None) -> str:
+    """An error's message as a dock shows it: the options it names as the dock's fields.
+
+    Core messages spell options as keyword arguments and list them in the error's
+    ``options`` (see :mod:`napari_scigen.core.validation`); a
+    :class:`~napari_scigen.core.params.ParameterError` also names its field first,
+    shown here by its label (``'tile size' must be >= 64``).
+
+    Parameters
+    ----------
+    error : BaseException
+        What the job raised.
+    labels : dict of str to str, optional
+        The dock's field labels (:func:`dock_labels`).
+
+    Returns
+    -------
+    str
+    """
+    from ..core.validation import option_names, spell_options
+
+    text = str(error).strip() or type(error).__name__
+    field = getattr(error, "field", None)
+    if isinstance(field, str) and text.startswith(field + " "):
+        label = (labels or {}).get(field) or field.replace("_", " ")
+        text = f"'{label}'" + text[len(field) :]
+    return spell_options(
+        text, option_names(error), lambda name, value: dock_spelling(name, value, labels)
+    )

@@ -15,12 +15,18 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
+from .validation import OptionsNamed
+
 #: Environment variable overriding the weights directory.
 WEIGHTS_ENV = "NAPARI_SCIGEN_WEIGHTS"
 
 
-class ModelNotAvailableError(RuntimeError):
-    """A model or weight file is not on this machine and cannot be fetched."""
+class ModelNotAvailableError(OptionsNamed, RuntimeError):
+    """A model or weight file is not on this machine and cannot be fetched.
+
+    Options the message suggests are spelled as keyword arguments and listed in
+    ``options`` (see :mod:`napari_scigen.core.validation`).
+    """
 
 
 def weights_dir() -> Path:

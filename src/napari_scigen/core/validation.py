@@ -1,14 +1,121 @@
-"""Input checks that fail early with specific messages (and never modify data)."""
+"""Input checks that fail early with specific messages (and never modify data).
+
+Messages are phrased for every front-end: where one suggests an option, it spells it
+as the keyword argument of :mod:`napari_scigen.api` (``overwrite=True``, ``series=N``,
+``precision='bfloat16'``), never as a command-line flag, and the error lists the names
+it spells in its ``options``. A script sees the message as it is; each front-end
+respells those options its own way with :func:`spell_options`: the command line as
+its flags (``--overwrite``, ``--series N``, ``--precision bfloat16``), the docks as
+their field labels (``'overwrite' ticked``).
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
 
 
-class InvalidInputError(ValueError):
-    """Input data cannot be processed; the message says why and what to do."""
+def _restore(cls: type, args: tuple, state: dict) -> BaseException:
+    """Unpickle an error without calling its ``__init__`` (which may take other arguments)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class OptionsNamed:
+    """Mixin of the errors whose message names options as keyword arguments.
+
+    Parameters
+    ----------
+    *args
+        The message (as for any exception).
+    options : iterable of str
+        The names of the options the message spells ``name=value`` (see the module
+        notes); front-ends respell exactly those.
+
+    Attributes
+    ----------
+    options : tuple of str
+    """
+
+    def __init__(self, *args, options: Iterable[str] = ()):
+        super().__init__(*args)
+        self.options = tuple(options)
+
+    def __reduce__(self):
+        # keeps ``options`` (and a subclass's own attributes) across processes (Dask workers)
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+
+class InvalidInputError(OptionsNamed, ValueError):
+    """Input data cannot be processed; the message says why and what to do.
+
+    An option the message suggests is spelled as its keyword argument and named in
+    ``options`` (``InvalidInputError("... run again with overwrite=True ...",
+    options=["overwrite"])``), so that each front-end shows it its own way.
+    """
+
+
+#: The value of an option as a message spells it: ``True``, ``2``, ``'bfloat16'`` or a
+#: placeholder in capitals (``N``, ``RUN_DIR``).
+_OPTION_VALUE = r"'[^']*'|\"[^\"]*\"|[\w.:+-]*\w"
+
+
+def option_names(error: BaseException) -> tuple[str, ...]:
+    """The options ``error``'s message names: its ``options`` and those of the errors it
+    was raised from or while handling (a front-end that rewraps a core error with its
+    message, ``raise CliError(str(error)) from None``, keeps them)."""
+    names: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names += [n for n in getattr(current, "options", None) or () if n not in names]
+        current = current.__cause__ or current.__context__
+    return tuple(names)
+
+
+def is_placeholder(value: str) -> bool:
+    """Whether an option's value in a message stands for any value (``N``, ``RUN_DIR``)."""
+    return bool(re.fullmatch(r"[A-Z][A-Z0-9_-]*", value)) and value not in ("True", "False")
+
+
+def spell_options(text: str, options: Iterable[str], spell: Callable[[str, str], str]) -> str:
+    """Respell the options named in ``text`` for one front-end.
+
+    Parameters
+    ----------
+    text : str
+        A message spelling options as keyword arguments (``name=value``).
+    options : iterable of str
+        The option names to respell (an error's ``options``).
+    spell : callable
+        ``spell(name, value)`` returns the front-end's spelling; ``value`` is the text
+        after ``=`` without quotes: ``"True"``, ``"False"``, ``"2"``, ``"bfloat16"`` or
+        a placeholder (``"N"``).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> spell_options(
+    ...     "out.zarr exists; run again with overwrite=True to replace it",
+    ...     ["overwrite"],
+    ...     lambda name, value: "--" + name,
+    ... )
+    'out.zarr exists; run again with --overwrite to replace it'
+    """
+    for name in options:
+        pattern = rf"(?<![\w.]){re.escape(name)}=({_OPTION_VALUE})"
+        text = re.sub(pattern, lambda m, name=name: spell(name, m.group(1).strip("'\"")), text)
+    return text
 
 
 def _count_nonfinite(array: np.ndarray) -> int:

@@ -31,10 +31,10 @@ _CLUSTER_HINT = "pip install 'napari-scigen[cluster]'"
 _NEEDS = {
     "cuda": (
         "dask_cuda",
-        "--gpus needs dask-cuda (one worker per GPU): pip install "
+        "a local GPU cluster needs dask-cuda (one worker per GPU): pip install "
         "'napari-scigen[gpu-cluster]' (Linux with CUDA)",
     ),
-    "slurm": ("dask_jobqueue", f"--cluster slurm needs dask-jobqueue: {_CLUSTER_HINT}"),
+    "slurm": ("dask_jobqueue", f"a SLURM cluster needs dask-jobqueue: {_CLUSTER_HINT}"),
 }
 #: Environment variables that size the thread pools of numerical libraries.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.params.declare import ParameterError
 from ..core.provenance import to_jsonable
 from ..core.validation import InvalidInputError
 from ._batch_plan import (
@@ -331,7 +332,7 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     if request.chunk_slices is not None and (
         isinstance(request.chunk_slices, bool) or int(request.chunk_slices) < 1
     ):
-        raise InvalidInputError(f"chunk_slices must be >= 1, got {request.chunk_slices!r}")
+        raise ParameterError("chunk_slices", f"must be >= 1, got {request.chunk_slices!r}")
     wanted = int(request.chunk_slices or default)
     store_chunk = min(store_chunk, wanted)  # smaller tasks: smaller stored chunks
     chunk_slices = -(-wanted // store_chunk) * store_chunk
@@ -372,13 +373,13 @@ def _chunking_note(engine, n_chunks: int, learns: bool, fit_once: bool) -> str |
     if not engine.chunk_invariant and n_chunks > 1:
         return (
             f"warning: the {engine.task} engine {engine.name} is not chunk-invariant: its "
-            f"result depends on the chunking ({n_chunks} chunks; --chunk-slices "
-            "larger than the output makes it one task)"
+            f"result depends on the chunking ({n_chunks} chunks; chunk_slices larger than "
+            "the output makes it one task)"
         )
     return None
 
 
-#: At most this many output slices per job (a larger --factor is a typing error).
+#: At most this many output slices per job (a larger factor is a typing error).
 MAX_OUTPUT_SLICES = 1_000_000
 
 
@@ -398,12 +399,13 @@ def _check_factor(factor, shape: tuple[int, ...], dtype, output: str) -> None:
     from ..core.io.memory import format_bytes
 
     if not is_index(factor) or factor < 2:
-        raise InvalidInputError(f"--factor must be an integer >= 2, got {factor!r}")
+        raise ParameterError("factor", f"must be an integer >= 2, got {factor!r}")
     n_out = (shape[0] - 1) * int(factor) + 1
     if n_out > MAX_OUTPUT_SLICES:
         raise InvalidInputError(
-            f"--factor {factor} makes {n_out:,} output slices (more than "
-            f"{MAX_OUTPUT_SLICES:,}): choose a smaller --factor"
+            f"factor={factor} makes {n_out:,} output slices (more than "
+            f"{MAX_OUTPUT_SLICES:,}): choose a smaller factor",
+            options=["factor"],
         )
     nbytes = n_out * math.prod(shape[1:]) * np.dtype(dtype).itemsize
     folder = Path(output).expanduser().resolve().parent
@@ -413,9 +415,10 @@ def _check_factor(factor, shape: tuple[int, ...], dtype, output: str) -> None:
         free = None
     if free is not None and nbytes > free:
         raise InvalidInputError(
-            f"--factor {factor} makes an output of {format_bytes(nbytes)} (uncompressed) but "
-            f"{folder} has only {format_bytes(free)} free: choose a smaller --factor or "
-            "write to a larger disk"
+            f"factor={factor} makes an output of {format_bytes(nbytes)} (uncompressed) but "
+            f"{folder} has only {format_bytes(free)} free: choose a smaller factor or "
+            "write to a larger disk",
+            options=["factor"],
         )
 
 
@@ -424,11 +427,11 @@ def _learned_note(method: str, n_chunks: int) -> str:
         return (
             f"the {method} engine learns from the whole volume, so the job is one task over "
             "the whole volume (equal to one process for the same seed, step budget and "
-            "threads); --chunk-slices splits it, each chunk then learning on its own"
+            "threads); chunk_slices splits it, each chunk then learning on its own"
         )
     return (
         f"the {method} engine learns from the volume it is given: each of the {n_chunks} "
         "chunks trains its own network and takes its own intensity window, so the result "
-        "depends on the chunking (without --chunk-slices the job is one task over the "
+        "depends on the chunking (without chunk_slices the job is one task over the "
         "whole volume)"
     )

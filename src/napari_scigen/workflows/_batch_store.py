@@ -64,7 +64,10 @@ def _read_job_record(store: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
-        raise InvalidInputError(f"{path} is damaged; pass --overwrite to start over") from None
+        raise InvalidInputError(
+            f"{path} is damaged; run again with overwrite=True to start over",
+            options=["overwrite"],
+        ) from None
 
 
 def _initial_provenance(job: BatchJob) -> dict:
@@ -111,7 +114,9 @@ def _refuse_changed_inputs(store: Path, stored: dict, job: BatchJob) -> None:
         raise InvalidInputError(
             f"{store} was started from other content of {', '.join(changed)} (the files "
             "changed since: sizes or modification times differ), so resuming would mix old "
-            "and new results; pass --overwrite to start over, or write to another store"
+            "and new results; run again with overwrite=True to start over, or write to "
+            "another store",
+            options=["overwrite"],
         )
 
 
@@ -146,7 +151,9 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
             )
         elif record is None:
             raise InvalidInputError(
-                f"{store} exists and is not a batch output; pass --overwrite to replace it"
+                f"{store} exists and is not a batch output; run again with overwrite=True to "
+                "replace it",
+                options=["overwrite"],
             )
         elif record.get("job") != job.fingerprint():
             _refuse_changed_inputs(store, record.get("job") or {}, job)
@@ -156,8 +163,9 @@ def prepare_store(job: BatchJob, *, overwrite: bool = False) -> BatchJob:
                 if (record.get("job") or {}).get(key) != value
             )
             raise InvalidInputError(
-                f"{store} holds a batch job with other settings ({', '.join(changed)}); pass "
-                "--overwrite to start over, or write to another store"
+                f"{store} holds a batch job with other settings ({', '.join(changed)}); run "
+                "again with overwrite=True to start over, or write to another store",
+                options=["overwrite"],
             )
     if record is not None:
         stored_range = record.get("value_range")

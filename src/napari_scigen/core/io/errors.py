@@ -54,8 +54,8 @@ def _collect_tifffile_messages() -> Iterator[list[str]]:
         logger.removeFilter(collector)
 
 
-def _broken_file_error(path: Path, problem: str) -> InvalidInputError:
-    return InvalidInputError(f"{path.name}: {problem} (file: {path})")
+def _broken_file_error(path: Path, problem: str, *, options=()) -> InvalidInputError:
+    return InvalidInputError(f"{path.name}: {problem} (file: {path})", options=options)
 
 
 def _describe(exc: BaseException) -> str:

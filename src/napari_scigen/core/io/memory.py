@@ -21,8 +21,8 @@ from napari_scigen.core.validation import InvalidInputError
 
 #: What to try when a volume does not fit (appended to every refusal).
 LARGE_DATA_HINT = (
-    "crop it or work on fewer slices (e.g. --slices), use a machine with more memory, "
-    "or open it lazily (napari, or read_volume(..., lazy=True)) and process it in batches"
+    "crop it or work on fewer slices, use a machine with more memory, or read it lazily "
+    "and process it in parts (the batch workflow)"
 )
 
 #: What to try when a result (e.g. z upsampling by a large factor) would not fit.

@@ -6,14 +6,14 @@ workflow that writes (single-process commands, ``convert``, ``batch`` and the na
 
 * is never one of the inputs (compared by resolved path and :func:`os.path.samefile`,
   so ``..``, symbolic and hard links are seen through);
-* never contains an input: replacing an output store (``--overwrite``) deletes the
+* never contains an input: replacing an output store (``overwrite``) deletes the
   whole folder, and an input inside it with it;
 * never sits inside an input folder (a folder of slices, a zarr store): writing there
   would add a slice or a file to the input;
 * that is a folder store (``.zarr``) is never a symbolic link: replacing it would
   replace the link, not the store it points to.
 
-These hold with or without ``--overwrite``.
+These hold with or without ``overwrite``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def check_output_location(
     output: str | os.PathLike,
     inputs: Iterable,
     *,
-    flag: str = "-o",
+    flag: str | None = None,
     store: bool | None = None,
 ) -> Path:
     """Refuse an output that is, contains or lies inside one of the inputs.
@@ -63,8 +63,9 @@ def check_output_location(
         The file or store about to be written.
     inputs : iterable of str or path-like
         Every file or folder the job reads (``None`` and empty entries are skipped).
-    flag : str
-        How messages name the output (``"-o"``, ``"--save-mask"``).
+    flag : str, optional
+        How messages name the output: a front-end passes its own name for it (the
+        CLI ``"-o"``, ``"--save-mask"``); default ``"the output"``.
     store : bool, optional
         The output is a folder store (``.zarr``); default: decided by its name.
 
@@ -81,6 +82,7 @@ def check_output_location(
     from .zarr_store import is_zarr_path
 
     target = Path(output).expanduser()
+    flag = flag or "the output"
     store = is_zarr_path(target) if store is None else store
     if store and target.is_symlink():
         raise InvalidInputError(
@@ -113,7 +115,7 @@ def check_output_location(
 
 
 def check_store_output(
-    path: str | os.PathLike, inputs: Iterable, *, overwrite: bool, flag: str = "output"
+    path: str | os.PathLike, inputs: Iterable, *, overwrite: bool, flag: str | None = None
 ) -> Path:
     """An output store that loses nothing: not an input, not around or inside one, not a link.
 
@@ -134,11 +136,15 @@ def check_store_output(
     target = check_output_location(path, inputs, flag=flag, store=True)
     if target.exists() or target.is_symlink():
         if not overwrite:
-            raise InvalidInputError(f"{target} exists; pass --overwrite to replace it")
+            raise InvalidInputError(
+                f"{target} exists; run again with overwrite=True to replace it",
+                options=["overwrite"],
+            )
         if not is_zarr_store(target):
             raise InvalidInputError(
-                f"{target} exists and is not a zarr store; --overwrite replaces only a zarr "
-                "store: remove it yourself or choose another output"
+                f"{target} exists and is not a zarr store; overwrite=True replaces only a "
+                "zarr store: remove it yourself or choose another output",
+                options=["overwrite"],
             )
     if not target.parent.is_dir():
         raise InvalidInputError(f"output folder {target.parent} does not exist; create it first")

@@ -4,7 +4,7 @@ A TIFF may hold several image series: ``tifffile.imwrite(..., append=True)`` add
 per call, and pages of different shapes form separate series. When every series is a
 stack of 2D grayscale pages of one shape and dtype, all pages are read as one stack
 (in file order); otherwise the file is refused with a list of its series, unless one
-is chosen (``read_volume(..., series=N)``, CLI ``--series N``).
+is chosen (``read_volume(..., series=N)``; each front-end names the option its own way).
 
 A header can also declare far more data than the file can hold. Each lossless codec
 has a largest expansion its format allows (deflate ~1032:1, LZW with 12-bit codes
@@ -106,14 +106,15 @@ def select_series(tif: tifffile.TiffFile, path: Path, series: int | None) -> tup
         )
         note = (
             f"{len(found)} image series of {key.shape} {np.dtype(key.dtype)} pages read as one "
-            f"stack of {len(pages)} slices (choose one with --series N)"
+            f"stack of {len(pages)} slices (choose one with series=N)"
         )
         return combined, note
     listed = "; ".join(f"series {i}: {_describe_series(s)}" for i, s in enumerate(found))
     raise _broken_file_error(
         path,
         f"holds {len(found)} image series of different shapes or dtypes ({listed}); choose one "
-        "with --series N (read_volume(..., series=N))",
+        "with series=N",
+        options=["series"],
     )
 
 

@@ -32,10 +32,14 @@ class ParameterError(InvalidInputError):
         The dataclass field name (the CLI flag is ``--`` + the name with dashes).
     reason : str
         What is wrong, without the field name (``"must be >= 1, got 0"``).
+    options : tuple of str
+        Other options the reason spells as keyword arguments (``drop_every=G``), which
+        front-ends respell (see :mod:`napari_scigen.core.validation`); the field itself
+        is the message's subject, shown as each front-end names it.
     """
 
-    def __init__(self, field: str, reason: str):
-        super().__init__(f"{field} {reason}")
+    def __init__(self, field: str, reason: str, *, options=()):
+        super().__init__(f"{field} {reason}", options=options)
         self.field = field
         self.reason = reason
 

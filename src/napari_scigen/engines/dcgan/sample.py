@@ -41,9 +41,9 @@ def run_sample_dcgan(
 
     if not params.generator:
         raise ModelNotAvailableError(
-            "no DCGAN generator given: train one on your volume with "
-            "'napari-scigen train-dcgan VOLUME -o RUN_DIR' (or api.train(..., method='dcgan')) "
-            "and pass generator=RUN_DIR"
+            "no DCGAN generator given: train one on your volume with the training method "
+            "'dcgan' and run again with generator=RUN_DIR (its output folder)",
+            options=["generator"],
         )
     device = resolve_device(params.device)
     G, _, record = load_dcgan(params.generator, device)

@@ -67,14 +67,15 @@ def locate_adapter(path: str) -> Path:
     folder = Path(str(path)).expanduser()
     if not folder.is_dir():
         raise ModelNotAvailableError(
-            f"adapter folder {str(folder)!r} does not exist: train one with "
-            "'napari-scigen finetune-sd VOLUME -o FOLDER' or pass a diffusers LoRA folder"
+            f"adapter folder {str(folder)!r} does not exist: train one on your volume with "
+            "the training method 'sd-lora' (its output folder is the adapter) or give a "
+            "diffusers LoRA folder"
         )
     if not (folder / ADAPTER_WEIGHTS).is_file() and not (folder / EMBEDDINGS_FILE).is_file():
         raise ModelNotAvailableError(
             f"adapter folder {str(folder)!r} has no {ADAPTER_WEIGHTS} or {EMBEDDINGS_FILE}: "
-            "pass a folder written by 'napari-scigen finetune-sd' (its final weights appear "
-            "when training ends)"
+            "give a folder written by the training method 'sd-lora' (its final weights "
+            "appear when training ends)"
         )
     return folder
 
