@@ -18,6 +18,7 @@ from learned_tiny import TINY  # noqa: E402
 from napari_scigen import api  # noqa: E402
 from napari_scigen.core.io import read_volume, write_volume  # noqa: E402
 from napari_scigen.core.phantoms import make_rock_volume  # noqa: E402
+from napari_scigen.workflows import _batch_worker  # noqa: E402
 from napari_scigen.workflows._batch_store import prepare_store  # noqa: E402
 from napari_scigen.workflows._batch_worker import (  # noqa: E402
     compute_chunk,
@@ -39,14 +40,29 @@ def rock(tmp_path_factory):
     return volume, str(path)
 
 
-def _run_in_process(request: BatchRequest, volume: np.ndarray):
-    """Plan, fit once and compute every chunk as the workers would; the job."""
+def _run_in_process(request: BatchRequest, volume: np.ndarray, reads=None):
+    """Plan, fit once and compute every chunk as the workers would; the job.
+
+    ``reads`` (a dict) receives per chunk the input slice ranges it read.
+    """
     job = prepare_store(plan_batch(request))
     job = replace(job, value_range=(float(volume.min()), float(volume.max())))
     assert job.fit_once and len(job.chunks) >= 3
     assert fit_model(job)["filled_with"] == "learned"
+    read = _batch_worker._read_slices
     for chunk in job.chunks:
-        assert compute_chunk(job, chunk.index)["status"] == "computed"
+        ranges = [] if reads is None else reads.setdefault(chunk.index, [])
+
+        def counted(path, start, stop, labels=False, ranges=ranges):
+            if path == request.input:
+                ranges.append((start, stop))
+            return read(path, start, stop, labels=labels)
+
+        _batch_worker._read_slices = counted
+        try:
+            assert compute_chunk(job, chunk.index)["status"] == "computed"
+        finally:
+            _batch_worker._read_slices = read
     return job
 
 
@@ -83,7 +99,7 @@ def test_chunked_learned_inpainting_writes_an_uncertainty_image_bit_identical_to
 ):
     volume, path = rock
     mask = np.zeros(volume.shape, np.uint8)
-    mask[2:60, 8:14, 9:17] = 1
+    mask[20:60, 8:14, 9:17] = 1  # the first chunk has nothing to fill: its halo is not read
     mask_path = write_volume(tmp_path / "mask.ome.zarr", mask, kind="labels")
     tiny = {k: v for k, v in TINY.items() if k != "validation_slices"}
     params = {**tiny, "force_learned": True, "uncertainty": True}
@@ -91,7 +107,9 @@ def test_chunked_learned_inpainting_writes_an_uncertainty_image_bit_identical_to
         "inpaint", "learned", path, str(tmp_path / "filled.ome.zarr"), params=params,
         mask=str(mask_path), chunk_slices=16,
     )  # fmt: skip
-    job = _run_in_process(request, volume)
+    reads = {}
+    job = _run_in_process(request, volume, reads)
+    assert reads[0] == [(0, 16)] and reads[1] == [(0, 48)]  # no halo without a masked slice
     reference = api.inpaint(volume, mask.astype(bool), method="learned", **params)
     spread = np.asarray(read_volume(uncertainty_store(job.store)).data)
     np.testing.assert_array_equal(np.asarray(read_volume(job.store).data), reference.data)

@@ -235,6 +235,16 @@ def _run_fitted(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | N
         result = np.empty(shape, block.dtype)
         result[chunk.start - chunk.first_output :] = block
         return result, uncertainty
+    own = _read_slices(request.mask, chunk.start, chunk.stop, labels=True)
+    chosen = [chunk.source_start + z - chunk.start for z in chunk.slices]
+    if not np.asarray(own if own.ndim == 2 else own[chosen]).any():
+        # nothing to fill here: the chunk's own slices, without reading its halo
+        shape = (chunk.source_stop - chunk.source_start, *job.output_shape[1:])
+        result = np.empty(shape, job.output_dtype)
+        result[chunk.start - chunk.source_start : chunk.stop - chunk.source_start] = _read_slices(
+            request.input, chunk.start, chunk.stop
+        )
+        return result, None  # its uncertainty: zeros (see _write_uncertainty)
     image = _read_slices(request.input, chunk.source_start, chunk.source_stop)
     mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
     uncertainty = np.zeros(image.shape, np.float32) if spread else None
