@@ -217,7 +217,7 @@ def inpaint_benchmark(device: str, threads: int, train_steps: int | None) -> lis
 def machine() -> dict:
     """Where the benchmark ran, and how busy the machine was."""
     from napari_scigen.core.provenance import software_versions
-    from napari_scigen.engines.stylegan.train import cpu_model
+    from napari_scigen.engines._training.hardware import cpu_model
 
     return {
         "cpu": cpu_model(),

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from napari_scigen.core.phantoms import make_rock_volume
     from napari_scigen.core.progress import drain
     from napari_scigen.engines.stylegan.checkpoint import export_generator, read_metadata
-    from napari_scigen.engines.stylegan.train import cpu_model
+    from napari_scigen.engines._training.hardware import cpu_model
 
     torch.set_num_threads(args.threads)
     if not args.export_only:

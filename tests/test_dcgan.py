@@ -12,8 +12,8 @@ from napari_scigen.cli import main  # noqa: E402
 from napari_scigen.core.io import read_volume, write_volume  # noqa: E402
 from napari_scigen.core.models import ModelNotAvailableError  # noqa: E402
 from napari_scigen.core.phantoms import make_rock_volume  # noqa: E402
+from napari_scigen.engines._training.checkpoint import CheckpointError  # noqa: E402
 from napari_scigen.engines.dcgan.networks import DCGANConfig, build_dcgan  # noqa: E402
-from napari_scigen.engines.stylegan.checkpoint import CheckpointError  # noqa: E402
 
 SMALL = {"resolution": 32, "batch_size": 4, "channels": 8, "z_dim": 16, "device": "cpu"}
 

@@ -159,7 +159,7 @@ def test_no_resume_starts_over_and_replaces_the_earlier_runs_checkpoints(
 
 def test_a_checkpoint_written_before_content_identities_resumes_on_the_same_layout(tmp_path):
     from napari_scigen.core.validation import InvalidInputError
-    from napari_scigen.engines.stylegan.checkpoint import check_resume_source
+    from napari_scigen.engines._training.resume import check_resume_source
 
     volume = np.zeros((2, 8, 8), np.uint16)
     old = {"source": {"shape": [2, 8, 8], "dtype": "uint16"}}

@@ -13,18 +13,18 @@ torch = pytest.importorskip("torch")
 from napari_scigen.core.params import ParameterError  # noqa: E402
 from napari_scigen.core.progress import Cancelled, CancelToken, drain  # noqa: E402
 from napari_scigen.core.validation import InvalidInputError  # noqa: E402
-from napari_scigen.engines.stylegan.checkpoint import (  # noqa: E402
-    export_generator,
+from napari_scigen.engines._training.checkpoint import (  # noqa: E402
     latest_checkpoint,
     list_checkpoints,
+)
+from napari_scigen.engines._training.divergence import TrainingDivergedError  # noqa: E402
+from napari_scigen.engines.stylegan.checkpoint import (  # noqa: E402
+    export_generator,
     load_checkpoint,
     load_generator,
 )
 from napari_scigen.engines.stylegan.params import StyleGANTrainParams  # noqa: E402
-from napari_scigen.engines.stylegan.train import (  # noqa: E402
-    TrainingDivergedError,
-    run_train_stylegan,
-)
+from napari_scigen.engines.stylegan.train import run_train_stylegan  # noqa: E402
 from stylegan_tiny import TINY_CONFIG_KWARGS, textured_volume, tiny_config, tiny_params  # noqa: E402
 
 torch.set_num_threads(1)

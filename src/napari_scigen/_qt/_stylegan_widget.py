@@ -279,7 +279,7 @@ class StyleGANWidget(EngineWidget):
         """After a cancelled training run: use the checkpoint the engine wrote on Cancel."""
         if spec["action"] != "train":
             return
-        from ..engines.stylegan.checkpoint import latest_checkpoint
+        from ..engines._training.checkpoint import latest_checkpoint
 
         newest = latest_checkpoint(spec["out_dir"])
         if newest is None:

@@ -2,26 +2,26 @@
 
 The classical recipe (Radford et al. 2016): binary cross-entropy (non-saturating
 generator loss), Adam with ``lr = 2e-4`` and ``beta1 = 0.5``, BatchNorm in both networks.
-Everything around it is the StyleGAN training infrastructure: random crops of the
-windowed slices (:class:`~napari_scigen.engines.stylegan.train.SliceDataset`), flips and
-90-degree rotations of real slices plus differentiable augmentation before the
-discriminator (:mod:`~napari_scigen.engines.stylegan.augment`), atomic safetensors + JSON
-checkpoints with the optimizer and RNG states (read with ``weights_only=True``), resume
-from the newest one, previews and progress per step.
+Everything around the step is the shared training infrastructure
+(:mod:`napari_scigen.engines._training`): random crops of the windowed slices
+(:class:`~napari_scigen.engines._training.dataset.SliceDataset`), flips and 90-degree
+rotations of real slices plus differentiable augmentation before the discriminator
+(:mod:`~napari_scigen.engines._training.augment`), atomic safetensors + JSON checkpoints
+with the optimizer and RNG states (read with ``weights_only=True``), resume from the
+newest one, the step loop (previews, progress, a checkpoint on cancel, divergence as a
+user error).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Generator as PyGenerator
 from pathlib import Path
 from typing import Any
 
-from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
+from ...core.progress import CancelToken, Progress
 from ...core.provenance import make_provenance, software_versions, to_jsonable
-from ...core.validation import check_image
 from .params import DCGAN_NETWORK_FIELDS, DCGANTrainParams
 
 #: Format tag of DCGAN checkpoints.
@@ -34,7 +34,7 @@ def load_dcgan(path: str | os.PathLike, device: str = "cpu"):
     ``record`` is the loader's dict: ``metadata`` (config, window, step...), ``train_state``
     and ``path``. Both networks are on ``device`` in train mode.
     """
-    from ..stylegan.checkpoint import load_tensors_checkpoint
+    from .._training.checkpoint import load_tensors_checkpoint
     from .networks import DCGANConfig, build_dcgan
 
     record = load_tensors_checkpoint(path, format=DCGAN_FORMAT, what="DCGAN")
@@ -77,35 +77,37 @@ def run_train_dcgan(
     TrainResult
         ``data``: the final preview grid in ``[0, 1]``; ``checkpoint``, ``step``,
         ``history`` (``loss_G``, ``loss_D``); provenance engine ``"train-dcgan"``.
+
+    Raises
+    ------
+    TrainingDivergedError
+        If a loss becomes NaN/infinite (a user error; the last checkpoint is kept).
     """
     import torch
     import torch.nn.functional as F
 
     from ...core.device import resolve_device
-    from ...core.io.identity import array_identity
     from ...core.stack import Window, percentile_window
-    from ..stylegan.augment import diff_augment, random_dihedral
-    from ..stylegan.checkpoint import (
+    from .._training.augment import diff_augment, random_dihedral
+    from .._training.checkpoint import save_tensors_checkpoint
+    from .._training.dataset import SliceDataset
+    from .._training.hardware import hardware_description
+    from .._training.loop import gan_losses_text, run_steps
+    from .._training.preview import preview_grid
+    from .._training.result import TrainResult
+    from .._training.resume import (
         check_resume_source,
-        latest_checkpoint,
-        list_checkpoints,
-        save_tensors_checkpoint,
-    )
-    from ..stylegan.train import (
-        SliceDataset,
-        TrainingDivergedError,
-        TrainResult,
-        hardware_description,
-        preview_grid,
+        resume_point,
+        source_record,
+        training_volume,
     )
     from .networks import build_dcgan
 
-    array = check_image(volume, name="training volume", ndim=(3,))
-    identity = array_identity(array)
+    array, identity = training_volume(volume)
     device = resolve_device(params.device)
     out_dir = Path(out_dir)
-    checkpoint_path = latest_checkpoint(out_dir) if resume else None
-    replaced = [] if resume else list_checkpoints(out_dir)  # a run started over replaces them
+    start = resume_point(out_dir, resume)
+    checkpoint_path = start.checkpoint
     if checkpoint_path is not None:
         G, D, loaded = load_dcgan(checkpoint_path, device)
         meta = loaded["metadata"]
@@ -156,7 +158,7 @@ def run_train_dcgan(
             "train_params": to_jsonable(params.to_dict()),
             "seed": seed,
             "step": step,
-            "source": {"shape": list(array.shape), "dtype": array.dtype.name, "content": identity},
+            "source": source_record(array, identity),
             "training": {
                 "wall_seconds": wall_before + (time.perf_counter() - started),
                 "hardware": hardware_description(device),
@@ -181,7 +183,7 @@ def run_train_dcgan(
             train_state=train_state,
             keep=params.keep_checkpoints,
             format=DCGAN_FORMAT,
-            replaces=replaced,
+            replaces=start.replaced,
         )
 
     def result(path: Path, step: int, preview) -> TrainResult:
@@ -196,7 +198,7 @@ def run_train_dcgan(
                 "run_dir": str(out_dir),
                 "checkpoint": str(path),
                 "step": step,
-                "resumed_from": checkpoint_path.name if checkpoint_path is not None else None,
+                "resumed_from": start.name,
                 "config": config.to_dict(),
                 "window": record["window"],
                 "training": record["training"],
@@ -211,57 +213,45 @@ def run_train_dcgan(
             metadata=record,
         )
 
-    total, step = params.train_steps, start_step
-    if step >= total:
-        preview = make_preview()
-        yield Progress(total, total, f"already trained for {step} steps", preview)
-        return result(Path(checkpoint_path), step, preview)
-
     def disc(images):
         if params.augment:
             images = diff_augment(images, generator=noise_gen)
         return D(images)
 
+    def train_step(step: int) -> dict[str, float]:
+        batch = params.batch_size
+        real = dataset.sample(batch, data_gen)
+        if params.augment:
+            real = random_dihedral(real, generator=data_gen)
+        real = real.to(device)
+        z = torch.randn(batch, config.z_dim, generator=noise_gen).to(device)
+        fake = G(z)
+        # discriminator: real -> 1, fake -> 0
+        loss_D = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
+        opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        opt_D.step()
+        # generator: non-saturating loss
+        loss_G = F.softplus(-disc(fake)).mean()
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        opt_G.step()
+        return {"loss_G": float(loss_G.detach()), "loss_D": float(loss_D.detach())}
+
     G.train()
     D.train()
-    try:
-        while step < total:
-            check_cancelled(cancel)
-            batch = params.batch_size
-            real = dataset.sample(batch, data_gen)
-            if params.augment:
-                real = random_dihedral(real, generator=data_gen)
-            real = real.to(device)
-            z = torch.randn(batch, config.z_dim, generator=noise_gen).to(device)
-            fake = G(z)
-            # discriminator: real -> 1, fake -> 0
-            loss_D = F.softplus(-disc(real)).mean() + F.softplus(disc(fake.detach())).mean()
-            opt_D.zero_grad(set_to_none=True)
-            loss_D.backward()
-            opt_D.step()
-            # generator: non-saturating loss
-            loss_G = F.softplus(-disc(fake)).mean()
-            opt_G.zero_grad(set_to_none=True)
-            loss_G.backward()
-            opt_G.step()
-            value_G, value_D = float(loss_G.detach()), float(loss_D.detach())
-            if not (math.isfinite(value_G) and math.isfinite(value_D)):
-                raise TrainingDivergedError(
-                    f"DCGAN training diverged at step {step + 1}: loss_G={value_G}, "
-                    f"loss_D={value_D}; lower learning_rate (now {params.learning_rate})"
-                )
-            step += 1
-            history["step"].append(step)
-            history["loss_G"].append(value_G)
-            history["loss_D"].append(value_D)
-            preview = make_preview() if (step % params.sample_every == 0 or step == total) else None
-            if step % params.checkpoint_every == 0 and step < total:
-                checkpoint(step)
-            yield Progress(
-                step, total, f"step {step}/{total}  G {value_G:.3f}  D {value_D:.3f}", preview
-            )
-    except (Cancelled, GeneratorExit, KeyboardInterrupt):
-        if step > start_step:
-            checkpoint(step)
-        raise
-    return result(checkpoint(step), step, make_preview())
+    step = yield from run_steps(
+        train_step,
+        params,
+        start_step=start_step,
+        save=checkpoint,
+        history=history,
+        what="DCGAN",
+        hint=f"lower learning_rate (now {params.learning_rate})",
+        last_checkpoint=checkpoint_path,
+        cancel=cancel,
+        preview=make_preview,
+        describe=gan_losses_text,
+    )
+    path = checkpoint(step) if step > start_step else Path(checkpoint_path)
+    return result(path, step, make_preview())

@@ -3,8 +3,8 @@
 * A **weights file** is ``name.safetensors`` + ``name.json`` (format
   :data:`FORMAT`, the :class:`~.networks.UNetConfig`, what it was trained on). The
   default networks shipped in ``napari_scigen/data`` are such files.
-* A **checkpoint** is the StyleGAN checkpoint layout
-  (:func:`~napari_scigen.engines.stylegan.checkpoint.save_tensors_checkpoint`):
+* A **checkpoint** is the checkpoint layout of every trainer
+  (:func:`~napari_scigen.engines._training.checkpoint.save_tensors_checkpoint`):
   ``checkpoint-<step>/`` with ``networks.safetensors``, ``train_state.pt`` (optimizer
   states, read back with ``weights_only=True``) and ``checkpoint.json`` (written last,
   holding the RNG state and the *task key* that says which volume and settings it
@@ -132,7 +132,7 @@ def save_checkpoint(
     run_dir, *, step: int, modules: dict, metadata: dict, train_state: dict, keep=2
 ):
     """Write a training checkpoint of ``modules`` (``{"net": network, ...}``) atomically."""
-    from ..stylegan.checkpoint import save_tensors_checkpoint
+    from .._training.checkpoint import save_tensors_checkpoint
 
     tensors: dict = {}
     for prefix, module in modules.items():
@@ -150,7 +150,7 @@ def save_checkpoint(
 
 def latest(run_dir) -> Path | None:
     """The newest complete checkpoint in ``run_dir`` (``None`` when there is none)."""
-    from ..stylegan.checkpoint import latest_checkpoint
+    from .._training.checkpoint import latest_checkpoint
 
     return latest_checkpoint(run_dir)
 
@@ -163,7 +163,7 @@ def load_checkpoint(path) -> dict[str, Any]:
     InvalidInputError
         When the folder holds no complete learned-engine checkpoint or it is damaged.
     """
-    from ..stylegan.checkpoint import CheckpointError, load_tensors_checkpoint
+    from .._training.checkpoint import CheckpointError, load_tensors_checkpoint
 
     try:
         return load_tensors_checkpoint(path, format=FORMAT, what="learned-engine")

@@ -5,14 +5,17 @@ with_real) -> Batch``), predicting a residual over the first input channel, unti
 step budget (or the optional time limit) is spent. Losses are counted on the target
 pixels only (the batch's ``weight``): L1, L2 or L1 + 0.2 (1 - SSIM); optionally an L1
 term on image gradients and a non-saturating adversarial term from a small StyleGAN2
-residual discriminator (:class:`~napari_scigen.engines.stylegan.networks.Discriminator`)
-that compares composites (known pixels + prediction) with real crops.
+residual discriminator (:class:`~napari_scigen.engines.stylegan.networks.Discriminator`,
+reused as a network) that compares composites (known pixels + prediction) with real crops.
 
 On CUDA it uses bfloat16 autocast (float16 + loss scaling where bfloat16 is missing) and
 channels-last tensors; on a CPU it runs in float32 with ``threads`` threads and is
 bit-identical for a seed and a step budget. With a checkpoint folder, a checkpoint is
 written every ``checkpoint_every`` steps and when the job is cancelled; a new run resumes
-from it when its task key (which volume and settings it was made for) matches.
+from it when its task key (which volume and settings it was made for) matches. The
+checkpoint files, the checkpoint on cancel and the divergence check (a
+:class:`~napari_scigen.engines._training.divergence.TrainingDivergedError`) are the
+shared training infrastructure (:mod:`napari_scigen.engines._training`).
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ import math
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
+from ...core.progress import CancelToken, Progress, check_cancelled
 from ...core.validation import InvalidInputError
 from .params import LearnedTrainingParams
 
@@ -222,11 +226,15 @@ def train_network(
     Raises
     ------
     InvalidInputError
-        A checkpoint folder holding a checkpoint of another task, or a diverged loss.
+        A checkpoint folder holding a checkpoint of another task.
+    TrainingDivergedError
+        A diverged loss (an ``InvalidInputError`` too: the user changes a setting).
     """
     import torch
     import torch.nn.functional as F
 
+    from .._training.divergence import check_finite
+    from .._training.loop import checkpoint_on_cancel
     from . import store
 
     report = TrainReport()
@@ -297,7 +305,7 @@ def train_network(
     losses: list[float] = []
     start_step = step
     network.train()
-    try:
+    with checkpoint_on_cancel(checkpoint, lambda: step > start_step):
         while step < total:
             check_cancelled(cancel)
             elapsed = time.perf_counter() - started
@@ -327,11 +335,13 @@ def train_network(
                     loss + params.adversarial_weight * F.softplus(-disc(composite * 2 - 1)).mean()
                 )
             value = float(loss.detach())
-            if not math.isfinite(value):
-                raise InvalidInputError(
-                    f"{label}: training diverged at step {step + 1} (loss {value}); lower "
-                    f"learning_rate (now {params.learning_rate:g})"
-                )
+            check_finite(
+                {"loss": value},
+                step=step + 1,
+                what=label,
+                hint=f"lower learning_rate (now {params.learning_rate:g})",
+                last_checkpoint=_path(report.checkpoint or report.resumed_from),
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -352,10 +362,6 @@ def train_network(
             yield progress(
                 step / total, _message(label, params, step, start_step, total, losses, started)
             )
-    except (Cancelled, GeneratorExit, KeyboardInterrupt):
-        if step > start_step:
-            checkpoint()
-        raise
     if params.checkpoint_dir and step > start_step:
         checkpoint()
     report.steps = step
@@ -366,6 +372,10 @@ def train_network(
         report.final_loss = float(np.mean(losses[-tenth:]))
     network.eval()
     return report
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
 
 
 def _message(label, params, step, start_step, total, losses, started) -> str:

@@ -20,7 +20,7 @@ The output folder is an adapter every SD engine takes (``adapter=FOLDER``; see
 :mod:`.adapters`): ``pytorch_lora_weights.safetensors`` (diffusers format),
 ``learned_embeds.safetensors`` with a token, ``adapter.json``, plus resumable
 ``checkpoint-*/`` folders (safetensors + JSON, optimizer and RNG states read with
-``weights_only=True``; :mod:`napari_scigen.engines.stylegan.checkpoint`). Running again
+``weights_only=True``; :mod:`napari_scigen.engines._training.checkpoint`). Running again
 on the same folder resumes from the newest checkpoint. A fixed held-out batch (fixed
 tiles, noise and timesteps) is scored before and after training: ``history["eval_loss"]``.
 """
@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
+from ...core.progress import CancelToken, Progress, check_cancelled
 from ...core.provenance import make_provenance, software_versions, to_jsonable
-from ...core.validation import InvalidInputError, check_image
+from ...core.validation import InvalidInputError
 from .adapters import ADAPTER_RECORD, ADAPTER_WEIGHTS, EMBEDDINGS_FILE
 from .finetune_params import (
     ADAPTER_FIELDS,
@@ -285,7 +285,7 @@ class _Trainer:
 
 def _tiles(dataset, count: int, generator, augment: bool):
     """``(count, 3, R, R)`` tiles in [-1, 1] (grayscale replicated to RGB)."""
-    from ..stylegan.augment import random_dihedral
+    from .._training.augment import random_dihedral
 
     tiles = dataset.sample(count, generator)
     if augment:
@@ -388,28 +388,31 @@ def run_finetune_sd(
     ------
     ModelNotAvailableError
         When the base model is missing offline (nothing is written).
+    TrainingDivergedError
+        If the loss becomes NaN/infinite (a user error; the last checkpoint is kept).
     """
     import torch
 
     from ...core.device import resolve_device
-    from ...core.io.identity import array_identity
     from ...core.stack import Window, percentile_window
-    from ..stylegan.checkpoint import (
+    from .._training.checkpoint import load_tensors_checkpoint, save_tensors_checkpoint
+    from .._training.dataset import SliceDataset
+    from .._training.hardware import hardware_description
+    from .._training.loop import run_steps
+    from .._training.result import TrainResult
+    from .._training.resume import (
         check_resume_source,
-        latest_checkpoint,
-        list_checkpoints,
-        load_tensors_checkpoint,
-        save_tensors_checkpoint,
+        resume_point,
+        source_record,
+        training_volume,
     )
-    from ..stylegan.train import SliceDataset, TrainResult, hardware_description
 
-    array = check_image(volume, name="training volume", ndim=(3,))
-    identity = array_identity(array)
+    array, identity = training_volume(volume)
     device = resolve_device(params.device)
     mode, weight_dtype, autocast = _precision(params, device)
     out_dir = Path(out_dir)
-    checkpoint_path = latest_checkpoint(out_dir) if resume else None
-    replaced = [] if resume else list_checkpoints(out_dir)  # a run started over replaces them
+    start = resume_point(out_dir, resume)
+    checkpoint_path = start.checkpoint
     saved = None
     if checkpoint_path is not None:
         saved = load_tensors_checkpoint(
@@ -478,7 +481,7 @@ def run_finetune_sd(
             "seed": params.seed,
             "step": step,
             "mixed_precision": mode,
-            "source": {"shape": list(array.shape), "dtype": array.dtype.name, "content": identity},
+            "source": source_record(array, identity),
             "training": {
                 "wall_seconds": wall_before + (time.perf_counter() - started),
                 "hardware": hardware_description(device),
@@ -501,39 +504,39 @@ def run_finetune_sd(
             train_state=state,
             keep=params.keep_checkpoints,
             format=LORA_FORMAT,
-            replaces=replaced,
+            replaces=start.replaced,
         )
 
+    def train_step(step: int) -> dict[str, float]:
+        tiles = _tiles(dataset, params.batch_size, data_gen, params.augment)
+        loss = trainer.loss(tiles, params.prompt, noise_gen)
+        if class_images is not None:
+            chosen = torch.randint(
+                0, class_images.shape[0], (params.batch_size,), generator=data_gen
+            )
+            prior = trainer.loss(class_images[chosen], params.class_prompt, noise_gen)
+            loss = loss + params.prior_loss_weight * prior
+        trainer.step(loss)
+        return {"loss": float(loss.detach())}
+
     history["eval_loss"].append(evaluate())
-    total, step = params.train_steps, start_step
-    try:
-        while step < total:
-            check_cancelled(cancel)
-            tiles = _tiles(dataset, params.batch_size, data_gen, params.augment)
-            loss = trainer.loss(tiles, params.prompt, noise_gen)
-            if class_images is not None:
-                chosen = torch.randint(
-                    0, class_images.shape[0], (params.batch_size,), generator=data_gen
-                )
-                prior = trainer.loss(class_images[chosen], params.class_prompt, noise_gen)
-                loss = loss + params.prior_loss_weight * prior
-            trainer.step(loss)
-            step += 1
-            value = float(loss.detach())
-            history["step"].append(step)
-            history["loss"].append(value)
-            if step % params.checkpoint_every == 0 and step < total:
-                checkpoint(step)
-            yield Progress(step, total, f"step {step}/{total}  loss {value:.4f}")
-    except (Cancelled, GeneratorExit, KeyboardInterrupt):
-        if step > start_step:
-            checkpoint(step)
-        raise
+    step = yield from run_steps(
+        train_step,
+        params,
+        start_step=start_step,
+        save=checkpoint,
+        history=history,
+        what="LoRA fine-tuning",
+        hint=f"lower learning_rate (now {params.learning_rate})",
+        last_checkpoint=checkpoint_path,
+        cancel=cancel,
+    )
     history["eval_loss"].append(evaluate())
     last = checkpoint(step)
     final = record(step)
     trainer.save_adapter(out_dir, final)
     preview = _preview(pipe, trainer, params, device)
+    total = params.train_steps
     yield Progress(total, total, f"trained {step} steps; adapter in {out_dir}", preview)
     provenance = make_provenance(
         "train-sd-lora",
@@ -545,7 +548,7 @@ def run_finetune_sd(
             "adapter_dir": str(out_dir),
             "checkpoint": str(last),
             "step": step,
-            "resumed_from": checkpoint_path.name if checkpoint_path is not None else None,
+            "resumed_from": start.name,
             "model_location": source.location,
             "mixed_precision": mode,
             "window": final["window"],

@@ -7,7 +7,8 @@ first access.
   :class:`StyleGANSampleParams`, :class:`StyleGANWalkParams` (``params``): the
   engines' parameters, declared once (CLI flags and widget fields come from them)
 * :class:`StyleGANConfig`, :class:`Generator`, :class:`Discriminator` (``networks``)
-* :func:`run_train_stylegan`, :class:`TrainResult` (``train``)
+* :func:`run_train_stylegan` (``train``; it returns the shared
+  :class:`~napari_scigen.engines._training.result.TrainResult`)
 * :func:`load_generator`, :func:`save_generator`, :func:`export_generator` (``checkpoint``)
 * :func:`run_project` (``project``): GAN inversion
 * :func:`run_interpolate_stylegan` (``interpolate``): slice interpolation
@@ -33,7 +34,6 @@ _EXPORTS = {
     "StyleGANConfig": "networks",
     "Generator": "networks",
     "Discriminator": "networks",
-    "TrainResult": "train",
     "run_train_stylegan": "train",
     "load_generator": "checkpoint",
     "save_generator": "checkpoint",

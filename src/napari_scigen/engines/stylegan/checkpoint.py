@@ -1,6 +1,7 @@
 """Saving and loading StyleGAN checkpoints without pickles.
 
-A training checkpoint is a directory ``<run_dir>/checkpoint-0001234/`` holding
+A training checkpoint is a directory ``<run_dir>/checkpoint-0001234/`` in the layout of
+every napari-scigen trainer (:mod:`napari_scigen.engines._training.checkpoint`):
 
 * ``networks.safetensors``: the weights and buffers of ``G.``, ``G_ema.`` and ``D.``;
 * ``train_state.pt``: optimizer states and RNG states, a plain dict of tensors and
@@ -8,9 +9,6 @@ A training checkpoint is a directory ``<run_dir>/checkpoint-0001234/`` holding
 * ``checkpoint.json``: the :class:`StyleGANConfig`, the intensity window, the
   training parameters, the step, the seed, wall time, hardware and software
   versions. It is written last, so a directory without it is incomplete.
-
-A directory is written under a temporary name and renamed when complete, so a
-checkpoint interrupted half-way never shadows the previous one.
 
 An exported generator (what ships as the embedded default) is a pair
 ``name.safetensors`` (``G_ema`` only) + ``name.json`` (same metadata);
@@ -21,48 +19,25 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .._training.checkpoint import (
+    METADATA_FILE,
+    NETWORKS_FILE,
+    TRAIN_STATE_FILE,
+    CheckpointError,
+    checkpoint_dir,
+    read_tensors,
+    read_train_state,
+    save_tensors_checkpoint,
+)
 from .networks import Discriminator, Generator, StyleGANConfig
 
 #: Version tag of the checkpoint format, stored in every JSON file.
 FORMAT = "napari-scigen-stylegan/1"
-CHECKPOINT_PREFIX = "checkpoint-"
-NETWORKS_FILE = "networks.safetensors"
-TRAIN_STATE_FILE = "train_state.pt"
-METADATA_FILE = "checkpoint.json"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete, damaged or does not match what was asked for."""
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, all finite, or a one-line :class:`CheckpointError`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: the checkpoint is incomplete")
-    try:
-        tensors = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{path} is not a valid safetensors file ({' '.join(str(error).split())}); "
-            "it was not loaded"
-        ) from None
-    broken = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
-    if broken:
-        raise CheckpointError(
-            f"{path} holds NaN/infinite weights ({', '.join(broken[:3])}"
-            f"{', ...' if len(broken) > 3 else ''}): the generator is broken; use an earlier "
-            "checkpoint or retrain"
-        )
-    return tensors
 
 
 def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -108,11 +83,6 @@ def _state_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tens
 def _split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     start = prefix + "."
     return {k[len(start) :]: v for k, v in tensors.items() if k.startswith(start)}
-
-
-def checkpoint_name(step: int) -> str:
-    """Directory name of the checkpoint taken after ``step`` steps."""
-    return f"{CHECKPOINT_PREFIX}{int(step):07d}"
 
 
 def save_checkpoint(
@@ -162,124 +132,9 @@ def save_checkpoint(
         metadata=metadata,
         train_state=train_state,
         keep=keep,
+        format=FORMAT,
         replaces=replaces,
     )
-
-
-def save_tensors_checkpoint(
-    run_dir: str | os.PathLike,
-    *,
-    step: int,
-    tensors: dict[str, torch.Tensor],
-    metadata: dict[str, Any],
-    train_state: dict[str, Any] | None = None,
-    keep: int | None = 2,
-    format: str = FORMAT,  # noqa: A002 - the word of the JSON files
-    replaces: list[Path] | tuple[Path, ...] = (),
-) -> Path:
-    """Write ``checkpoint-<step>/`` (tensors, train state, JSON) into ``run_dir`` atomically.
-
-    The checkpoint layout of every napari-scigen training engine (StyleGAN through
-    :func:`save_checkpoint`; DCGAN and the LoRA fine-tuning directly): ``tensors`` go to
-    ``networks.safetensors``, ``train_state`` (tensors, numbers, lists, dicts only) to
-    ``train_state.pt`` (read back with ``weights_only=True``), ``metadata`` plus
-    ``format`` and ``step`` to ``checkpoint.json``, written last. Only the newest
-    ``keep`` checkpoints are kept (``None`` keeps all). ``replaces``: the checkpoints of
-    an earlier run in ``run_dir`` that a run started over replaces; they are removed once
-    this one is written (so the newest checkpoint is always this run's).
-    """
-    from safetensors.torch import save_file
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    final = run_dir / checkpoint_name(step)
-    tmp = run_dir / (final.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    save_file(tensors, str(tmp / NETWORKS_FILE), metadata={"format": format})
-    if train_state is not None:
-        torch.save(train_state, tmp / TRAIN_STATE_FILE)
-    record = dict(metadata, format=format, step=int(step))
-    (tmp / METADATA_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in replaces:
-        if Path(old) != final:
-            shutil.rmtree(old, ignore_errors=True)
-    if keep is not None and keep > 0:
-        for old in list_checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def check_resume_source(metadata: dict[str, Any], identity: str, array, path: Path) -> None:
-    """Refuse to resume a training run on other data than it was trained on.
-
-    Parameters
-    ----------
-    metadata : dict
-        The checkpoint's metadata; ``source.content`` is the saved
-        :func:`~napari_scigen.core.io.identity.array_identity` (checkpoints written
-        before it was recorded are compared by shape and dtype only).
-    identity : str
-        The identity of the volume given now.
-    array : numpy.ndarray
-        The volume given now.
-    path : pathlib.Path
-        The checkpoint, for the message.
-
-    Raises
-    ------
-    InvalidInputError
-        When the content (or shape/dtype) differs.
-    """
-    from ...core.validation import InvalidInputError
-
-    source = metadata.get("source") if isinstance(metadata.get("source"), dict) else {}
-    saved = source.get("content")
-    now = {"shape": list(array.shape), "dtype": array.dtype.name}
-    same_layout = (
-        source.get("shape", now["shape"]) == now["shape"]
-        and source.get("dtype", now["dtype"]) == now["dtype"]
-    )
-    if (saved is None or saved == identity) and same_layout:
-        return
-    was = f"{source.get('shape')} {source.get('dtype')}"
-    detail = (
-        f"same shape and dtype, other values: content {saved} -> {identity}"
-        if same_layout
-        else f"{was} -> {now['shape']} {now['dtype']}"
-    )
-    raise InvalidInputError(
-        f"{path} was trained on other data ({detail}): pass the volume it was trained on to "
-        "resume, another output folder, or resume=False to start over"
-    )
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints in ``run_dir``, oldest first."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [
-        p
-        for p in run_dir.iterdir()
-        if p.is_dir()
-        and p.name.startswith(CHECKPOINT_PREFIX)
-        and not p.name.endswith(".tmp")
-        and (p / METADATA_FILE).is_file()
-        and (p / NETWORKS_FILE).is_file()
-    ]
-    return sorted(found, key=lambda p: p.name)
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint directory in ``run_dir``, or ``None``."""
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
 
 
 #: The most generator parameters a declared StyleGAN config may ask for (4 GB of float32):
@@ -357,17 +212,17 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, A
     dict
         ``{"G", "G_ema", "D", "metadata", "train_state" (or None), "path"}``.
     """
-    path = _resolve_checkpoint_dir(path)
+    path = checkpoint_dir(path, what="StyleGAN")
     metadata = read_metadata(path)
     config = StyleGANConfig.from_dict(metadata["config"])
-    tensors = _read_tensors(path / NETWORKS_FILE)
+    tensors = read_tensors(path / NETWORKS_FILE)
     generator, disc = build_networks(config)
     generator_ema, _ = build_networks(config, discriminator=False)
     _load_state(generator, _split_prefix(tensors, "G"), path / NETWORKS_FILE)
     _load_state(generator_ema, _split_prefix(tensors, "G_ema"), path / NETWORKS_FILE)
     _load_state(disc, _split_prefix(tensors, "D"), path / NETWORKS_FILE)
     state_path = path / TRAIN_STATE_FILE
-    train_state = _read_train_state(state_path) if state_path.is_file() else None
+    train_state = read_train_state(state_path) if state_path.is_file() else None
     return {
         "G": generator.to(device),
         "G_ema": generator_ema.to(device).eval().requires_grad_(False),
@@ -376,37 +231,6 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> dict[str, A
         "train_state": train_state,
         "path": path,
     }
-
-
-def _read_train_state(path: Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; a file holding anything else is refused, never run."""
-    import pickle
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # torch's notes on foreign pickle protocols
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        reason = "damaged" if isinstance(error, EOFError) else "not a safe weights file"
-        raise CheckpointError(
-            f"{path} is {reason} (it holds more than tensors and numbers) and was not "
-            "loaded; delete it to resume without the optimizer state, or start a new run"
-        ) from None
-
-
-def _resolve_checkpoint_dir(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"StyleGAN checkpoint {path} does not exist")
-    if path.is_dir() and not (path / METADATA_FILE).is_file():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError(
-                f"{path} holds no complete StyleGAN checkpoint ({CHECKPOINT_PREFIX}*/ with {METADATA_FILE})"
-            )
-        return latest
-    return path
 
 
 def load_generator(
@@ -433,15 +257,15 @@ def load_generator(
         if not path.is_file():
             raise FileNotFoundError(f"StyleGAN generator file {path} does not exist")
         metadata = read_metadata(path)
-        tensors = _read_tensors(path)
+        tensors = read_tensors(path)
         prefix = "G_ema" if any(k.startswith("G_ema.") for k in tensors) else None
         state = _split_prefix(tensors, prefix) if prefix else tensors
         weights = path
     else:
-        path = _resolve_checkpoint_dir(path)
+        path = checkpoint_dir(path, what="StyleGAN")
         metadata = read_metadata(path)
         weights = path / NETWORKS_FILE
-        state = _split_prefix(_read_tensors(weights), "G_ema")
+        state = _split_prefix(read_tensors(weights), "G_ema")
     config = StyleGANConfig.from_dict(metadata["config"])
     generator, _ = build_networks(config, discriminator=False)
     _load_state(generator, state, weights)
@@ -508,63 +332,3 @@ def export_generator(
     """
     generator, metadata = load_generator(checkpoint, "cpu")
     return save_generator(generator, out_path, {**metadata, **(extra_metadata or {})})
-
-
-def load_tensors_checkpoint(
-    path: str | os.PathLike,
-    *,
-    format: str,  # noqa: A002 - the word of the JSON files
-    what: str,
-) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_tensors_checkpoint`.
-
-    Parameters
-    ----------
-    path : path
-        A checkpoint directory, or a run directory (its newest checkpoint is used).
-    format : str
-        The format tag the JSON must carry.
-    what : str
-        What the checkpoint holds, for messages (``"DCGAN"``...).
-
-    Returns
-    -------
-    dict
-        ``{"tensors", "metadata", "train_state" (or None), "path"}``; the train state is
-        loaded with ``weights_only=True``.
-
-    Raises
-    ------
-    FileNotFoundError, CheckpointError
-        Missing path; no complete checkpoint; another format; damaged files.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} checkpoint {path} does not exist")
-    if path.is_dir() and not (path / METADATA_FILE).is_file():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise CheckpointError(
-                f"{path} holds no complete {what} checkpoint ({CHECKPOINT_PREFIX}*/ with {METADATA_FILE})"
-            )
-        path = latest
-    try:
-        metadata = json.loads((path / METADATA_FILE).read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path / METADATA_FILE} could not be read ({error})") from None
-    if not isinstance(metadata, dict) or metadata.get("format") != format:
-        found = metadata.get("format") if isinstance(metadata, dict) else None
-        raise CheckpointError(f"{path} is not a napari-scigen {what} checkpoint (format {found!r})")
-    step = metadata.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(
-            f"{path / METADATA_FILE}: 'step' must be a whole number >= 0, got {step!r} "
-            "(a damaged or edited checkpoint): choose another checkpoint or start over"
-        )
-    state_path = path / TRAIN_STATE_FILE
-    return {
-        "tensors": _read_tensors(path / NETWORKS_FILE),
-        "metadata": metadata,
-        "train_state": _read_train_state(state_path) if state_path.is_file() else None,
-        "path": path,
-    }

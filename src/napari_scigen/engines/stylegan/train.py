@@ -5,9 +5,13 @@ non-saturating logistic loss, lazy R1 regularisation on real images every
 ``r1_interval`` steps, exponential moving average of the generator weights
 (``G_ema``, with a ramp-up), style mixing, Adam with ``beta1 = 0``. For small
 datasets real slices get random flips/90-degree rotations and both real and
-generated images get differentiable augmentation (:mod:`.augment`) before the
-discriminator. Path-length regularisation is not used (it mainly helps
+generated images get differentiable augmentation
+(:mod:`napari_scigen.engines._training.augment`) before the discriminator. Path-length regularisation is not used (it mainly helps
 inversion smoothness at large scale and costs an extra backward pass).
+
+The slice dataset, checkpoints, resume, the step loop (cancel, divergence) and the
+result type are the shared training infrastructure (:mod:`napari_scigen.engines._training`);
+this module holds the StyleGAN step.
 
 Mixed precision (``precision``): the generator and discriminator forward passes run
 under :func:`torch.autocast` in bfloat16 or float16 (float16 on CUDA only, with a
@@ -19,181 +23,20 @@ and the R1 penalty (its real-image pass runs with autocast off) stay float32.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import platform
 import time
 from collections.abc import Generator as PyGenerator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...core.params import ParameterError
-from ...core.progress import Cancelled, CancelToken, Progress, check_cancelled
+from ...core.progress import CancelToken, Progress
 from ...core.provenance import make_provenance, software_versions, to_jsonable
-from ...core.result import EngineResult
 from ...core.stack import Window, percentile_window
-from ...core.validation import InvalidInputError, check_image
-from .params import AXIS_NAMES, NETWORK_FIELDS, StyleGANTrainParams
-
-
-@dataclass
-class TrainResult(EngineResult):
-    """What :func:`run_train_stylegan` returns: an :class:`EngineResult` whose ``data``
-    is the final preview grid, plus the run's state.
-
-    Attributes
-    ----------
-    checkpoint : pathlib.Path
-        The last checkpoint written.
-    step : int
-        Steps done in total (over all resumed runs).
-    history : dict of str to list of float
-        ``"step"``, ``"loss_G"``, ``"loss_D"``, ``"r1"`` of this run (``r1`` is
-        NaN on steps without regularisation).
-    metadata : dict
-        The metadata stored with the checkpoint.
-    adopted_saved_config : bool
-        The run resumed a checkpoint whose saved architecture replaced the requested one
-        (``provenance["params"]`` holds the sizes used; front-ends show them).
-    """
-
-    checkpoint: Path | None = None
-    step: int = 0
-    history: dict[str, list[float]] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    adopted_saved_config: bool = False
-
-    @property
-    def preview(self) -> np.ndarray:
-        """A final grid of EMA samples in ``[0, 1]`` (the same array as ``data``)."""
-        return self.data
-
-
-class TrainingDivergedError(FloatingPointError, InvalidInputError):
-    """A loss became NaN or infinite: a user error (settings to change), as in the learned engine.
-
-    Every front-end reports it in one line (the command line exits 2), like the learned
-    engine's divergence; it stays a ``FloatingPointError`` for code that catches that.
-    """
-
-
-class SliceDataset:
-    """Random (cropped) slices of a windowed volume, as ``[-1, 1]`` float tensors.
-
-    Parameters
-    ----------
-    volume : numpy.ndarray
-        ``(Z, Y, X)`` volume on its own scale.
-    window : Window
-        Intensity window mapped to ``[-1, 1]``.
-    resolution : int
-        Output size.
-    axes : tuple of str
-        Slicing directions.
-    crop : bool
-        Random crops (``True``) or whole slices resized to ``resolution``.
-    """
-
-    def __init__(
-        self, volume: np.ndarray, window: Window, resolution: int, axes: tuple[str, ...], crop: bool
-    ) -> None:
-        import torch
-
-        self.volume = torch.from_numpy(window.to_unit(volume) * 2.0 - 1.0)
-        self.resolution = resolution
-        self.axes = tuple(axes)
-        self.crop = crop
-        shape = volume.shape
-        for axis in self.axes:
-            plane = [s for i, s in enumerate(shape) if i != AXIS_NAMES.index(axis)]
-            if crop and min(plane) < resolution:
-                raise InvalidInputError(
-                    f"slices perpendicular to {axis} are {plane[0]}x{plane[1]}, smaller than the "
-                    f"generator resolution {resolution}: choose a resolution <= {min(plane)} "
-                    "or use crop=False to resize whole slices"
-                )
-
-    def sample(self, batch: int, generator) -> Any:
-        """Draw ``batch`` slices ``(batch, 1, R, R)`` using ``generator`` (a CPU torch.Generator)."""
-        import torch
-        import torch.nn.functional as F
-
-        res = self.resolution
-        out = []
-        depth, height, width = self.volume.shape
-
-        def randint(high: int) -> int:
-            return int(torch.randint(0, max(1, high), (1,), generator=generator))
-
-        for _ in range(batch):
-            axis = self.axes[randint(len(self.axes))]
-            if axis == "z":
-                plane = self.volume[randint(depth)]
-            elif axis == "y":
-                plane = self.volume[:, randint(height), :]
-            else:
-                plane = self.volume[:, :, randint(width)]
-            if self.crop:
-                top = randint(plane.shape[0] - res + 1)
-                left = randint(plane.shape[1] - res + 1)
-                tile = plane[top : top + res, left : left + res]
-            else:
-                tile = F.interpolate(
-                    plane[None, None],
-                    size=(res, res),
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=True,
-                )[0, 0]
-            out.append(tile)
-        return torch.stack(out).unsqueeze(1).contiguous()
-
-
-def preview_grid(images, columns: int | None = None) -> np.ndarray:
-    """Tile ``(N, 1, H, W)`` images in ``[-1, 1]`` into one ``[0, 1]`` float32 grid."""
-    array = images.detach().float().cpu().numpy()[:, 0]
-    count, height, width = array.shape
-    columns = columns or max(1, int(math.ceil(math.sqrt(count))))
-    rows = int(math.ceil(count / columns))
-    grid = np.zeros((rows * height, columns * width), np.float32)
-    for i, image in enumerate(array):
-        r, c = divmod(i, columns)
-        grid[r * height : (r + 1) * height, c * width : (c + 1) * width] = image
-    return np.clip((grid + 1.0) / 2.0, 0.0, 1.0)
-
-
-def hardware_description(device: str) -> dict[str, Any]:
-    """Where training ran: CPU model/cores/threads or the GPU name."""
-    import torch
-
-    info: dict[str, Any] = {
-        "device": device,
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    model = cpu_model()
-    if model:
-        info["cpu_model"] = model
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def cpu_model() -> str | None:
-    """The CPU model name from ``/proc/cpuinfo`` (Linux), else ``None``."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        return None
-    return None
+from .._training.result import TrainResult
+from .params import NETWORK_FIELDS, StyleGANTrainParams
 
 
 def _architecture_change(requested, saved) -> str:
@@ -276,28 +119,29 @@ def run_train_stylegan(
     import torch.nn.functional as F
 
     from ...core.device import resolve_device
-    from ...core.io.identity import array_identity
-    from .augment import diff_augment, random_dihedral
-    from .checkpoint import (
-        build_networks,
+    from .._training.augment import diff_augment, random_dihedral
+    from .._training.dataset import SliceDataset
+    from .._training.hardware import hardware_description
+    from .._training.loop import gan_losses_text, run_steps
+    from .._training.preview import preview_grid
+    from .._training.resume import (
         check_resume_source,
-        latest_checkpoint,
-        list_checkpoints,
-        load_checkpoint,
-        save_checkpoint,
+        resume_point,
+        source_record,
+        training_volume,
     )
+    from .checkpoint import build_networks, load_checkpoint, save_checkpoint
     from .networks import StyleGANConfig
 
-    array = check_image(volume, name="training volume", ndim=(3,))
-    identity = array_identity(array)
+    array, identity = training_volume(volume)
     requested_config = params.network_config()
     config = requested_config
     device = resolve_device(params.device)
     amp_dtype = autocast_dtype(params.precision, device)
     out_dir = Path(out_dir)
 
-    checkpoint_path = latest_checkpoint(out_dir) if resume else None
-    replaced = [] if resume else list_checkpoints(out_dir)  # a run started over replaces them
+    start = resume_point(out_dir, resume)
+    checkpoint_path = start.checkpoint
     adopted = False
     if checkpoint_path is not None:
         loaded = load_checkpoint(checkpoint_path, device)
@@ -388,7 +232,7 @@ def run_train_stylegan(
             "resolved": {"r1_gamma": r1_gamma, "ema_kimg": params.resolved_ema_kimg()},
             "seed": seed,
             "step": step,
-            "source": {"shape": list(array.shape), "dtype": array.dtype.name, "content": identity},
+            "source": source_record(array, identity),
             "training": {
                 "images_seen": images_seen,
                 "wall_seconds": wall_before + (time.perf_counter() - started),
@@ -410,7 +254,7 @@ def run_train_stylegan(
                 "resume": resume,
                 "checkpoint": str(path),
                 "step": step,
-                "resumed_from": checkpoint_path.name if checkpoint_path is not None else None,
+                "resumed_from": start.name,
                 "adopted_saved_config": adopted,
                 "requested_config": requested_config.to_dict(),
                 "config": config.to_dict(),
@@ -448,7 +292,7 @@ def run_train_stylegan(
             metadata=metadata(step),
             train_state=train_state,
             keep=params.keep_checkpoints,
-            replaces=replaced,
+            replaces=start.replaced,
         )
 
     def sample_ws(batch: int):
@@ -470,98 +314,77 @@ def run_train_stylegan(
             images = diff_augment(images, generator=dev_gen)
         return D(images.contiguous(memory_format=memory_format)).float()
 
+    ema_nimg_max = params.resolved_ema_kimg() * 1000.0
+
+    def train_step(step: int) -> dict[str, float | None]:
+        nonlocal images_seen
+        batch = params.batch_size
+        real = dataset.sample(batch, data_gen).to(device, memory_format=memory_format)
+        if params.augment:
+            real = random_dihedral(real, generator=data_gen)
+
+        # Generator step: non-saturating logistic loss.
+        G.requires_grad_(True)
+        ws = sample_ws(batch)  # the small mapping network (and w_avg) stays float32
+        with autocast():
+            fake = G.synthesis(ws, generator=dev_gen)
+            loss_G = F.softplus(-disc(fake)).mean()
+        opt_G.zero_grad(set_to_none=True)
+        scaler_G.scale(loss_G).backward()
+        scaler_G.step(opt_G)
+        scaler_G.update()
+        G.requires_grad_(False)
+
+        # Discriminator step (+ lazy R1 on real images).
+        D.requires_grad_(True)
+        do_r1 = r1_gamma > 0 and step % params.r1_interval == 0
+        real_in = real.detach().requires_grad_(do_r1)
+        with autocast(enabled=not do_r1):  # R1's gradient of D stays float32
+            real_logits = disc(real_in)
+        with autocast():
+            fake_logits = disc(fake.detach())
+        loss_D = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+        total_D = loss_D
+        r1_value = None
+        if do_r1:
+            (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
+            penalty = grad.square().sum(dim=(1, 2, 3)).mean()
+            total_D = loss_D + penalty * (r1_gamma / 2) * params.r1_interval
+            r1_value = float(penalty.detach())
+        opt_D.zero_grad(set_to_none=True)
+        scaler_D.scale(total_D).backward()
+        scaler_D.step(opt_D)
+        scaler_D.update()
+        D.requires_grad_(False)
+
+        # EMA of generator weights with ramp-up (a diverged step is never saved).
+        images_seen += batch
+        ema_nimg = ema_nimg_max
+        if params.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, images_seen * params.ema_rampup)
+        beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+                p_ema.copy_(p.lerp(p_ema, beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+                b_ema.copy_(b)
+        return {"loss_G": float(loss_G.detach()), "loss_D": float(loss_D.detach()), "r1": r1_value}
+
     started = time.perf_counter()
     history: dict[str, list[float]] = {"step": [], "loss_G": [], "loss_D": [], "r1": []}
-    total = params.train_steps
-    last_path = checkpoint_path
-    step = start_step
-    ema_nimg_max = params.resolved_ema_kimg() * 1000.0
-    if step >= total:
-        preview = make_preview()
-        yield Progress(total, total, f"already trained for {step} steps", preview)
-        return result(Path(last_path), step, preview)
 
-    try:
-        while step < total:
-            check_cancelled(cancel)
-            batch = params.batch_size
-            real = dataset.sample(batch, data_gen).to(device, memory_format=memory_format)
-            if params.augment:
-                real = random_dihedral(real, generator=data_gen)
-
-            # Generator step: non-saturating logistic loss.
-            G.requires_grad_(True)
-            ws = sample_ws(batch)  # the small mapping network (and w_avg) stays float32
-            with autocast():
-                fake = G.synthesis(ws, generator=dev_gen)
-                loss_G = F.softplus(-disc(fake)).mean()
-            opt_G.zero_grad(set_to_none=True)
-            scaler_G.scale(loss_G).backward()
-            scaler_G.step(opt_G)
-            scaler_G.update()
-            G.requires_grad_(False)
-
-            # Discriminator step (+ lazy R1 on real images).
-            D.requires_grad_(True)
-            do_r1 = r1_gamma > 0 and step % params.r1_interval == 0
-            real_in = real.detach().requires_grad_(do_r1)
-            with autocast(enabled=not do_r1):  # R1's gradient of D stays float32
-                real_logits = disc(real_in)
-            with autocast():
-                fake_logits = disc(fake.detach())
-            loss_D = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
-            total_D = loss_D
-            r1_value = float("nan")
-            if do_r1:
-                (grad,) = torch.autograd.grad(real_logits.sum(), real_in, create_graph=True)
-                penalty = grad.square().sum(dim=(1, 2, 3)).mean()
-                total_D = loss_D + penalty * (r1_gamma / 2) * params.r1_interval
-                r1_value = float(penalty.detach())
-            opt_D.zero_grad(set_to_none=True)
-            scaler_D.scale(total_D).backward()
-            scaler_D.step(opt_D)
-            scaler_D.update()
-            D.requires_grad_(False)
-
-            value_G, value_D = float(loss_G.detach()), float(loss_D.detach())
-            if not (
-                math.isfinite(value_G)
-                and math.isfinite(value_D)
-                and (not do_r1 or math.isfinite(r1_value))
-            ):
-                raise TrainingDivergedError(
-                    f"StyleGAN training diverged at step {step + 1}: loss_G={value_G}, loss_D={value_D}, "
-                    f"R1={r1_value}. Lower learning_rate (now {params.learning_rate}) or raise r1_gamma (now {r1_gamma}); "
-                    f"the last good checkpoint is {last_path}"
-                )
-
-            # EMA of generator weights with ramp-up.
-            images_seen += batch
-            ema_nimg = ema_nimg_max
-            if params.ema_rampup is not None:
-                ema_nimg = min(ema_nimg, images_seen * params.ema_rampup)
-            beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
-            with torch.no_grad():
-                for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
-                    p_ema.copy_(p.lerp(p_ema, beta))
-                for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
-                    b_ema.copy_(b)
-
-            step += 1
-            history["step"].append(step)
-            history["loss_G"].append(value_G)
-            history["loss_D"].append(value_D)
-            history["r1"].append(r1_value)
-            preview = make_preview() if (step % params.sample_every == 0 or step == total) else None
-            if step % params.checkpoint_every == 0 and step < total:
-                last_path = checkpoint(step)
-            yield Progress(
-                step, total, f"step {step}/{total}  G {value_G:.3f}  D {value_D:.3f}", preview
-            )
-    except (Cancelled, GeneratorExit, KeyboardInterrupt):
-        # Cancelled by token, Ctrl-C, or the consumer closed the generator: keep the work done.
-        if step > start_step:
-            checkpoint(step)
-        raise
-    last_path = checkpoint(step)
-    return result(last_path, step, make_preview())
+    step = yield from run_steps(
+        train_step,
+        params,
+        start_step=start_step,
+        save=checkpoint,
+        history=history,
+        what="StyleGAN",
+        hint=f"lower learning_rate (now {params.learning_rate}) or raise r1_gamma (now {r1_gamma})",
+        last_checkpoint=checkpoint_path,
+        cancel=cancel,
+        preview=make_preview,
+        describe=gan_losses_text,
+    )
+    path = checkpoint(step) if step > start_step else Path(checkpoint_path)
+    return result(path, step, make_preview())

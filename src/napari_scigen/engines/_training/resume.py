@@ -1,0 +1,110 @@
+"""What a training run continues from, and the refusal to continue on other data.
+
+Every trainer records the training volume's layout and content identity
+(:func:`~napari_scigen.core.io.identity.array_identity`) in its checkpoints
+(:func:`source_record`); a run resumes the newest checkpoint of its folder
+(:func:`resume_point`) only when it is given the same volume again
+(:func:`check_resume_source`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...core.validation import InvalidInputError, check_image
+from .checkpoint import latest_checkpoint, list_checkpoints
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a run in a folder starts.
+
+    Attributes
+    ----------
+    checkpoint : pathlib.Path or None
+        The newest checkpoint to continue from (``None``: start from scratch).
+    replaced : list of pathlib.Path
+        The checkpoints of an earlier run that a run started over (``resume=False``)
+        replaces once it writes its own.
+    """
+
+    checkpoint: Path | None = None
+    replaced: list[Path] = field(default_factory=list)
+
+    @property
+    def name(self) -> str | None:
+        """The resumed checkpoint's folder name (recorded in provenance), or ``None``."""
+        return self.checkpoint.name if self.checkpoint is not None else None
+
+
+def resume_point(out_dir: str | os.PathLike, resume: bool) -> ResumePoint:
+    """The newest checkpoint in ``out_dir`` when ``resume``, else the ones a new run replaces."""
+    if resume:
+        return ResumePoint(checkpoint=latest_checkpoint(out_dir))
+    return ResumePoint(replaced=list_checkpoints(out_dir))
+
+
+def training_volume(volume) -> tuple[np.ndarray, str]:
+    """The checked ``(Z, Y, X)`` training volume and its content identity.
+
+    Raises
+    ------
+    InvalidInputError
+        Not a 3-D grayscale volume napari-scigen can train on.
+    """
+    from ...core.io.identity import array_identity
+
+    array = check_image(volume, name="training volume", ndim=(3,))
+    return array, array_identity(array)
+
+
+def source_record(array: np.ndarray, identity: str) -> dict[str, Any]:
+    """The ``source`` entry of a checkpoint: shape, dtype and content identity."""
+    return {"shape": list(array.shape), "dtype": array.dtype.name, "content": identity}
+
+
+def check_resume_source(metadata: dict[str, Any], identity: str, array, path: Path) -> None:
+    """Refuse to resume a training run on other data than it was trained on.
+
+    Parameters
+    ----------
+    metadata : dict
+        The checkpoint's metadata; ``source.content`` is the saved
+        :func:`~napari_scigen.core.io.identity.array_identity` (checkpoints written
+        before it was recorded are compared by shape and dtype only).
+    identity : str
+        The identity of the volume given now.
+    array : numpy.ndarray
+        The volume given now.
+    path : pathlib.Path
+        The checkpoint, for the message.
+
+    Raises
+    ------
+    InvalidInputError
+        When the content (or shape/dtype) differs.
+    """
+    source = metadata.get("source") if isinstance(metadata.get("source"), dict) else {}
+    saved = source.get("content")
+    now = {"shape": list(array.shape), "dtype": array.dtype.name}
+    same_layout = (
+        source.get("shape", now["shape"]) == now["shape"]
+        and source.get("dtype", now["dtype"]) == now["dtype"]
+    )
+    if (saved is None or saved == identity) and same_layout:
+        return
+    was = f"{source.get('shape')} {source.get('dtype')}"
+    detail = (
+        f"same shape and dtype, other values: content {saved} -> {identity}"
+        if same_layout
+        else f"{was} -> {now['shape']} {now['dtype']}"
+    )
+    raise InvalidInputError(
+        f"{path} was trained on other data ({detail}): pass the volume it was trained on to "
+        "resume, another output folder, or resume=False to start over"
+    )

@@ -1,0 +1,187 @@
+"""The training infrastructure every trainer shares (``engines/_training``): the step loop,
+cancel, resume, divergence as a user error, and the checkpoint errors on the command line."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_scigen import api  # noqa: E402
+from napari_scigen.cli import main  # noqa: E402
+from napari_scigen.core.io import write_volume  # noqa: E402
+from napari_scigen.core.progress import Cancelled, CancelToken, drain  # noqa: E402
+from napari_scigen.core.validation import InvalidInputError  # noqa: E402
+from napari_scigen.engines._training.checkpoint import latest_checkpoint  # noqa: E402
+from napari_scigen.engines._training.divergence import TrainingDivergedError  # noqa: E402
+from napari_scigen.engines._training.loop import run_steps  # noqa: E402
+from stylegan_tiny import textured_volume  # noqa: E402
+
+#: A DCGAN small enough for a few CPU steps in well under a second.
+DCGAN = {"resolution": 16, "batch_size": 2, "channels": 4, "z_dim": 8, "device": "cpu"}
+
+
+class _Budget:
+    train_steps = 6
+    checkpoint_every = 2
+    sample_every = 3
+
+
+def _losses_until_nan(nan_at: int):
+    """A step function whose loss is finite until step ``nan_at`` (counted from 0)."""
+    return lambda index: {"loss": math.nan if index >= nan_at else 1.0 / (index + 1)}
+
+
+def _saving(saved: list[int]):
+    def save(done: int):
+        saved.append(done)
+        return f"checkpoint-{done:07d}"
+
+    return save
+
+
+@pytest.fixture(scope="module")
+def rock():
+    torch.set_num_threads(1)
+    return textured_volume(shape=(6, 24, 24))
+
+
+def test_the_loop_checkpoints_periodically_records_history_and_previews_on_schedule():
+    saved: list[int] = []
+    history: dict[str, list[float]] = {}
+    loop = run_steps(
+        _losses_until_nan(99),
+        _Budget,
+        start_step=0,
+        save=_saving(saved),
+        history=history,
+        what="test",
+        hint="",
+        preview=lambda: np.zeros((2, 2), np.float32),
+    )
+    events = []
+    done = drain(loop, on_progress=events.append)
+    assert done == 6 and history["step"] == [1, 2, 3, 4, 5, 6]
+    assert saved == [2, 4]  # the final checkpoint is the trainer's
+    assert [e.step for e in events if e.preview is not None] == [3, 6]
+    assert events[0].message == "step 1/6  loss 1.0000"
+
+
+def test_a_nan_loss_raises_the_user_error_naming_the_last_good_checkpoint_and_saves_nothing():
+    saved: list[int] = []
+    loop = run_steps(
+        _losses_until_nan(4),
+        _Budget,
+        start_step=0,
+        save=_saving(saved),
+        history={},
+        what="Test GAN",
+        hint="lower learning_rate (now 1)",
+    )
+    with pytest.raises(TrainingDivergedError) as caught:
+        drain(loop)
+    assert isinstance(caught.value, InvalidInputError)  # a user error: exit 2, one line
+    message = str(caught.value)
+    assert message.startswith("Test GAN: training diverged at step 5 (loss=nan)")
+    assert "lower learning_rate (now 1)" in message
+    assert message.endswith("the last good checkpoint is checkpoint-0000004")
+    assert saved == [2, 4]
+
+
+def test_cancelling_or_closing_the_loop_checkpoints_the_work_done_once():
+    for stop in ("cancel", "close"):
+        saved: list[int] = []
+        cancel = CancelToken()
+        loop = run_steps(
+            _losses_until_nan(99),
+            _Budget,
+            start_step=1,
+            save=_saving(saved),
+            history={},
+            what="test",
+            hint="",
+            cancel=cancel,
+        )
+        assert next(loop).step == 2 and next(loop).step == 3
+        if stop == "cancel":
+            cancel.cancel()
+            with pytest.raises(Cancelled):
+                next(loop)
+        else:
+            loop.close()
+        assert saved == [2, 3], stop
+
+
+def test_a_run_whose_budget_is_spent_only_reports_it():
+    saved: list[int] = []
+    loop = run_steps(
+        _losses_until_nan(0),
+        _Budget,
+        start_step=6,
+        save=_saving(saved),
+        history={},
+        what="t",
+        hint="",
+    )
+    events = []
+    assert drain(loop, on_progress=events.append) == 6
+    assert [e.message for e in events] == ["already trained for 6 steps"] and saved == []
+
+
+def test_a_cancelled_dcgan_run_keeps_a_checkpoint_and_resuming_equals_an_uninterrupted_run(
+    rock, tmp_path
+):
+    straight = api.train(rock, out_dir=str(tmp_path / "a"), method="dcgan", train_steps=5, **DCGAN)
+    cancel = CancelToken()
+
+    def stop_after_two(event):
+        if event.step == 2:
+            cancel.cancel()
+
+    job = api.train_job(
+        rock, out_dir=str(tmp_path / "b"), method="dcgan", train_steps=5, cancel=cancel, **DCGAN
+    )
+    with pytest.raises(Cancelled):
+        drain(job, on_progress=stop_after_two)
+    assert latest_checkpoint(tmp_path / "b").name == "checkpoint-0000002"
+    resumed = api.train(rock, out_dir=str(tmp_path / "b"), method="dcgan", train_steps=5, **DCGAN)
+    assert resumed.history["step"] == [3, 4, 5]
+    assert resumed.history["loss_G"] == straight.history["loss_G"][2:]
+
+
+def test_a_diverging_dcgan_run_is_a_one_line_user_error_on_the_command_line(rock, tmp_path, capfd):
+    write_volume(tmp_path / "rock.tif", rock)
+    flags = ["--resolution", "16", "--batch-size", "2", "--channels", "4", "--device", "cpu"]
+    command = ["train-dcgan", str(tmp_path / "rock.tif"), "-o", str(tmp_path / "run"), "-q"]
+    code = main([*command, "--train-steps", "20", "--learning-rate", "1e30", *flags])
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "DCGAN: training diverged at step" in err and "learning_rate" in err
+
+
+def test_a_diverging_dcgan_run_raises_training_diverged_through_the_api(rock, tmp_path):
+    with pytest.raises(TrainingDivergedError, match="DCGAN: training diverged at step"):
+        api.train(
+            rock,
+            out_dir=str(tmp_path),
+            method="dcgan",
+            train_steps=20,
+            learning_rate=1e30,
+            **DCGAN,
+        )
+
+
+def test_a_foreign_checkpoint_is_a_one_line_user_error_for_every_trainer(tmp_path, capfd):
+    fake = tmp_path / "run" / "checkpoint-0000001"
+    fake.mkdir(parents=True)
+    (fake / "checkpoint.json").write_text(json.dumps({"format": "other/1", "step": 1}))
+    (fake / "networks.safetensors").write_bytes(b"")
+    code = main(["sample-dcgan", "--generator", str(tmp_path / "run"), "-o", "x.tif", "-q"])
+    err = capfd.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "not a napari-scigen DCGAN checkpoint" in err
