@@ -110,3 +110,25 @@ def test_a_bad_workflow_option_is_one_line_and_exit_2_before_reading(
     assert main(argv) == 2
     assert fragment in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"drop_every": 4, "keep_every": 4}, "keep_every cannot be combined with drop_every"),
+        ({"keep_every": 1}, "keep_every must be an integer >= 2, got 1"),
+        ({"drop_every": 3, "offset": 0}, "offset must be >= 1 here, got 0"),
+        ({"device": "gpu"}, "device must be auto, cpu, cuda, cuda:N or mps; got 'gpu'"),
+    ],
+)
+def test_the_validate_workflow_checks_its_options_by_their_one_declaration(options, message):
+    from napari_scigen.core.params import ParameterError
+    from napari_scigen.workflows.validate import run_validation
+
+    with pytest.raises(ParameterError) as raised:
+        ValidateParams(**options)
+    assert str(raised.value) == message
+    job = run_validation(np.zeros((8, 6, 6), np.float32), methods=["linear"], **options)
+    with pytest.raises(ParameterError) as raised:
+        next(job)
+    assert str(raised.value) == message

@@ -62,10 +62,8 @@ class ValidateParams(EngineParams):
     device: str = device_param("torch device of LPIPS and every method with a device")
 
     def check(self) -> None:
-        from .validate import parse_names, validation_methods
-
         if self.drop_every is not None and self.keep_every is not None:
-            raise ParameterError("keep_every", "cannot be combined with --drop-every")
+            raise ParameterError("keep_every", "cannot be combined with drop_every")
         for name in ("drop_every", "keep_every"):
             value = getattr(self, name)
             if value is not None and value < 2:
@@ -73,9 +71,9 @@ class ValidateParams(EngineParams):
         low = 0 if self.keep_every else 1
         if self.offset is not None and self.offset < low:
             raise ParameterError("offset", f"must be >= {low} here, got {self.offset}")
-        for name, known in (("methods", validation_methods()), ("metrics", VALIDATION_METRICS)):
+        for name, names in (("methods", self.method_names), ("metrics", self.metric_names)):
             try:
-                parse_names(getattr(self, name), known, name)
+                names()
             except InvalidInputError as error:
                 raise ParameterError(name, f"has {error}") from None
 
@@ -84,6 +82,12 @@ class ValidateParams(EngineParams):
         from .validate import parse_names, validation_methods
 
         return parse_names(self.methods, validation_methods(), "methods")
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The chosen metrics, checked against the ones ``validate`` scores."""
+        from .validate import parse_names
+
+        return parse_names(self.metrics, VALIDATION_METRICS, "metrics")
 
 
 def _json_object(text: str | None, name: str) -> dict[str, Any]:

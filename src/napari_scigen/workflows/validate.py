@@ -70,34 +70,36 @@ def parse_names(values: str | Sequence[str], known: Sequence[str], what: str) ->
     return cleaned
 
 
-def held_out_slices(
-    n_slices: int, *, drop_every: int | None = None, keep_every: int | None = None, offset=None
-) -> tuple[tuple[int, ...], dict[str, Any]]:
+def held_out_slices(n_slices: int, settings) -> tuple[tuple[int, ...], dict[str, Any]]:
     """The slices to hold out and a record of the geometry.
 
-    Exactly one of ``drop_every``/``keep_every`` (neither: ``drop_every=4``).
-    ``offset`` is the first held-out slice for ``drop_every`` (default 1) and the
-    first kept slice for ``keep_every`` (default 0).
+    ``settings`` is a :class:`~napari_scigen.workflows.settings.ValidateParams` (whose
+    construction checked the geometry): one of ``drop_every``/``keep_every`` (neither:
+    ``drop_every=4``); ``offset`` is the first held-out slice for ``drop_every``
+    (default 1) and the first kept slice for ``keep_every`` (default 0).
     """
     from ..engines.interpolation.plan import drop_every as plan_drop
     from ..engines.interpolation.plan import keep_every as plan_keep
 
-    if drop_every is not None and keep_every is not None:
-        raise InvalidInputError("give one of drop_every and keep_every, not both")
-    if keep_every is not None:
-        start = 0 if offset is None else offset
-        return plan_keep(n_slices, keep_every, offset=start), {
+    if settings.keep_every is not None:
+        start = 0 if settings.offset is None else settings.offset
+        return plan_keep(n_slices, settings.keep_every, offset=start), {
             "geometry": "keep-every",
-            "every": keep_every,
+            "every": settings.keep_every,
             "offset": start,
         }
-    every = 4 if drop_every is None else drop_every
-    start = 1 if offset is None else offset
+    every = 4 if settings.drop_every is None else settings.drop_every
+    start = 1 if settings.offset is None else settings.offset
     return plan_drop(n_slices, every, offset=start), {
         "geometry": "drop-every",
         "every": every,
         "offset": start,
     }
+
+
+def _joined(names: str | Sequence[str]) -> str:
+    """Comma-separated names (``ValidateParams`` holds them as text, like the flags)."""
+    return names if isinstance(names, str) else ",".join(str(name) for name in names)
 
 
 def noise_ceiling(volume: np.ndarray, kept: Sequence[int], span: float):
@@ -336,18 +338,26 @@ def run_validation(
 
     from .. import api
     from ..metrics.pixel import resolve_data_range, scoring_window
+    from .settings import ValidateParams
 
     array = check_image(volume, name="volume", ndim=(3,))
-    chosen_methods = parse_names(methods, validation_methods(), "methods")
-    chosen_metrics = parse_names(metrics, VALIDATION_METRICS, "metrics")
+    # the one check of the geometry, methods, metrics and device (the command's too)
+    settings = ValidateParams(
+        drop_every=drop_every,
+        keep_every=keep_every,
+        offset=offset,
+        methods=_joined(methods),
+        metrics=_joined(metrics),
+        device=device,
+    )
+    chosen_methods = settings.method_names()
+    chosen_metrics = settings.metric_names()
     given = dict(method_params or {})
     unknown = sorted(set(given) - set(chosen_methods))
     if unknown:
         raise InvalidInputError(f"method_params for methods not run: {unknown}")
     params = {m: _method_params(m, given, device) for m in chosen_methods}
-    missing, geometry = held_out_slices(
-        array.shape[0], drop_every=drop_every, keep_every=keep_every, offset=offset
-    )
+    missing, geometry = held_out_slices(array.shape[0], settings)
     truth = array[list(missing)].copy()
     observed = array.copy()
     observed[list(missing)] = 0  # no engine can peek at the held-out slices
