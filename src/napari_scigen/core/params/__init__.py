@@ -42,6 +42,13 @@ from .cli import (
     parse_text,
     without_params,
 )
+from .common import (
+    MAX_SEED,
+    count_param,
+    learning_rate_param,
+    seed_param,
+    train_steps_param,
+)
 from .declare import (
     DEVICE_PATTERN,
     METADATA_KEY,
@@ -63,6 +70,7 @@ from .declare import (
 __all__ = [
     "DEST_PREFIX",
     "DEVICE_PATTERN",
+    "MAX_SEED",
     "METADATA_KEY",
     "EngineParams",
     "FieldSpec",
@@ -72,15 +80,19 @@ __all__ = [
     "aliases_of",
     "check_value",
     "cli_values",
+    "count_param",
     "describe_params",
     "device_param",
     "field_spec",
     "fields_of",
+    "learning_rate_param",
     "make_params",
     "param",
     "params_from_cli",
     "params_to_argv",
     "parse_text",
+    "seed_param",
+    "train_steps_param",
     "translate_aliases",
     "warn_deprecated",
     "without_params",

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...core.params import EngineParams, ParameterError, device_param, param
+from ...core.params import (
+    EngineParams,
+    ParameterError,
+    count_param,
+    device_param,
+    learning_rate_param,
+    param,
+    seed_param,
+    train_steps_param,
+)
 
 #: Generator output sizes the networks support (powers of two).
 DCGAN_RESOLUTIONS = (16, 32, 64, 128, 256)
@@ -12,20 +21,13 @@ DCGAN_RESOLUTIONS = (16, 32, 64, 128, 256)
 AXIS_NAMES = ("z", "y", "x")
 #: The training fields that make up the architecture (``DCGANConfig``).
 DCGAN_NETWORK_FIELDS = ("resolution", "z_dim", "channels")
-MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
 class DCGANTrainParams(EngineParams):
     """How :func:`~.train.run_train_dcgan` trains, and the network it builds."""
 
-    train_steps: int = param(
-        5_000,
-        help="total optimisation steps (a resumed run continues up to this)",
-        min=1,
-        label="total steps",
-        aliases=("steps",),
-    )
+    train_steps: int = train_steps_param(5_000)
     resolution: int = param(
         64,
         help="generator output size = crop size of the training slices",
@@ -45,21 +47,12 @@ class DCGANTrainParams(EngineParams):
     )
     sample_every: int = param(200, help="steps between preview grids", min=1, label="preview every")
     checkpoint_every: int = param(1000, help="steps between checkpoints", min=1)
-    seed: int = param(
-        0,
-        help="seed of initialisation, data order, latents and augmentation (a resumed run "
-        "keeps its own)",
-        min=0,
-        max=MAX_SEED,
+    seed: int = seed_param(
+        "seed of initialisation, data order, latents and augmentation (a resumed run keeps its own)"
     )
     device: str = device_param()
-    learning_rate: float = param(
-        0.0002,
-        help="Adam learning rate (DCGAN: 2e-4)",
-        min=0.0,
-        min_exclusive=True,
-        advanced=True,
-        aliases=("lr",),
+    learning_rate: float = learning_rate_param(
+        0.0002, "Adam learning rate (DCGAN: 2e-4)", advanced=True, aliases=("lr",)
     )
     beta1: float = param(0.5, help="Adam beta1 (DCGAN: 0.5)", min=0.0, max=1.0, advanced=True)
     z_dim: int = param(100, help="size of the input latent z", min=1, advanced=True)
@@ -107,12 +100,8 @@ class DCGANSampleParams(EngineParams):
         kind="path",
         aliases=("checkpoint",),
     )
-    count: int = param(
-        16, help="number of slices to generate", min=1, label="slices", aliases=("n",)
-    )
-    seed: int = param(
-        0, help="seed of the first slice (slice i uses seed + i)", min=0, max=MAX_SEED
-    )
+    count: int = count_param(16, label="slices", aliases=("n",))
+    seed: int = seed_param("seed of the first slice (slice i uses seed + i)")
     device: str = device_param()
     window: str = param(
         "training",

@@ -24,10 +24,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...core.params import EngineParams, ParameterError, device_param, param
+from ...core.params import (
+    EngineParams,
+    ParameterError,
+    device_param,
+    learning_rate_param,
+    param,
+    seed_param,
+)
 
-#: Largest seed.
-MAX_SEED = 2**31 - 1
 #: Loss functions of the training (``l1+ssim``: L1 plus 0.2 x (1 - SSIM); ``auto``: l1 on
 #: grey-level data, l2 on label-like data with at most :data:`FEW_LEVELS` grey levels).
 LOSSES = ("auto", "l1", "l1+ssim", "l2")
@@ -106,13 +111,8 @@ class LearnedTrainingParams(EngineParams):
         64, help="side of the training crops in pixels", min=16, max=256, step=8, advanced=True
     )
     batch_size: int = param(12, help="crops per training step", min=1, max=512, advanced=True)
-    learning_rate: float = param(
-        1e-3,
-        help="peak Adam learning rate (warm-up, then cosine decay to 5 %)",
-        min=0.0,
-        min_exclusive=True,
-        max=1.0,
-        advanced=True,
+    learning_rate: float = learning_rate_param(
+        1e-3, "peak Adam learning rate (warm-up, then cosine decay to 5 %)", max=1.0, advanced=True
     )
     loss: str = param(
         "auto",
@@ -161,9 +161,7 @@ class LearnedTrainingParams(EngineParams):
     checkpoint_every: int = param(
         200, help="steps between checkpoints", min=1, max=1_000_000, advanced=True
     )
-    seed: int = param(
-        0, help="seed of weight initialisation, crops, masks and augmentation", min=0, max=MAX_SEED
-    )
+    seed: int = seed_param("seed of weight initialisation, crops, masks and augmentation")
     device: str = device_param()
     threads: int | None = param(
         None,

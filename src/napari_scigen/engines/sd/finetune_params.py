@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...core.params import EngineParams, ParameterError, device_param, param
+from ...core.params import (
+    EngineParams,
+    ParameterError,
+    device_param,
+    learning_rate_param,
+    param,
+    train_steps_param,
+)
 from .params import (
     DEFAULT_ROCK_PROMPT,
     DEFAULT_SD_MODEL,
@@ -39,20 +46,10 @@ class SDLoRATrainParams(EngineParams):
         "learned); use the same words when generating",
         kind="prompt",
     )
-    train_steps: int = param(
-        1000,
-        help="total optimisation steps (a resumed run continues up to this)",
-        min=1,
-        label="total steps",
-        aliases=("steps",),
-    )
+    train_steps: int = train_steps_param(1000)
     batch_size: int = param(2, help="training tiles per step", min=1)
-    learning_rate: float = param(
-        1e-4,
-        help="AdamW learning rate of the LoRA (and token) weights",
-        min=0.0,
-        min_exclusive=True,
-        step=1e-5,
+    learning_rate: float = learning_rate_param(
+        1e-4, "AdamW learning rate of the LoRA (and token) weights", step=1e-5
     )
     rank: int = param(8, help="LoRA rank (size of the low-rank update)", min=1)
     alpha: float | None = param(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...core.params import EngineParams, ParameterError, device_param, param
+from ...core.params import EngineParams, ParameterError, count_param, device_param, param
 from ...core.validation import InvalidInputError
 
 #: Default Stable Diffusion base model (SD 1.5 community mirror; the runwayml id was removed).
@@ -39,6 +39,15 @@ def max_context(resolution: int) -> int:
 def steps_param(default: int) -> Any:
     """The ``steps`` declaration (each engine has its own default)."""
     return param(default, help="denoising steps of the full schedule", min=1, max=1000)
+
+
+def variants_param() -> Any:
+    """The ``count`` of outputs per slice of the engines that make variants (each its own seed)."""
+    return count_param(
+        1,
+        "outputs per slice, each with its own seed (seed + z + 1000003 * variant)",
+        aliases=("n_variants", "variants"),
+    )
 
 
 def strength_param(default: float, help: str) -> Any:  # noqa: A002 - the argparse word
@@ -264,12 +273,7 @@ class ControlNetParams(StableDiffusionParams):
     strength: float = strength_param(
         1.0, "masked mode: 1 regenerates the mask from noise, lower keeps more of it"
     )
-    count: int = param(
-        1,
-        help="outputs per slice, each with its own seed (seed + z + 1000003 * variant)",
-        min=1,
-        aliases=("n_variants", "variants"),
-    )
+    count: int = variants_param()
     masked_control: str = param(
         "inpaint",
         help="masked mode without a control layer: 'inpaint' conditions the inpaint "

@@ -46,7 +46,7 @@ from .canvas import (
 from .family import crop_batch, decode_gray, load_engine_pipeline, run_masked_edit
 from .hub import load_from_source, pretrained_kwargs, scheduler_from
 from .numerics import batch_invariant_numerics, gray_to_rgb
-from .params import StableDiffusionParams, model_param, steps_param
+from .params import StableDiffusionParams, model_param, steps_param, variants_param
 from .relay import StepCounter
 
 ENGINE = "unclip"
@@ -92,12 +92,7 @@ class UnCLIPParams(StableDiffusionParams):
         min=0,
         max=999,
     )
-    count: int = param(
-        1,
-        help="outputs per slice, each with its own seed (seed + z + 1000003 * variant)",
-        min=1,
-        aliases=("n_variants", "variants"),
-    )
+    count: int = variants_param()
 
 
 def _load(cls, source, dtype):

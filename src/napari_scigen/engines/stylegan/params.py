@@ -27,7 +27,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ...core.params import EngineParams, ParameterError, device_param, param
+from ...core.params import (
+    EngineParams,
+    ParameterError,
+    count_param,
+    device_param,
+    learning_rate_param,
+    param,
+    seed_param,
+    train_steps_param,
+)
 
 #: Projection steps per kept slice unless told otherwise (engine and projector).
 PROJECTION_STEPS = 200
@@ -39,8 +48,6 @@ PERCEPTUAL_CHOICES = ("structure", "lpips-alex", "lpips-vgg")
 AXIS_NAMES = ("z", "y", "x")
 #: Generator output sizes the networks support.
 RESOLUTIONS = (8, 16, 32, 64, 128, 256, 512, 1024)
-#: Largest seed (what every seed field accepts).
-MAX_SEED = 2**31 - 1
 #: The training fields that make up the network architecture (``StyleGANConfig``).
 NETWORK_FIELDS = ("resolution", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
 #: Arithmetic of the training step's forward passes (autocast); weights stay float32.
@@ -63,7 +70,7 @@ def _device_param() -> Any:
 
 
 def _seed_param(help_text: str, default: int = 0, label: str | None = None) -> Any:
-    return param(default, help=help_text, min=0, max=MAX_SEED, label=label)
+    return seed_param(help_text, default, label=label)
 
 
 def _truncation_param() -> Any:
@@ -168,13 +175,7 @@ class StyleGANTrainParams(EngineParams):
     from a checkpoint, the checkpoint's saved architecture is used instead.
     """
 
-    train_steps: int = param(
-        10_000,
-        help="total optimisation steps (a resumed run continues up to this)",
-        min=1,
-        label="total steps",
-        aliases=("steps",),
-    )
+    train_steps: int = train_steps_param(10_000)
     resolution: int = param(
         64, help="generator output size = crop size of the training slices", choices=RESOLUTIONS
     )
@@ -214,14 +215,7 @@ class StyleGANTrainParams(EngineParams):
         "on recent GPUs with bfloat16/float16; little gain on CPUs)",
         advanced=True,
     )
-    learning_rate: float = param(
-        0.0025,
-        help="Adam learning rate",
-        min=0.0,
-        min_exclusive=True,
-        advanced=True,
-        aliases=("lr",),
-    )
+    learning_rate: float = learning_rate_param(0.0025, advanced=True, aliases=("lr",))
     r1_gamma: float | None = param(
         None,
         help="R1 regularisation weight (none = 0.0002 * resolution**2 / batch_size)",
@@ -301,9 +295,7 @@ class StyleGANSampleParams(EngineParams):
     """What :func:`~.sample.run_sample_slices` draws. Sample ``i`` depends only on ``seed + i``."""
 
     generator: str | None = _generator_param()
-    count: int = param(
-        16, help="number of slices to generate", min=1, label="slices", aliases=("n",)
-    )
+    count: int = count_param(16, label="slices", aliases=("n",))
     seed: int = _seed_param("seed of the first slice (slice i uses seed + i)")
     truncation_psi: float = _truncation_param()
     device: str = _device_param()
