@@ -44,9 +44,9 @@ def test_cluster_flags_are_checked_before_any_work(tmp_path, capsys):
     source = write_volume(tmp_path / "v.tif", np.zeros((4, 8, 8), np.uint8))
     base = ["batch", "interpolate", "linear", str(source), "-o", str(tmp_path / "o.ome.zarr")]
     assert main([*base, "--factor", "2", "--gpus", "1", "--cluster", "slurm"]) == 2
-    assert "choose one of --gpus and --cluster slurm" in capsys.readouterr().err
+    assert "choose one of --gpus N and --cluster slurm" in capsys.readouterr().err
     assert main([*base, "--factor", "2", "--cluster", "slurm"]) == 2
-    assert "needs --slurm-account" in capsys.readouterr().err
+    assert "--slurm-account is needed with --cluster slurm" in capsys.readouterr().err
     assert not (tmp_path / "o.ome.zarr").exists()
 
 

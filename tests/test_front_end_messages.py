@@ -41,11 +41,6 @@ NOT_MESSAGES = {
 #: who removes its line here.
 PENDING = {
     ("engines/stylegan/train.py", "float16 needs a CUDA GPU"),
-    ("workflows/settings.py", "cannot be combined with --drop-every"),
-    ("workflows/settings.py", "--gpus"),
-    ("workflows/settings.py", "--cluster slurm"),
-    ("workflows/settings.py", "--scheduler-address"),
-    ("workflows/settings.py", "--cluster slurm needs --slurm-account"),
 }
 
 

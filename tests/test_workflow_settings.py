@@ -84,7 +84,7 @@ def test_compare_keeps_its_short_n_flag_and_its_former_defaults():
 @pytest.mark.parametrize(
     ("command", "flags", "fragment"),
     [
-        ("validate", ["--drop-every", "4", "--keep-every", "4"], "--keep-every cannot be combined"),
+        ("validate", ["--drop-every", "4", "--keep-every", "4"], "--keep-every cannot be combined with --drop-every G"),
         ("validate", ["--keep-every", "1"], "--keep-every must be an integer >= 2"),
         ("validate", ["--offset", "0"], "--offset must be >= 1 here"),
         ("validate", ["--metrics", "psnr,nope"], "unknown metrics"),
@@ -94,8 +94,8 @@ def test_compare_keeps_its_short_n_flag_and_its_former_defaults():
         ("compare", ["-n", "1"], "--n-slices must be"),
         ("batch", ["--chunk-slices", "0"], "--chunk-slices must be >= 1, got 0"),
         ("batch", ["--retries", "-1"], "--retries must be >= 0, got -1"),
-        ("batch", ["--gpus", "1", "--cluster", "slurm"], "choose one of --gpus and --cluster"),
-        ("batch", ["--cluster", "slurm"], "--cluster slurm needs --slurm-account"),
+        ("batch", ["--gpus", "1", "--cluster", "slurm"], "choose one of --gpus N and --cluster slurm"),
+        ("batch", ["--cluster", "slurm"], "--slurm-account is needed with --cluster slurm"),
     ],
 )
 def test_a_bad_workflow_option_is_one_line_and_exit_2_before_reading(
@@ -115,7 +115,7 @@ def test_a_bad_workflow_option_is_one_line_and_exit_2_before_reading(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"drop_every": 4, "keep_every": 4}, "keep_every cannot be combined with drop_every"),
+        ({"drop_every": 4, "keep_every": 4}, "keep_every cannot be combined with drop_every=G"),
         ({"keep_every": 1}, "keep_every must be an integer >= 2, got 1"),
         ({"drop_every": 3, "offset": 0}, "offset must be >= 1 here, got 0"),
         ({"device": "gpu"}, "device must be auto, cpu, cuda, cuda:N or mps; got 'gpu'"),

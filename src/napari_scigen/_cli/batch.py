@@ -12,7 +12,12 @@ import argparse
 import sys
 
 from ..core.params import fields_of
-from .common import ProgressPrinter, add_engine_arguments, engine_params_from_args
+from .common import (
+    ProgressPrinter,
+    add_engine_arguments,
+    engine_params_from_args,
+    flag_spelling,
+)
 
 #: Per task: (description, its extra inputs).
 _TASK_HELP = {
@@ -109,14 +114,15 @@ def batch_settings_from_args(args: argparse.Namespace):
 
     Raises
     ------
-    CliError
-        A bad value, named by its flag (``--chunk-slices must be >= 1, got 0``), or
-        options that contradict each other (``--gpus`` with ``--cluster slurm``).
+    InvalidInputError
+        A bad value (``--chunk-slices must be >= 1, got 0``), or options that contradict
+        each other (``--gpus`` with ``--cluster slurm``); the command prints the options
+        it names as its flags (``_cli.common.cli_message``).
     """
+    from ..core.params import params_from_cli
     from ..workflows.settings import BatchParams
-    from .common import settings_from_args
 
-    return settings_from_args(BatchParams, args, ignore_foreign=True)
+    return params_from_cli(BatchParams, args, ignore_foreign=True)
 
 
 def cluster_options_from_args(args: argparse.Namespace):
@@ -171,6 +177,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen batch``."""
     from ..cli import CliError
     from ..core.progress import Progress, drain
+    from ..core.validation import spell_options
     from ..workflows.batch import (
         BatchIncompleteError,
         batch_job,
@@ -199,7 +206,10 @@ def run_batch_command(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise CliError(str(error)) from None
     if job.note and not args.quiet:
-        print(job.note if job.note.startswith("warning:") else f"note: {job.note}", file=sys.stderr)
+        note = spell_options(  # chunk_slices=N -> --chunk-slices N
+            job.note, ["chunk_slices"], lambda name, value: flag_spelling(name, value)
+        )
+        print(note if note.startswith("warning:") else f"note: {note}", file=sys.stderr)
     printer = ProgressPrinter(quiet=args.quiet)
     first = [True]
 

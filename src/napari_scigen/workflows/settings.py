@@ -63,7 +63,9 @@ class ValidateParams(EngineParams):
 
     def check(self) -> None:
         if self.drop_every is not None and self.keep_every is not None:
-            raise ParameterError("keep_every", "cannot be combined with drop_every")
+            raise ParameterError(
+                "keep_every", "cannot be combined with drop_every=G", options=["drop_every"]
+            )
         for name in ("drop_every", "keep_every"):
             value = getattr(self, name)
             if value is not None and value < 2:
@@ -354,19 +356,24 @@ class BatchParams(EngineParams):
 
     def check(self) -> None:
         chosen = [
-            flag
-            for flag, given in (
-                ("--gpus", self.gpus is not None),
-                ("--cluster slurm", self.cluster == "slurm"),
-                ("--scheduler-address", bool(self.scheduler_address)),
+            option
+            for option, given in (
+                ("gpus=N", self.gpus is not None),
+                ("cluster='slurm'", self.cluster == "slurm"),
+                ("scheduler_address=ADDRESS", bool(self.scheduler_address)),
             )
             if given
         ]
         if len(chosen) > 1:
-            raise InvalidInputError(f"choose one of {' and '.join(chosen)}")
-        if self.cluster == "slurm" and not self.slurm_account:
             raise InvalidInputError(
-                "--cluster slurm needs --slurm-account (the allocation to charge)"
+                f"choose one of {' and '.join(chosen)}",
+                options=["gpus", "cluster", "scheduler_address"],
+            )
+        if self.cluster == "slurm" and not self.slurm_account:
+            raise ParameterError(
+                "slurm_account",
+                "is needed with cluster='slurm' (the allocation to charge)",
+                options=["cluster"],
             )
 
     def slurm_profile(self):
