@@ -82,6 +82,8 @@ def test_chunked_learned_interpolation_writes_an_uncertainty_image_equal_to_one_
     expected = reference.images["uncertainty"]
     assert spread.data.dtype == np.float32 and spread.shape == expected.shape == chunked.shape
     assert chunked.provenance["extra"]["uncertainty_image"] == "uncertainty.ome.zarr"
+    assert spread.provenance["engine"] == chunked.provenance["engine"]
+    assert spread.provenance["output"].startswith("uncertainty")
     # the intensities within one grey level (float32 rounding of differently shaped
     # tiles); the spread, not rounded, within that rounding in data units (0 measured here)
     difference = np.abs(chunked.data.astype(int) - reference.data.astype(int))

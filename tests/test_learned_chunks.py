@@ -93,11 +93,12 @@ class CountingVolume:
 
     def __init__(self, data: np.ndarray) -> None:
         self.data, self.shape, self.dtype, self.ndim = data, data.shape, data.dtype, data.ndim
-        self.voxels_read = 0
+        self.voxels_read = self.largest_read = 0
 
     def __getitem__(self, key):
         part = self.data[key]
         self.voxels_read += part.size
+        self.largest_read = max(self.largest_read, part.size)
         return part
 
 
@@ -169,18 +170,29 @@ def test_a_large_lazy_volume_is_inpainted_from_a_bounded_sample_never_read_whole
     mask[5:60, 8:14, 9:17] = True
     tiny = {k: v for k, v in TINY.items() if k != "validation_slices"}
     params = LearnedInpaintParams(**tiny, force_learned=True, uncertainty=False)
-    lazy = CountingVolume(volume)
+    lazy, lazy_mask = CountingVolume(volume), CountingVolume(mask)
     value_range = (float(volume.min()), float(volume.max()))
     fitted = drain(
-        run_learned_inpainting(lazy, mask, params, fit_only=True, value_range=value_range)
+        run_learned_inpainting(lazy, lazy_mask, params, fit_only=True, value_range=value_range)
     )
     assert lazy.voxels_read == 24 * 16 * 16 < volume.size
+    # the mask is read slab by slab (to draw the sample's centre), never whole at once
+    assert lazy_mask.largest_read == bounded.MASK_SLAB * 24 * 24 < mask.size
     whole = api.inpaint(volume, mask, method="learned", params=params)
     assert whole.provenance["extra"]["fit_sample"] == fitted.record["extra"]["fit_sample"]
     filled = inpaint_chunk(
         fitted, volume, mask, source_start=0, n_slices=64, slices=range(64), device="cpu"
     )
     np.testing.assert_array_equal(filled, whole.data)
+
+
+def test_the_masked_voxel_drawn_slab_by_slab_is_the_one_of_the_flat_index():
+    from napari_scigen.engines.learned.bounded import _nth_nonzero
+
+    mask = np.random.default_rng(0).random((40, 7, 9)) < 0.05
+    flat = np.flatnonzero(mask)
+    for n in (0, 1, flat.size // 2, flat.size - 1):
+        assert _nth_nonzero(mask, n) == np.unravel_index(flat[n], mask.shape)
 
 
 def test_scans_up_to_about_256_cubed_are_fitted_whole_larger_ones_on_a_budget():

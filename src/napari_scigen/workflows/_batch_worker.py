@@ -163,12 +163,14 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
         from ..engines.learned.bounded import inpaint_window
         from ..engines.learned.inpaint import run_learned_inpainting
 
-        mask = _read_slices(request.mask, 0, job.input_shape[0], labels=True)
+        status = Path(request.mask).stat()  # read slab by slab to draw the sample's centre
+        mask = _open_input(request.mask, True, (status.st_mtime_ns, status.st_size))
         if inpaint_window(job.input_shape, mask, job.params.seed) is not None:
             status = Path(request.input).stat()  # only the seeded training sample is read
             image = _open_input(request.input, False, (status.st_mtime_ns, status.st_size))
         else:
             image = _read_slices(request.input, 0, job.input_shape[0])
+            mask = _read_slices(request.mask, 0, job.input_shape[0], labels=True)
         generator = run_learned_inpainting(
             image, mask, job.params, slices=request.slices, fit_only=True,
             value_range=job.value_range,
@@ -370,21 +372,20 @@ def uncertainty_array(job: BatchJob) -> Path:
     leaves none half made and two creators keep one. The output's provenance says where
     it is (``extra["uncertainty_image"]``).
     """
+    from ..core.io.read import read_volume
     from ..core.io.zarr_write import create_zarr, update_zarr_record
 
     target = uncertainty_store(job.store)
     if target.is_dir():
         return target
     draft = _batch_folder(job.store) / f"uncertainty.{os.getpid()}.{secrets.token_hex(4)}"
-    provenance = {
-        "output": "uncertainty: per-voxel spread of the network's test-time-augmented "
-        "predictions (data units; 0 where it did not synthesize)",
-        "of": str(job.store),
-    }
+    provenance = read_volume(job.store, lazy=True).provenance or {}
+    what = "per-voxel spread of the network's test-time-augmented predictions (data units; "
     request = job.request
     create_zarr(
         draft, job.output_shape, np.float32, voxel_size=job.voxel_size, unit=job.unit,
-        provenance=provenance, chunk_slices=job.store_chunk_slices, levels=request.levels,
+        provenance={**provenance, "output": f"uncertainty: {what}0 where it did not synthesize)"},
+        chunk_slices=job.store_chunk_slices, levels=request.levels,
         ngff_version=request.ngff_version, name="uncertainty",
     )  # fmt: skip
     try:
@@ -394,9 +395,6 @@ def uncertainty_array(job: BatchJob) -> Path:
 
         shutil.rmtree(draft, ignore_errors=True)
         return target
-    from ..core.io.read import read_volume
-
-    provenance = read_volume(job.store, lazy=True).provenance or {}
     extra = {**(provenance.get("extra") or {}), "uncertainty_image": UNCERTAINTY}
     update_zarr_record(job.store, provenance={**provenance, "extra": extra})
     return target

@@ -72,25 +72,55 @@ def inpaint_window(shape, mask, seed: int) -> tuple[slice, slice, slice] | None:
     """The seeded sub-volume a learned inpainting trains on (None: within bounds).
 
     Centred on a masked voxel drawn from the seed, so that it holds masks like the
-    user's; ``mask`` is 3D or one slice for every slice.
+    user's; ``mask`` is 3D or one slice for every slice, a NumPy, zarr or dask array: a
+    3D mask is read :data:`MASK_SLAB` slices at a time (twice: to count its voxels, then
+    to find the drawn one), never whole.
     """
     sample = _sample_shape(shape)
     if sample is None:
         return None
     depth = int(shape[0])
     rng = np.random.default_rng([int(seed), 23])
-    mask = np.asarray(mask)
-    where = np.flatnonzero(mask.reshape(-1))
-    if where.size == 0:
-        return None
-    centre = np.unravel_index(int(where[int(rng.integers(where.size))]), mask.shape)
-    if mask.ndim == 2:
+    if len(np.shape(mask)) == 2:
+        where = np.flatnonzero(np.asarray(mask).reshape(-1))
+        if where.size == 0:
+            return None
+        centre = np.unravel_index(int(where[int(rng.integers(where.size))]), np.shape(mask))
         centre = (int(rng.integers(depth)), *centre)
+    else:
+        total = sum(np.count_nonzero(slab) for _, slab in _slabs(mask))
+        if total == 0:
+            return None
+        centre = _nth_nonzero(mask, int(rng.integers(total)))
     bounds = []
     for c, n, most in zip(centre, shape, sample, strict=True):
         first = min(max(0, int(c) - most // 2), max(0, int(n) - most))
         bounds.append(slice(first, min(int(n), first + most)))
     return tuple(bounds)
+
+
+#: Slices of a mask read at a time when a masked voxel is drawn from it.
+MASK_SLAB = 16
+
+
+def _slabs(volume):
+    """``(first slice, slab)`` of a (lazy) 3D volume, :data:`MASK_SLAB` slices at a time."""
+    for z in range(0, int(np.shape(volume)[0]), MASK_SLAB):
+        yield z, read_window(volume, (slice(z, z + MASK_SLAB), slice(None), slice(None)))
+
+
+def _nth_nonzero(volume, n: int) -> tuple[int, int, int]:
+    """Index of the ``n``-th nonzero voxel of ``volume`` in C order, read slab by slab
+    (the same voxel as ``np.flatnonzero(volume)[n]``)."""
+    seen = 0
+    for z, slab in _slabs(volume):
+        count = int(np.count_nonzero(slab))
+        if seen + count > n:
+            flat = int(np.flatnonzero(slab.reshape(-1))[n - seen])
+            dz, y, x = np.unravel_index(flat, slab.shape)
+            return z + int(dz), int(y), int(x)
+        seen += count
+    raise IndexError(f"the volume has {seen} nonzero voxels, not {n + 1}")
 
 
 def window_missing(window: tuple[slice, slice, slice], missing):

@@ -488,8 +488,7 @@ def _fit_on_sample(image, mask, params, window, slices, cancel, fit_only, value_
 
     started = time.perf_counter()
     shape = np.shape(image)
-    mask = np.asarray(mask)
-    sample_mask = mask[window] if mask.ndim == 3 else mask[window[1:]]
+    sample_mask = read_window(mask, window if len(np.shape(mask)) == 3 else window[1:])
     fitted = yield from run_learned_inpainting(
         read_window(image, window), sample_mask, params, cancel=cancel, fit_only=True
     )
