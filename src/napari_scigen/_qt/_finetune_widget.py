@@ -19,7 +19,6 @@ import numpy as np
 from magicgui.widgets import CheckBox, FileEdit
 
 from .. import api
-from .._napari.layers import shown_units
 from ..core.progress import CancelToken
 from ..engines.registry import get_engine
 from ._base import EngineWidget, LayerPicker, layer_data
@@ -87,18 +86,9 @@ class FinetuneWidget(EngineWidget):
 
     def show_preview(self, image: np.ndarray):
         """Show the adapter's preview in the ``"sd-lora preview"`` layer."""
-        image = np.asarray(image, dtype=np.float32)
-        if PREVIEW_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[PREVIEW_LAYER]
-            layer.data = image
-            return layer
-        return self.viewer.add_image(
-            image,
-            name=PREVIEW_LAYER,
-            colormap="gray",
-            contrast_limits=(0.0, 1.0),
-            **shown_units(self.viewer.layers, image.ndim),
-        )
+        from ._task_docks import show_preview
+
+        return show_preview(self.viewer, PREVIEW_LAYER, image)
 
     def on_result(self, spec: dict[str, Any], result) -> None:
         self.show_preview(result.data)
