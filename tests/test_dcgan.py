@@ -66,7 +66,7 @@ def test_samples_keep_the_training_dtype_and_depend_only_on_their_seed(rock, tmp
 
 
 def test_sampling_needs_a_trained_generator_and_refuses_other_checkpoints(tmp_path):
-    with pytest.raises(ModelNotAvailableError, match="train-dcgan"):
+    with pytest.raises(ModelNotAvailableError, match="training method 'dcgan'"):
         api.sample(method="dcgan", device="cpu")
     (tmp_path / "checkpoint-0000001").mkdir()
     (tmp_path / "checkpoint-0000001" / "checkpoint.json").write_text('{"format": "other/1"}')

@@ -40,7 +40,6 @@ NOT_MESSAGES = {
 #: written (path, the message's start): each is rephrased with ``options`` by its owner,
 #: who removes its line here.
 PENDING = {
-    ("engines/stylegan/train.py", "float16 needs a CUDA GPU"),
 }
 
 

@@ -80,15 +80,17 @@ def test_a_nan_loss_raises_the_user_error_naming_the_last_good_checkpoint_and_sa
         save=_saving(saved),
         history={},
         what="Test GAN",
-        hint="lower learning_rate (now 1)",
+        hint="run again with learning_rate=0.1 (now 1)",
+        options=("learning_rate",),
     )
     with pytest.raises(TrainingDivergedError) as caught:
         drain(loop)
     assert isinstance(caught.value, InvalidInputError)  # a user error: exit 2, one line
     message = str(caught.value)
-    assert message.startswith("Test GAN: training diverged at step 5 (loss=nan)")
-    assert "lower learning_rate (now 1)" in message
-    assert message.endswith("the last good checkpoint is checkpoint-0000004")
+    assert message.startswith("Test GAN: training diverged at step 5 (loss: nan)")
+    assert "run again with learning_rate=0.1 (now 1)" in message
+    assert "the last good checkpoint checkpoint-0000004 is kept (resume=True" in message
+    assert caught.value.options == ("learning_rate", "resume")  # respelled by each front-end
     assert saved == [2, 4]
 
 
@@ -161,7 +163,8 @@ def test_a_diverging_dcgan_run_is_a_one_line_user_error_on_the_command_line(rock
     err = capfd.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1, err
-    assert "DCGAN: training diverged at step" in err and "learning_rate" in err
+    assert "DCGAN: training diverged at step" in err
+    assert "run again with --learning-rate 1e+29 (now 1e+30)" in err  # the command's own flag
 
 
 def test_a_diverging_dcgan_run_raises_training_diverged_through_the_api(rock, tmp_path):

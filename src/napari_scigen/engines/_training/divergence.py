@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ...core.validation import InvalidInputError
 
 
-class TrainingDivergedError(FloatingPointError, InvalidInputError):
+class TrainingDivergedError(InvalidInputError, FloatingPointError):
     """A loss became NaN or infinite: a user error (settings to change), in every trainer.
 
-    Every front-end reports it in one line (the command line exits 2); it stays a
-    ``FloatingPointError`` for code that catches that.
+    Every front-end reports it in one line (the command line exits 2), with the options
+    it suggests spelled its own way (``options``); it stays a ``FloatingPointError`` for
+    code that catches that.
     """
+
+
+def smaller(name: str, now: float) -> str:
+    """``"learning_rate=0.0002 (now 0.002)"``: a tenth of an option's value, to suggest."""
+    return f"{name}={now / 10:g} (now {now:g})"
+
+
+def larger(name: str, now: float) -> str:
+    """``"r1_gamma=1 (now 0.1)"``: ten times an option's value, to suggest."""
+    return f"{name}={now * 10:g} (now {now:g})"
 
 
 def check_finite(
@@ -23,6 +34,7 @@ def check_finite(
     step: int,
     what: str,
     hint: str,
+    options: Iterable[str] = (),
     last_checkpoint: Path | None = None,
 ) -> None:
     """Raise :class:`TrainingDivergedError` when one of ``losses`` is NaN or infinite.
@@ -36,9 +48,14 @@ def check_finite(
     what : str
         What was training, for the message (``"StyleGAN"``, ``"learned inpainting"``...).
     hint : str
-        What to change (``"lower learning_rate (now 0.002)"``).
+        What to change, naming options as keyword arguments
+        (``"run again with learning_rate=0.0002 (now 0.002)"``; :func:`smaller`).
+    options : iterable of str
+        The options ``hint`` names (front-ends respell them; see
+        :mod:`napari_scigen.core.validation`).
     last_checkpoint : pathlib.Path, optional
-        The newest good checkpoint, named in the message when there is one.
+        The newest good checkpoint, named in the message (with ``resume=True``) when there
+        is one.
 
     Raises
     ------
@@ -48,8 +65,12 @@ def check_finite(
     computed = {name: value for name, value in losses.items() if value is not None}
     if all(math.isfinite(value) for value in computed.values()):
         return
-    values = ", ".join(f"{name}={value}" for name, value in computed.items())
-    kept = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else ""
+    values = ", ".join(f"{name}: {value}" for name, value in computed.items())
+    options = tuple(options)
+    kept = ""
+    if last_checkpoint:
+        kept = f"; the last good checkpoint {last_checkpoint} is kept (resume=True continues it)"
+        options += ("resume",)
     raise TrainingDivergedError(
-        f"{what}: training diverged at step {step} ({values}); {hint}{kept}"
+        f"{what}: training diverged at step {step} ({values}); {hint}{kept}", options=options
     )

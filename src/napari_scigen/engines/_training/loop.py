@@ -11,7 +11,7 @@ when the run is cancelled, interrupted or its generator closed
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ def run_steps(
     history: dict[str, list[float]],
     what: str,
     hint: str,
+    options: Iterable[str] = (),
     last_checkpoint: Path | None = None,
     cancel: CancelToken | None = None,
     preview: Callable[[], np.ndarray] | None = None,
@@ -97,7 +98,7 @@ def run_steps(
         ``save(steps_done) -> path`` writes a checkpoint.
     history : dict
         Receives ``"step"`` and each loss of every step (NaN for ``None``).
-    what, hint : str
+    what, hint, options
         For the divergence message (:func:`~.divergence.check_finite`).
     last_checkpoint : pathlib.Path, optional
         The resumed checkpoint: the last good one until this run writes another.
@@ -140,7 +141,9 @@ def run_steps(
         while done < total:
             check_cancelled(cancel)
             losses = step(done)
-            check_finite(losses, step=done + 1, what=what, hint=hint, last_checkpoint=last)
+            check_finite(
+                losses, step=done + 1, what=what, hint=hint, options=options, last_checkpoint=last
+            )
             done += 1
             history.setdefault("step", []).append(done)
             for name, value in losses.items():

@@ -4,7 +4,8 @@ Every trainer records the training volume's layout and content identity
 (:func:`~napari_scigen.core.io.identity.array_identity`) in its checkpoints
 (:func:`source_record`); a run resumes the newest checkpoint of its folder
 (:func:`resume_point`) only when it is given the same volume again
-(:func:`check_resume_source`).
+(:func:`check_resume_source`), with the optimizer state it saved and the learning rate
+it is given now (:func:`restore_optimizer`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ def resume_point(out_dir: str | os.PathLike, resume: bool) -> ResumePoint:
     if resume:
         return ResumePoint(checkpoint=latest_checkpoint(out_dir))
     return ResumePoint(replaced=list_checkpoints(out_dir))
+
+
+def restore_optimizer(optimizer, state: dict[str, Any], learning_rate: float) -> None:
+    """Load a checkpoint's optimizer ``state``, running on at the given ``learning_rate``.
+
+    A resumed run may be given another learning rate (after a divergence, say): the
+    saved moments are kept, the saved rate is not.
+    """
+    optimizer.load_state_dict(state)
+    for group in optimizer.param_groups:
+        group["lr"] = learning_rate
 
 
 def training_volume(volume) -> tuple[np.ndarray, str]:
@@ -106,5 +118,6 @@ def check_resume_source(metadata: dict[str, Any], identity: str, array, path: Pa
     )
     raise InvalidInputError(
         f"{path} was trained on other data ({detail}): pass the volume it was trained on to "
-        "resume, another output folder, or resume=False to start over"
+        "resume, another output folder, or resume=False to start over",
+        options=["resume"],
     )

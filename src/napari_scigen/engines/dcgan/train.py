@@ -91,12 +91,14 @@ def run_train_dcgan(
     from .._training.augment import diff_augment, random_dihedral
     from .._training.checkpoint import save_tensors_checkpoint
     from .._training.dataset import SliceDataset
+    from .._training.divergence import smaller
     from .._training.hardware import hardware_description
     from .._training.loop import gan_losses_text, run_steps
     from .._training.preview import preview_grid
     from .._training.result import TrainResult
     from .._training.resume import (
         check_resume_source,
+        restore_optimizer,
         resume_point,
         source_record,
         training_volume,
@@ -134,8 +136,8 @@ def run_train_dcgan(
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator().manual_seed(seed + 1)
     if state:
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
+        restore_optimizer(opt_G, state["opt_G"], params.learning_rate)
+        restore_optimizer(opt_D, state["opt_D"], params.learning_rate)
         data_gen.set_state(state["rng_data"])
         noise_gen.set_state(state["rng_noise"])
     preview_z = torch.randn(
@@ -247,7 +249,8 @@ def run_train_dcgan(
         save=checkpoint,
         history=history,
         what="DCGAN",
-        hint=f"lower learning_rate (now {params.learning_rate})",
+        hint=f"run again with {smaller('learning_rate', params.learning_rate)}",
+        options=("learning_rate",),
         last_checkpoint=checkpoint_path,
         cancel=cancel,
         preview=make_preview,

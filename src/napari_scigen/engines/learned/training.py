@@ -233,7 +233,7 @@ def train_network(
     import torch
     import torch.nn.functional as F
 
-    from .._training.divergence import check_finite
+    from .._training.divergence import check_finite, smaller
     from .._training.loop import checkpoint_on_cancel
     from . import store
 
@@ -255,7 +255,8 @@ def train_network(
         if meta.get("task_key") != task_key:
             raise InvalidInputError(
                 f"{loaded['path']} was made for another volume or other settings; choose "
-                "another checkpoint folder, or resume=False to start over there"
+                "another checkpoint folder, or resume=False to start over there",
+                options=["resume"],
             )
         store.load_into(network, loaded["tensors"], "net")
         state = loaded["train_state"] or {}
@@ -270,7 +271,8 @@ def train_network(
             raise InvalidInputError(
                 f"{loaded['path']}: its random-generator state is missing or damaged "
                 f"({type(error).__name__}); choose another checkpoint folder, or resume=False "
-                "to start over there"
+                "to start over there",
+                options=["resume"],
             ) from None
         step = int(meta["step"])
         report.history = meta.get("history", report.history)
@@ -339,7 +341,8 @@ def train_network(
                 {"loss": value},
                 step=step + 1,
                 what=label,
-                hint=f"lower learning_rate (now {params.learning_rate:g})",
+                hint=f"run again with {smaller('learning_rate', params.learning_rate)}",
+                options=("learning_rate",),
                 last_checkpoint=_path(report.checkpoint or report.resumed_from),
             )
             optimizer.zero_grad(set_to_none=True)

@@ -95,7 +95,8 @@ def _check_resumable(saved: dict[str, Any], params: SDLoRATrainParams, path: Pat
     if differing:
         raise InvalidInputError(
             f"{path} was trained with other adapter settings ({', '.join(differing)}): pass the "
-            "same settings to resume, another output folder, or resume=False to start over"
+            "same settings to resume, another output folder, or resume=False to start over",
+            options=["resume"],
         )
 
 
@@ -397,11 +398,13 @@ def run_finetune_sd(
     from ...core.stack import Window, percentile_window
     from .._training.checkpoint import load_tensors_checkpoint, save_tensors_checkpoint
     from .._training.dataset import SliceDataset
+    from .._training.divergence import smaller
     from .._training.hardware import hardware_description
     from .._training.loop import run_steps
     from .._training.result import TrainResult
     from .._training.resume import (
         check_resume_source,
+        restore_optimizer,
         resume_point,
         source_record,
         training_volume,
@@ -432,7 +435,8 @@ def run_finetune_sd(
             raise InvalidInputError(
                 f"{saved['path']}: its random-generator state is missing or damaged "
                 f"({type(error).__name__}); choose another output folder, or resume=False "
-                "to start over"
+                "to start over",
+                options=["resume"],
             ) from None
     yield Progress(0, 0, f"loading {params.model}")
     pipe, source = _load_components(params, weight_dtype)
@@ -453,7 +457,7 @@ def run_finetune_sd(
     if saved:
         trainer.load_lora_tensors(saved["tensors"])
         if state:
-            trainer.optimizer.load_state_dict(state["optimizer"])
+            restore_optimizer(trainer.optimizer, state["optimizer"], params.learning_rate)
         start_step = int(saved["metadata"]["step"])
         wall_before = float(saved["metadata"]["training"]["wall_seconds"])
     eval_gen = torch.Generator().manual_seed(params.seed + 99)
@@ -527,7 +531,8 @@ def run_finetune_sd(
         save=checkpoint,
         history=history,
         what="LoRA fine-tuning",
-        hint=f"lower learning_rate (now {params.learning_rate})",
+        hint=f"run again with {smaller('learning_rate', params.learning_rate)}",
+        options=("learning_rate",),
         last_checkpoint=checkpoint_path,
         cancel=cancel,
     )

@@ -65,7 +65,8 @@ def autocast_dtype(precision: str, device: str):
         raise ParameterError(
             "precision",
             f"float16 needs a CUDA GPU, got device {device!r} (CPU autocast supports "
-            "bfloat16 only): use --precision bfloat16 or float32",
+            "bfloat16 only): use precision='bfloat16' (or precision='float32')",
+            options=["precision"],
         )
     return {"bfloat16": torch.bfloat16, "float16": torch.float16}[precision]
 
@@ -121,11 +122,13 @@ def run_train_stylegan(
     from ...core.device import resolve_device
     from .._training.augment import diff_augment, random_dihedral
     from .._training.dataset import SliceDataset
+    from .._training.divergence import larger, smaller
     from .._training.hardware import hardware_description
     from .._training.loop import gan_losses_text, run_steps
     from .._training.preview import preview_grid
     from .._training.resume import (
         check_resume_source,
+        restore_optimizer,
         resume_point,
         source_record,
         training_volume,
@@ -204,14 +207,10 @@ def run_train_stylegan(
     data_gen = torch.Generator(device="cpu").manual_seed(seed)
     dev_gen = torch.Generator(device=device).manual_seed(seed + 1)
     if state:
-        opt_G.load_state_dict(state["opt_G"])
-        opt_D.load_state_dict(state["opt_D"])
+        restore_optimizer(opt_G, state["opt_G"], params.learning_rate)
+        restore_optimizer(opt_D, state["opt_D"], params.learning_rate * ratio)
         data_gen.set_state(state["rng_data"])
         dev_gen.set_state(state["rng_device"])
-        for group in opt_G.param_groups:  # a resumed run may be given another lr
-            group["lr"] = params.learning_rate
-        for group in opt_D.param_groups:
-            group["lr"] = params.learning_rate * ratio
         if scaled and "scaler_G" in state:
             scaler_G.load_state_dict(state["scaler_G"])
             scaler_D.load_state_dict(state["scaler_D"])
@@ -380,7 +379,9 @@ def run_train_stylegan(
         save=checkpoint,
         history=history,
         what="StyleGAN",
-        hint=f"lower learning_rate (now {params.learning_rate}) or raise r1_gamma (now {r1_gamma})",
+        hint=f"run again with {smaller('learning_rate', params.learning_rate)} or "
+        f"{larger('r1_gamma', r1_gamma)}",
+        options=("learning_rate", "r1_gamma"),
         last_checkpoint=checkpoint_path,
         cancel=cancel,
         preview=make_preview,
