@@ -24,6 +24,28 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="module")
+def reliability_template(tmp_path_factory) -> Path:
+    """The bad-input tables' input files (``_reliability.make_inputs``), once per module."""
+    pytest.importorskip("zarr", minversion="3")
+    from _reliability import make_inputs
+
+    d = tmp_path_factory.mktemp("reliability_template") / "in"
+    d.mkdir()
+    make_inputs(d)
+    return d
+
+
+@pytest.fixture
+def inputs(reliability_template, tmp_path) -> Path:
+    """A fresh copy of the bad-input tables' input files (tests/test_reliability_*.py;
+    ``_reliability.run_case`` checks they are unchanged). Modules with their own inputs
+    (tests/test_bad_inputs.py) define their own ``inputs``."""
+    from _reliability import copy_inputs
+
+    return copy_inputs(reliability_template, tmp_path / "in")
+
+
 def pytest_configure(config):
     """Load triton (through torch._dynamo) before any test opens an OpenGL context.
 

@@ -16,13 +16,11 @@ headers: whatever the input, the answer is a result or an ``InvalidInputError``.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import pickle
 import re
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -38,6 +36,7 @@ import tifffile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _reliability import crafted_tiff, tree_state
 from napari_scigen.cli import CliError, main
 from napari_scigen.core.io import NotEnoughMemoryError, read_volume, write_volume
 from napari_scigen.core.models import ModelNotAvailableError
@@ -59,16 +58,7 @@ from stylegan_tiny import tiny_config  # noqa: E402
 
 def _deflate_bomb(path: Path, side: int = 100_000) -> None:
     """A ~140-byte TIFF whose one deflate strip claims ``side`` x ``side`` uint8 pixels."""
-    payload = zlib.compress(b"\0" * 64)
-    tags = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, 8), (262, 3, 1)]
-    tags += [(273, 4, 0), (277, 3, 1), (278, 4, side), (279, 4, len(payload))]
-    data_offset = 8 + 2 + 12 * len(tags) + 4
-    out = bytearray(b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
-    for tag, kind, value in tags:
-        value = data_offset if tag == 273 else value
-        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
-        out += struct.pack("<HHI", tag, kind, 1) + packed
-    path.write_bytes(bytes(out + struct.pack("<I", 0) + payload))
+    crafted_tiff(path, side, 8, zlib.compress(b"\0" * 64))
 
 
 def _sd_folder(path: Path, *, tokenizer: bool, unet_weights: bool) -> None:
@@ -224,17 +214,6 @@ def inputs(template, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return d
-
-
-def tree_state(d: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file under ``d`` (hidden files included)."""
-    state = {}
-    for path in sorted(d.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            state[str(path.relative_to(d))] = hashlib.sha256(path.read_bytes()).hexdigest()
-        elif path.is_symlink():
-            state[str(path.relative_to(d))] = "-> " + os.readlink(path)
-    return state
 
 
 # ---------------------------------------------------------------------------------------

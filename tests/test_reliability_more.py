@@ -1,6 +1,6 @@
 """More bad inputs on the newer surfaces (issue 20, remaining cases).
 
-Each row of :data:`CASES` reuses the table of :mod:`test_reliability_surfaces`: one command
+Each row of :data:`CASES` is run as the tables of :mod:`_reliability` are: one command
 on a folder of inputs, exit 2, one line on stderr without a traceback, every file under the
 folder unchanged (sha256) and nothing left behind. The rows cover ``--uncertainty-out``
 (both outputs or neither), ``validate -o`` into a read-only folder and into, around or
@@ -20,16 +20,10 @@ import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("zarr", minversion="3")
+pytest.importorskip("distributed")  # the batch rows
 
+from _reliability import Case, run_case  # noqa: E402
 from napari_scigen.cli import main  # noqa: E402
-from test_reliability_surfaces import (  # noqa: E402
-    Case,
-    inputs,  # noqa: F401
-    template,  # noqa: F401 - fixtures used by ``inputs``
-)
-from test_reliability_surfaces import (
-    test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing as run_case,
-)
 
 _LEARNED = ["--method", "learned", "--init", "scratch", "--train-steps", "4", "--crop-size", "16"]
 _LEARNED += ["--batch-size", "2", "--base-channels", "8", "--tta", "2", "--threads", "1", "-q"]
@@ -185,12 +179,12 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_a_bad_input_gets_one_line_and_changes_nothing(case, inputs, capfd, monkeypatch):  # noqa: F811
+def test_a_bad_input_gets_one_line_and_changes_nothing(case, inputs, capfd, monkeypatch):
     run_case(case, inputs, capfd, monkeypatch)
 
 
 def test_uncertainty_out_writes_both_files_with_the_message_naming_the_output(
-    inputs,  # noqa: F811
+    inputs,
     monkeypatch,
     capsys,
 ):

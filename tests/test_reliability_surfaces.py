@@ -11,13 +11,11 @@ metadata: whatever it declares, reading gives a volume or an ``InvalidInputError
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from hypothesis import strategies as st
 pytest.importorskip("zarr", minversion="3")
 pytest.importorskip("distributed")
 
+from _reliability import Case, crafted_tiff, run_case  # noqa: E402 - the folder: conftest's ``inputs``
 from napari_scigen.cli import main  # noqa: E402
 from napari_scigen.core.io import read_volume, write_volume, write_zarr  # noqa: E402
 
@@ -97,67 +96,9 @@ def _edit_json(relative: str, change: Callable[[dict], None]) -> Callable[[Path]
     return edit
 
 
-def make_inputs(d: Path) -> None:
-    """Every input a row may use."""
-    rng = np.random.default_rng(0)
-    volume = rng.integers(0, 4000, (16, 32, 32)).astype(np.uint16)
-    write_volume(d / "v.tif", volume)
-    mask = np.zeros(volume.shape, np.uint8)
-    mask[:, 10:20, 10:20] = 1
-    tifffile.imwrite(d / "m.tif", mask)
-    write_zarr(d / "s.ome.zarr", volume, levels=1)
-    write_zarr(d / "ms.ome.zarr", mask, kind="labels", levels=1)
-    (d / "p.zarr").mkdir()
-    write_volume(d / "p.zarr" / "scan.tif", volume)
-    (d / "out").mkdir()
-    (d / "out" / "link.ome.zarr").symlink_to(d / "s.ome.zarr")
-    (d / "out" / "notes.ome.zarr").mkdir()
-    (d / "out" / "notes.ome.zarr" / "mine.txt").write_text("the user's own notes")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("reliability_template") / "in"
-    d.mkdir()
-    make_inputs(d)
-    return d
-
-
-@pytest.fixture
-def inputs(template, tmp_path) -> Path:
-    d = tmp_path / "in"
-    shutil.copytree(template, d, symlinks=True)
-    (d / "out" / "link.ome.zarr").unlink()
-    (d / "out" / "link.ome.zarr").symlink_to(d / "s.ome.zarr")
-    return d
-
-
-def tree_state(d: Path) -> dict[str, str]:
-    """``{relative path: sha256}`` of every file under ``d`` (hidden files included)."""
-    state = {}
-    for path in sorted(d.rglob("*")):
-        if path.is_symlink():
-            state[str(path.relative_to(d))] = "-> " + os.readlink(path)
-        elif path.is_file():
-            state[str(path.relative_to(d))] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return state
-
-
 # ---------------------------------------------------------------------------------------
 # the table
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Case:
-    """One bad input: the command (``{d}`` is the inputs folder) and its one-line answer."""
-
-    id: str
-    argv: tuple[str, ...]
-    fragment: str
-    code: int = 2
-    setup: Callable[[Path], None] | None = None
-    patch: Callable[[pytest.MonkeyPatch, Path], None] | None = None
 
 
 _BATCH = ("batch", "--workers", "1", "--dashboard", "off", "-q")
@@ -313,18 +254,7 @@ CASES = [
 def test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing(
     case, inputs, capfd, monkeypatch
 ):
-    if case.setup is not None:
-        case.setup(inputs)
-    if case.patch is not None:
-        case.patch(monkeypatch, inputs)
-    before = tree_state(inputs)
-    assert main([a.format(d=inputs) for a in case.argv]) == case.code
-    err = capfd.readouterr().err  # the file descriptor: Dask workers write there too
-    assert case.fragment in err, err
-    assert "Traceback" not in err and "Compute Failed" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("napari-scigen "), err
-    assert tree_state(inputs) == before  # inputs unchanged (sha256), nothing left behind
+    run_case(case, inputs, capfd, monkeypatch)
 
 
 def test_convert_replaces_its_own_earlier_store_with_overwrite(inputs, capsys):
@@ -381,22 +311,6 @@ def test_a_store_written_here_that_lost_a_chunk_is_noted_and_warned_about(inputs
     complete = inputs / "out" / "zeros.ome.zarr"  # chunks of zeros are stored too: none missing
     write_zarr(complete, np.zeros((4, 8, 8), np.uint8), chunk_slices=1, levels=1)
     assert "missing_chunks" not in read_volume(complete).metadata
-
-
-def crafted_tiff(path: Path, side: int, code: int, payload: bytes) -> None:
-    """A one-page uint8 TIFF declaring ``side`` x ``side`` pixels in one strip ``payload``
-    compressed with TIFF compression ``code``."""
-    import struct
-
-    tags = [(256, 4, side), (257, 4, side), (258, 3, 8), (259, 3, code), (262, 3, 1)]
-    tags += [(273, 4, 0), (277, 3, 1), (278, 4, side), (279, 4, len(payload))]
-    data_offset = 8 + 2 + 12 * len(tags) + 4
-    out = bytearray(b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", len(tags)))
-    for tag, kind, value in tags:
-        value = data_offset if tag == 273 else value
-        packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
-        out += struct.pack("<HHI", tag, kind, 1) + packed
-    path.write_bytes(bytes(out + struct.pack("<I", 0) + payload))
 
 
 def _valid_deflate_tiff(path: Path, side: int) -> None:

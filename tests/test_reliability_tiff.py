@@ -21,15 +21,7 @@ import tifffile
 imagecodecs = pytest.importorskip("imagecodecs")
 pytest.importorskip("zarr", minversion="3")
 
-from test_reliability_surfaces import (  # noqa: E402
-    Case,
-    crafted_tiff,
-    inputs,  # noqa: F401
-    template,  # noqa: F401 - fixtures used by ``inputs``
-)
-from test_reliability_surfaces import (  # noqa: E402
-    test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing as run_case,
-)
+from _reliability import Case, crafted_tiff, run_case  # noqa: E402
 
 #: codec -> (TIFF compression code, name in the message, encoder)
 CODECS = {
@@ -80,7 +72,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_a_tiff_page_declaring_more_than_its_codec_allows_is_refused(
     case,
-    inputs,  # noqa: F811
+    inputs,
     capfd,
     monkeypatch,
 ):

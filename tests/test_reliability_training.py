@@ -23,16 +23,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("zarr", minversion="3")
 
+from _reliability import Case, run_case  # noqa: E402
 from napari_scigen.cli import main  # noqa: E402
 from napari_scigen.core.io import read_volume, write_volume  # noqa: E402
-from test_reliability_surfaces import (  # noqa: E402
-    Case,
-    inputs,  # noqa: F401
-    template,  # noqa: F401 - fixtures used by ``inputs``
-)
-from test_reliability_surfaces import (  # noqa: E402
-    test_a_bad_input_on_a_new_surface_gets_one_line_and_changes_nothing as run_case,
-)
 
 _STYLEGAN = ["--resolution", "16", "--z-dim", "8", "--w-dim", "8", "--mapping-layers", "1"]
 _STYLEGAN += ["--channel-base", "64", "--channel-max", "8", "--batch-size", "2"]
@@ -114,7 +107,7 @@ def _run(case: Case, d: Path, capfd, monkeypatch) -> None:
 @pytest.mark.parametrize("name", ["train-stylegan", "train-dcgan", "finetune-sd"])
 def test_resuming_a_training_run_on_changed_data_is_refused(
     name,
-    inputs,  # noqa: F811
+    inputs,
     capfd,
     monkeypatch,
     request,
@@ -179,7 +172,7 @@ _GARBAGE_RNG = [
 def test_a_lora_checkpoint_with_a_damaged_rng_state_is_refused(
     rng_data,
     tiny_sd,
-    inputs,  # noqa: F811
+    inputs,
     capfd,
     monkeypatch,
 ):
@@ -211,7 +204,7 @@ def _unet_of_the_wrong_shape(tiny_sd: Path):
 
 def test_sd_weights_of_the_wrong_shape_get_one_line_from_the_command_line(
     tiny_sd,
-    inputs,  # noqa: F811
+    inputs,
     capfd,
     monkeypatch,
 ):
@@ -250,7 +243,7 @@ def test_a_training_run_never_writes_its_checkpoints_into_its_input(
     source,
     output,
     fragment,
-    inputs,  # noqa: F811
+    inputs,
     capfd,
     monkeypatch,
 ):

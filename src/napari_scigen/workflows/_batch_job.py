@@ -373,7 +373,7 @@ def _chunking_note(engine, n_chunks: int, learns: bool, fit_once: bool) -> str |
     if not engine.chunk_invariant and n_chunks > 1:
         return (
             f"warning: the {engine.task} engine {engine.name} is not chunk-invariant: its "
-            f"result depends on the chunking ({n_chunks} chunks; chunk_slices larger than "
+            f"result depends on the chunking ({n_chunks} chunks; chunk_slices=N larger than "
             "the output makes it one task)"
         )
     return None
@@ -427,11 +427,11 @@ def _learned_note(method: str, n_chunks: int) -> str:
         return (
             f"the {method} engine learns from the whole volume, so the job is one task over "
             "the whole volume (equal to one process for the same seed, step budget and "
-            "threads); chunk_slices splits it, each chunk then learning on its own"
+            "threads); chunk_slices=N splits it, each chunk then learning on its own"
         )
     return (
         f"the {method} engine learns from the volume it is given: each of the {n_chunks} "
         "chunks trains its own network and takes its own intensity window, so the result "
-        "depends on the chunking (without chunk_slices the job is one task over the "
+        "depends on the chunking (without chunk_slices=N the job is one task over the "
         "whole volume)"
     )
