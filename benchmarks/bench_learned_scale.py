@@ -138,6 +138,7 @@ def run_one(spec: dict) -> dict:
         "shape": list(volume.shape),
         "output_shape": [n_out, height, width],
         "filled_with": extra.get("filled_with"),
+        "engine_seconds": seconds,
         "train_s": seconds.get("train"),
         "predict_s": seconds.get("predict"),
         "total_s": round(wall, 2),
@@ -447,21 +448,16 @@ class _Counting:
 
 
 def _count_reads(worker, spec: dict, counted: dict) -> None:
-    """Count the voxels a batch worker reads from the image and the mask."""
-    read_slices, open_input = worker._read_slices, worker._open_input
+    """Count the voxels a batch worker reads from the image and the mask: every read goes
+    through its cached ``_open_input`` (``_read_slices`` slices what that returns)."""
+    open_input = worker._open_input
     keys = {spec["image"]: "image", spec["mask"]: "mask"}
-
-    def counted_read(path, start, stop, *, labels=False):
-        part = read_slices(path, start, stop, labels=labels)
-        if str(path) in keys:
-            counted[keys[str(path)]] += part.size
-        return part
 
     def counted_open(path, labels, stamp):
         data = open_input(path, labels, stamp)
         return _Counting(data, counted, keys[str(path)]) if str(path) in keys else data
 
-    worker._read_slices, worker._open_input = counted_read, counted_open
+    worker._open_input = counted_open
 
 
 def run_large_one(spec: dict) -> dict:
