@@ -39,8 +39,7 @@ NOT_MESSAGES = {
 #: Messages still spelling flags in files other helpers were editing while this test was
 #: written (path, the message's start): each is rephrased with ``options`` by its owner,
 #: who removes its line here.
-PENDING = {
-}
+PENDING = {}
 
 
 def _texts(path: Path):
@@ -172,3 +171,15 @@ def test_the_cli_prints_the_flag_of_an_option_a_core_message_names(tmp_path, cap
     assert main(["info", str(mixed)]) == 2
     err = capsys.readouterr().err
     assert "choose one with --series N" in err and "series=N" not in err
+
+
+def test_a_missing_device_is_a_user_error_naming_the_device_option(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from napari_scigen.core.device import DeviceUnavailableError, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="use device='cpu'") as caught:
+        resolve_device("cuda")
+    assert isinstance(caught.value, InvalidInputError)  # the CLI exits 2, not "unexpected"
+    actions = command_options(build_parser(), "interpolate")
+    assert cli_message(caught.value, str(caught.value), actions).endswith("use --device cpu")

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from .validation import InvalidInputError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
-class DeviceUnavailableError(RuntimeError):
-    """The requested compute device is not available on this machine."""
+class DeviceUnavailableError(InvalidInputError, RuntimeError):
+    """The requested compute device is not available on this machine.
+
+    A user error like any bad input (the CLI exits with status 2; it was an "unexpected
+    error" before), and still a ``RuntimeError``. The device to use instead is named as a
+    keyword (``device='cpu'``) and listed in ``options`` (see
+    :mod:`napari_scigen.core.validation`).
+    """
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -52,7 +60,9 @@ def resolve_device(name: str = "auto") -> str:
                 if built is None
                 else f"torch was built for CUDA {built} but no CUDA GPU/driver is visible"
             )
-            raise DeviceUnavailableError(f"device 'cuda' requested but {why}; use device='cpu'")
+            raise DeviceUnavailableError(
+                f"device 'cuda' requested but {why}; use device='cpu'", options=["device"]
+            )
         if ":" in request:
             index = int(request.split(":", 1)[1])
             if index >= torch.cuda.device_count():
