@@ -17,6 +17,7 @@ from napari_scigen.cli import build_parser, main
 from napari_scigen.core.io import read_volume, write_volume
 from napari_scigen.core.params import fields_of
 from napari_scigen.engines.registry import TASKS, engine_names, engines
+from registered_engine import registered_constant_sampler
 
 #: Per-engine commands and the ``--method`` they alias.
 ALIASES = {
@@ -32,6 +33,12 @@ ALIASES = {
     "walk-stylegan": ("sample", "stylegan-walk"),
     "sample-dcgan": ("sample", "dcgan"),
 }
+
+
+@pytest.fixture
+def constant_sampler():
+    with registered_constant_sampler() as engine:
+        yield engine
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -194,3 +201,17 @@ def test_mask_writes_the_mask_diffedit_finds_on_its_own(sd_models, scan, frozen_
     mask, auto = read_volume(folder / "mask.tif"), read_volume(folder / "auto.tif")
     np.testing.assert_array_equal(np.asarray(mask.data), np.asarray(auto.data))
     assert mask.provenance["task"] == "mask" and np.asarray(mask.data).any()
+
+
+def test_one_registration_puts_an_engine_in_its_tasks_command_with_its_flags(
+    constant_sampler, tmp_path
+):
+    parser = _subcommands()["sample"]
+    assert "constant" in _option(parser, "--method").choices
+    assert "--value" in parser._option_string_actions
+    out = tmp_path / "grey.tif"
+    argv = ["sample", "--method", "constant", "--value", "3", "--count", "3", "-q", "-o", str(out)]
+    assert main(argv) == 0
+    written = read_volume(out)
+    assert written.shape == (3, 4, 4) and float(np.asarray(written.data).max()) == 3.0
+    assert written.provenance["method"] == "constant" and written.provenance["task"] == "sample"

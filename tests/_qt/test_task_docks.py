@@ -15,6 +15,7 @@ from napari_scigen._qt._task_docks import (
 )
 from napari_scigen.core.params import fields_of
 from napari_scigen.engines.registry import engine_names, engines
+from registered_engine import registered_constant_sampler
 
 #: The dock of each task.
 DOCKS = {
@@ -47,6 +48,21 @@ def test_the_generate_dock_shows_the_control_layer_only_for_methods_that_take_on
         widget.methods.method = engine.name
         shown = not widget.control_picker.native.isHidden()
         assert shown == ("control" in engine.inputs), engine.name
+
+
+def test_one_registration_puts_an_engine_in_its_tasks_dock_with_its_form(
+    make_napari_viewer, nothreads
+):
+    viewer = make_napari_viewer()
+    with registered_constant_sampler():
+        widget = SampleWidget(viewer)
+        assert "constant" in widget.method.choices
+        widget.methods.method = "constant"
+        widget.methods.form.set_values({"count": 3, "value": 5.0})
+        widget.run()
+    assert widget.status.text().startswith("Done"), widget.status.text()
+    layer = viewer.layers["constant samples 1"]
+    assert layer.data.shape == (3, 4, 4) and float(layer.data.max()) == 5.0
 
 
 def test_the_sample_dock_adds_new_slices_of_the_chosen_method(make_napari_viewer, nothreads):
