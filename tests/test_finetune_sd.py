@@ -147,6 +147,40 @@ def test_training_resumes_from_the_newest_checkpoint_and_refuses_other_settings(
         api.train(rock, out_dir=str(out), method="sd-lora", train_steps=14, **{**common, "rank": 8})
 
 
+def test_a_cancelled_run_keeps_its_steps_and_resumes_at_the_given_learning_rate(
+    models, rock, tmp_path
+):
+    from napari_scigen.core.progress import Cancelled, CancelToken, drain
+
+    common = {"model": str(models.sd), **TRAIN, "preview_steps": 0}
+    cancel = CancelToken()
+
+    def stop_after_three(event):
+        if event.step == 3:
+            cancel.cancel()
+
+    job = api.train_job(
+        rock,
+        out_dir=str(tmp_path),
+        method="sd-lora",
+        train_steps=6,
+        learning_rate=1e-3,
+        cancel=cancel,
+        **common,
+    )
+    with pytest.raises(Cancelled):
+        drain(job, on_progress=stop_after_three)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-0000003"]
+    state = torch.load(tmp_path / "checkpoint-0000003" / "train_state.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == 1e-3
+    resumed = api.train(
+        rock, out_dir=str(tmp_path), method="sd-lora", train_steps=4, learning_rate=5e-4, **common
+    )
+    assert resumed.history["step"] == [4]
+    state = torch.load(tmp_path / "checkpoint-0000004" / "train_state.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["lr"] == 5e-4  # the rate given now
+
+
 def test_refusals_missing_adapter_fp16_on_cpu_and_a_token_not_in_the_prompt(models, rock, tmp_path):
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
         _edit(models, rock[:1], adapter=str(tmp_path / "nowhere"))
