@@ -78,8 +78,7 @@ def _add_task_inputs(parser, task: str) -> None:
 def _add_batch_arguments(parser) -> None:
     """The command's own flags (-o, -q, --print-job-script) and the batch workflow's
     options, one flag per :class:`~napari_scigen.workflows.settings.BatchParams` field."""
-    from ..core.params import add_cli_arguments, field_spec
-    from ..core.params.cli import DEST_PREFIX
+    from ..core.params import add_cli_arguments
     from ..workflows.settings import BATCH_GROUPS, BatchParams
 
     names = [spec.name for spec in fields_of(BatchParams)]
@@ -89,19 +88,8 @@ def _add_batch_arguments(parser) -> None:
             group.add_argument(
                 "-o", "--output", required=True, help="output OME-Zarr store (.ome.zarr)"
             )
-        for name in shown:
-            spec = field_spec(BatchParams, name)
-            if spec.info.cli:
-                add_cli_arguments(group, BatchParams, exclude=[n for n in names if n != name])
-            else:  # slurm_prologue: a repeatable flag (a shell line may hold commas)
-                group.add_argument(
-                    spec.flag,
-                    action="append",
-                    dest=DEST_PREFIX + name,
-                    default=argparse.SUPPRESS,
-                    metavar="LINE",
-                    help=f"{spec.help} (default: none)",
-                )
+        exclude = [name for name in names if name not in shown]
+        add_cli_arguments(group, BatchParams, exclude=exclude)
         if title == "output":
             group.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     group.add_argument(

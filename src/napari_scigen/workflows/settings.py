@@ -344,7 +344,7 @@ class BatchParams(EngineParams):
     slurm_prologue: tuple[str, ...] = param(
         (),
         help="shell line run before the workers start (repeatable), e.g. 'module load python'",
-        cli=False,  # a repeatable flag (a line may hold commas): added by the command
+        kind="lines",
         gui=False,
     )
     slurm_interface: str | None = param(
@@ -415,3 +415,62 @@ class BatchParams(EngineParams):
         if self.gpus is not None:
             return ClusterOptions("cuda", gpus=self.gpus, **common)
         return ClusterOptions("local", workers=self.workers, **common)
+
+
+#: Each workflow's declaration, where it appears and whether a dock shows its fields, in
+#: the order of the docs page.
+WORKFLOW_SETTINGS = (
+    ("metrics", "napari-scigen metrics, the Metrics dock", "metrics.settings:MetricsParams", True),
+    ("validate", "napari-scigen validate", "ValidateParams", False),
+    ("compare", "napari-scigen compare, the Compare engines dock", "CompareParams", True),
+    (
+        "batch",
+        "napari-scigen batch; Run on the whole volume (run_on_whole_volume(settings=...))",
+        "BatchParams",
+        False,
+    ),
+    ("mask tools", "the Mask painting dock", "MaskToolParams", True),
+    ("ring detector", "the Mask painting dock", "core.masks:RingDetectorParams", True),
+)
+
+
+def _settings_class(where: str) -> type:
+    if ":" not in where:
+        return globals()[where]
+    import importlib
+
+    module, name = where.split(":")
+    return getattr(importlib.import_module(f"napari_scigen.{module}"), name)
+
+
+def options_markdown() -> str:
+    """``docs/workflow_options.md``: one table per workflow, from its declaration.
+
+    Regenerate with ``python -c "from napari_scigen.workflows.settings import
+    options_markdown as m; print(m(), end='')" > docs/workflow_options.md`` (a test
+    checks the page is current).
+    """
+    from ..core.params import describe_params, fields_of
+
+    lines = [
+        "# Workflow options",
+        "",
+        "Generated from the declarations in `napari_scigen.workflows.settings` (and",
+        "`metrics.settings`, `core.masks`) by `options_markdown()`: the commands' flags and the",
+        "docks' fields are built from the same declarations, so this page, the commands' help and the",
+        "docks' tooltips say the same. The engines' own parameters are in",
+        "[engines.md](engines.md).",
+    ]
+    for title, users, where, dock in WORKFLOW_SETTINGS:
+        cls = _settings_class(where)
+        labels = {spec.name: spec.label if spec.info.gui else "" for spec in fields_of(cls)}
+        lines += ["", f"## {title}", "", f"`{cls.__name__}`: {users}.", ""]
+        header = ["flag", *(["dock field"] if dock else []), "default", "allowed", "meaning"]
+        lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for row in describe_params(cls):
+            cells = [f"`{row['flag']}`" if row["flag"] else "(no flag)"]
+            if dock:
+                cells.append(labels[row["name"]] or "(no field)")
+            cells += [row["default"], row["bounds"], row["help"].replace("|", "\\|")]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ def format_default(value: Any) -> str:
     if value is None:
         return "none"
     if isinstance(value, tuple):
-        return ",".join(format_default(v) for v in value)
+        return ",".join(format_default(v) for v in value) or "none"
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
@@ -96,6 +96,10 @@ def _argparse_kwargs(spec: FieldSpec, users: Sequence[str] = ()) -> dict[str, An
     }
     if spec.base is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
+        return kwargs
+    if spec.base is tuple and info.kind == "lines":  # one item per flag (items hold commas)
+        kwargs["action"] = "append"
+        kwargs["metavar"] = "LINE"
         return kwargs
     if spec.base is tuple:
         kwargs["type"] = _argparse_type(spec)
@@ -262,6 +266,8 @@ def params_to_argv(params: EngineParams, *, exclude: Sequence[str] = ()) -> list
             argv.append(spec.flag if value else "--no-" + spec.flag[2:])
         elif value is None:
             argv += [spec.flag, "none"]
+        elif spec.base is tuple and spec.info.kind == "lines":
+            argv += [token for item in value for token in (spec.flag, str(item))]
         elif spec.base is tuple:
             argv += [spec.flag, ",".join(repr(v) if spec.item is float else str(v) for v in value)]
         elif spec.base is float:

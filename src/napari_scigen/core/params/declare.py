@@ -59,7 +59,7 @@ class ParamInfo:
     advanced: bool = False
     cli: bool = True
     gui: bool = True
-    kind: str | None = None  # "path", "dir", "text", "prompt", "device"
+    kind: str | None = None  # "path", "dir", "text", "prompt", "device", "lines"
     finite: bool = True
     increasing: bool = False
     aliases: tuple[str, ...] = ()
@@ -108,7 +108,9 @@ def param(
     cli, gui : bool
         Whether the field becomes a CLI flag / a widget field.
     kind : str, optional
-        ``"path"`` / ``"dir"`` (file pickers), ``"prompt"`` (wide text), ``"device"``.
+        ``"path"`` / ``"dir"`` (file pickers), ``"prompt"`` (wide text), ``"device"``,
+        ``"lines"`` (a tuple of text given one item per flag, ``--flag A --flag B``: the
+        items may hold commas).
     finite : bool
         Floats must be finite (NaN/inf rejected); on by default.
     increasing : bool
