@@ -36,10 +36,6 @@ NOT_MESSAGES = {
     ("core/params/cli.py", None),
     ("workflows/settings.py", "SLURM profile (--cluster slurm; see docs/scaling.md)"),
 }
-#: Messages still spelling flags in files other helpers were editing while this test was
-#: written (path, the message's start): each is rephrased with ``options`` by its owner,
-#: who removes its line here.
-PENDING = {}
 
 
 def _texts(path: Path):
@@ -86,20 +82,11 @@ def _flagged() -> list[tuple[str, int, str]]:
 
 
 def test_no_message_of_the_core_engines_or_workflows_spells_a_command_line_flag():
-    flagged = _flagged()
-    pending = [f for f in flagged if any(f[0] == p and f[2].startswith(s) for p, s in PENDING)]
-    offending = [
-        f"{path}:{line}: {text!r}"
-        for path, line, text in flagged
-        if (path, line, text) not in pending
-    ]
+    offending = [f"{path}:{line}: {text!r}" for path, line, text in _flagged()]
     assert not offending, (
         "spell the option as its keyword (name=value) and list it in the error's options "
         "(see napari_scigen.core.validation):\n" + "\n".join(offending)
     )
-    # a pending entry that was rephrased is removed from PENDING (no stale exemptions)
-    stale = [p for p in PENDING if not any(f[0] == p[0] and f[2].startswith(p[1]) for f in pending)]
-    assert not stale, f"rephrased, remove from PENDING: {stale}"
 
 
 def test_the_scan_finds_a_flag_in_a_message_and_ignores_docstrings_and_help(tmp_path):
@@ -145,6 +132,23 @@ def test_the_cli_uses_the_running_commands_own_flags():
         "out.zarr exists; run again with overwrite=True", options=["overwrite"]
     )
     assert cli_message(error, str(error), batch) == "out.zarr exists; run again with --overwrite"
+
+
+def test_a_parameter_error_rewrapped_by_a_command_keeps_its_flag():
+    from napari_scigen.cli import CliError
+
+    try:
+        try:
+            raise ParameterError(
+                "slurm_account", "is needed with cluster='slurm'", options=["cluster"]
+            )
+        except ParameterError as error:
+            raise CliError(str(error)) from None
+    except CliError as wrapped:
+        actions = command_options(build_parser(), "batch")
+        assert cli_message(wrapped, str(wrapped), actions) == (
+            "--slurm-account is needed with --cluster slurm"
+        )
 
 
 def test_a_script_sees_the_keyword_argument_and_the_options_survive_pickling(tmp_path):

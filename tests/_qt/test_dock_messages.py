@@ -1,5 +1,6 @@
 """A dock shows the options a core message names as its own fields (issue 23, item 7):
-``overwrite=True`` as ``'overwrite' ticked``, a parameter by its label, never a CLI flag."""
+a parameter by its label (``'resume from the newest checkpoint' unticked``), never a CLI
+flag; an option the dock has no field for is not offered as one to tick."""
 
 from __future__ import annotations
 
@@ -39,8 +40,13 @@ def test_a_core_error_naming_an_option_reaches_the_dock_in_its_words(
     widget.method.value = "linear"
     widget.missing.value = "3"
     widget.run()
-    assert shown and "run again with 'overwrite' ticked to replace it" in shown[-1]
-    assert "--" not in widget.status.text() and "overwrite=True" not in widget.status.text()
+    # the interpolation dock has no overwrite field: nothing to tick is offered
+    assert (
+        shown
+        and "run again with overwrite=True (an option of scripts and the command " in shown[-1]
+    )
+    assert "not of this dock" in shown[-1] and "ticked" not in shown[-1]
+    assert "--overwrite" not in widget.status.text()
 
 
 def test_a_parameter_and_the_options_it_names_show_as_the_docks_labels(rock_viewer, shown):
@@ -54,6 +60,10 @@ def test_a_parameter_and_the_options_it_names_show_as_the_docks_labels(rock_view
             "train_steps", "must be >= 1, got 0 (resume=False starts over)", options=["resume"]
         )
     )
-    assert shown[-1] == "'total steps' must be >= 1, got 0 ('resume' unticked starts over)"
+    # the train form's label, and the run folder's resume check box (its text)
+    assert shown[-1] == (
+        "'total steps' must be >= 1, got 0 "
+        "('resume from the newest checkpoint' unticked starts over)"
+    )
     widget.show_error(InvalidInputError("choose one with count=N", options=["count"]))
     assert shown[-1] == "choose one with 'slices'"  # the sample form's label of count

@@ -560,10 +560,10 @@ def cli_message(error: BaseException, message: str, actions: dict | None = None)
     -------
     str
     """
-    from ..core.validation import option_names, spell_options
+    from ..core.validation import option_names, spell_options, subject_field
 
-    field = getattr(error, "field", None)
-    if isinstance(field, str) and message.startswith(field + " "):
+    field = subject_field(error)
+    if field and message.startswith(field + " "):
         message = option_flag(field, actions) + message[len(field) :]
     return spell_options(
         message, option_names(error), lambda name, value: flag_spelling(name, value, actions)

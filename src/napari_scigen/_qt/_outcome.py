@@ -175,17 +175,32 @@ def plain_message(text: str) -> str:
     )
 
 
+def _keyword(name: str, value: str) -> str:
+    """``name=value`` as a script writes it (text values quoted)."""
+    from ..core.validation import is_placeholder
+
+    plain = value in ("True", "False", "None") or is_placeholder(value)
+    plain = plain or bool(re.fullmatch(r"[-+]?\d[\d.e+-]*", value))
+    return f"{name}={value if plain else repr(value)}"
+
+
 def dock_spelling(name: str, value: str, labels: dict[str, str] | None = None) -> str:
     """How a dock shows the option ``name=value`` of a message: by its field label.
 
     ``overwrite=True`` -> ``'overwrite' ticked``, ``resume=False`` -> ``'resume'
     unticked``, ``precision='bfloat16'`` -> ``'precision' set to bfloat16``, a
-    placeholder (``series=N``) -> ``'series'``. The label is the dock's own field label
-    (``labels``), else the declared default (the name with spaces).
+    placeholder (``series=N``) -> ``'series'``, with the dock's own label (``labels``:
+    :func:`dock_labels`). An option the dock has no field for is not offered as one:
+    it stays the keyword, said to be one of scripts and the command line.
     """
     from ..core.validation import is_placeholder
 
-    label = f"'{(labels or {}).get(name) or name.replace('_', ' ')}'"
+    label = (labels or {}).get(name)
+    if label is None:
+        return (
+            f"{_keyword(name, value)} (an option of scripts and the command line, not of this dock)"
+        )
+    label = f"'{label}'"
     if value == "True":
         return f"{label} ticked"
     if value == "False":
@@ -193,18 +208,29 @@ def dock_spelling(name: str, value: str, labels: dict[str, str] | None = None) -
     return label if is_placeholder(value) else f"{label} set to {value}"
 
 
-def dock_labels(dock: Any) -> dict[str, str]:
-    """The field labels a dock shows, by option name (its parameter forms and its own form).
+def _widget_label(widget: Any) -> str | None:
+    """The text a magicgui value widget shows beside its value (a check box: its text)."""
+    text = getattr(widget, "text", None)
+    label = text if isinstance(text, str) and text else getattr(widget, "label", None)
+    return label if isinstance(label, str) and label else None
 
-    The selected method's form comes first where a dock offers several methods.
+
+def dock_labels(dock: Any) -> dict[str, str]:
+    """The fields a dock shows, by option name: ``{name: label}``.
+
+    From its parameter forms (the selected method's first where it offers several),
+    then its own widgets (kept as attributes, e.g. ``self.resume``, or in ``self.form``),
+    keyed by their name and attribute name.
     """
+    from magicgui.widgets.bases import ValueWidget
+
     from ._fields import ParamsForm
     from ._methods import MethodChooser
 
     labels: dict[str, str] = {}
     forms: list[ParamsForm] = []
-    members = list(vars(dock).values()) if hasattr(dock, "__dict__") else []
-    for value in members:
+    members = dict(vars(dock)) if hasattr(dock, "__dict__") else {}
+    for value in members.values():
         if isinstance(value, MethodChooser):
             forms.insert(0, value.form)
             forms.extend(value.forms.values())
@@ -213,15 +239,18 @@ def dock_labels(dock: Any) -> dict[str, str]:
     for form in forms:
         for name, spec in form.specs.items():
             labels.setdefault(name, spec.label)
-    own = getattr(dock, "form", None)
-    try:
-        widgets = list(own) if own is not None and not isinstance(own, ParamsForm) else []
-    except TypeError:
-        widgets = []
-    for widget in widgets:
-        name, label = getattr(widget, "name", None), getattr(widget, "label", None)
-        if isinstance(name, str) and name and isinstance(label, str) and label:
-            labels.setdefault(name, label)
+    widgets = [(attr, w) for attr, w in members.items() if isinstance(w, ValueWidget)]
+    own = members.get("form")
+    if own is not None and not isinstance(own, ParamsForm):
+        try:
+            widgets += [(None, w) for w in own if isinstance(w, ValueWidget)]
+        except TypeError:
+            pass
+    for attr, widget in widgets:
+        label = _widget_label(widget)
+        for key in (getattr(widget, "name", None), attr):
+            if label and isinstance(key, str) and key:
+                labels.setdefault(key, label)
     return labels
 
 
@@ -244,11 +273,11 @@ def dock_message(error: BaseException, labels: dict[str, str] | None = None) -> 
     -------
     str
     """
-    from ..core.validation import option_names, spell_options
+    from ..core.validation import option_names, spell_options, subject_field
 
     text = str(error).strip() or type(error).__name__
-    field = getattr(error, "field", None)
-    if isinstance(field, str) and text.startswith(field + " "):
+    field = subject_field(error)
+    if field and text.startswith(field + " "):
         label = (labels or {}).get(field) or field.replace("_", " ")
         text = f"'{label}'" + text[len(field) :]
     return spell_options(

@@ -66,18 +66,34 @@ class InvalidInputError(OptionsNamed, ValueError):
 _OPTION_VALUE = r"'[^']*'|\"[^\"]*\"|[\w.:+-]*\w"
 
 
-def option_names(error: BaseException) -> tuple[str, ...]:
-    """The options ``error``'s message names: its ``options`` and those of the errors it
-    was raised from or while handling (a front-end that rewraps a core error with its
-    message, ``raise CliError(str(error)) from None``, keeps them)."""
-    names: list[str] = []
-    seen: set[int] = set()
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it was raised from or while handling (a front-end that
+    rewraps a core error with its message, ``raise CliError(str(error)) from None``)."""
+    chain: list[BaseException] = []
     current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        names += [n for n in getattr(current, "options", None) or () if n not in names]
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
         current = current.__cause__ or current.__context__
+    return chain
+
+
+def option_names(error: BaseException) -> tuple[str, ...]:
+    """The options ``error``'s message names: the ``options`` along its chain."""
+    names: list[str] = []
+    for link in _chain(error):
+        names += [n for n in getattr(link, "options", None) or () if n not in names]
     return tuple(names)
+
+
+def subject_field(error: BaseException) -> str | None:
+    """The parameter a message is about (a ``ParameterError``'s ``field``, along the
+    chain), which it names first; ``None`` for other errors."""
+    message = str(error).strip()
+    for link in _chain(error):
+        field = getattr(link, "field", None)
+        if isinstance(field, str) and field and message.startswith(field + " "):
+            return field
+    return None
 
 
 def is_placeholder(value: str) -> bool:
