@@ -188,3 +188,36 @@ def test_a_foreign_checkpoint_is_a_one_line_user_error_for_every_trainer(tmp_pat
     err = capfd.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "not a napari-scigen DCGAN checkpoint" in err
+
+
+def test_a_learned_fit_on_a_nan_loss_raises_training_diverged_naming_its_option():
+    from napari_scigen.core.progress import Progress
+    from napari_scigen.engines.learned.networks import UNetConfig, build_network
+    from napari_scigen.engines.learned.params import LearnedInterpolateParams
+    from napari_scigen.engines.learned.sampling import Batch
+    from napari_scigen.engines.learned.training import train_network
+
+    def draw(batch_size, with_real=False):  # a target with a NaN pixel: the loss is NaN
+        target = np.zeros((batch_size, 1, 8, 8), np.float32)
+        target[0, 0, 0, 0] = np.nan
+        inputs = np.zeros((batch_size, 2, 8, 8), np.float32)
+        return Batch(inputs, target, np.ones_like(target), None)
+
+    network = build_network(UNetConfig(in_channels=2, base_channels=4))
+    params = LearnedInterpolateParams(train_steps=3, batch_size=2, device="cpu")
+    run = train_network(
+        network,
+        draw,
+        params,
+        device="cpu",
+        task_key="k",
+        rng=np.random.default_rng(0),
+        progress=lambda fraction, message: Progress(0, 0, message),
+        label="learned interpolation",
+    )
+    with pytest.raises(TrainingDivergedError) as caught:
+        drain(run)
+    assert str(caught.value).startswith("learned interpolation: training diverged at step 1")
+    lr = params.learning_rate
+    assert f"learning_rate={lr / 10:g} (now {lr:g})" in str(caught.value)
+    assert caught.value.options == ("learning_rate",)  # no checkpoint folder: nothing kept
