@@ -30,7 +30,7 @@ from .common import (
     write_output,
 )
 from .engines import INPUT_HELP
-from .tasks import _slice_selection, add_method_arguments
+from .tasks import _slice_selection, add_method_arguments, method_params
 
 
 def register(subparsers) -> None:
@@ -270,15 +270,13 @@ def run_sd_command(args: argparse.Namespace) -> int:
     """Run ``edit``, ``generate``, ``controlnet`` or one of :data:`SD_COMMANDS` through
     :mod:`napari_scigen.api` (``args.sd_command`` says which task and method)."""
     from .. import api
-    from .common import engine_params_from_args
-
     _, task, masked_task, method, _ = args.sd_command
     mask_file, control_file = getattr(args, "mask", None), getattr(args, "control", None)
     inputs = [args.input, mask_file, control_file]
     target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
     chosen = masked_task if mask_file else task
     args.method = method or args.method  # an alias fixes it; `edit`/`generate` take --method
-    params = engine_params_from_args(chosen, args)
+    params = method_params(chosen, args)
     variants = int(getattr(params, "count", 1))
     targets = _variant_paths(target, variants, args.overwrite, inputs)
     volume, data = _read(args.input, series=args.series)

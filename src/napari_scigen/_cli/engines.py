@@ -16,7 +16,6 @@ from .common import (
     add_output_arguments,
     add_series_argument,
     check_output_fits,
-    engine_params_from_args,
     output_path,
     read_input,
     require_volume,
@@ -181,9 +180,10 @@ def run_interpolate_command(args: argparse.Namespace) -> int:
     from ..core.upsampling import factor_fraction, upsampled_length
     from ..core.validation import InvalidInputError
     from ..engines.registry import get_engine
+    from . import tasks
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
-    params = engine_params_from_args("interpolate", args)
+    params = tasks.method_params("interpolate", args)
     uncertainty_target = _uncertainty_target(args, "interpolate", [args.input], params)
     if args.factor is not None:
         try:
@@ -221,9 +221,10 @@ def run_inpaint_command(args: argparse.Namespace) -> int:
     from .. import api
     from ..core.indices import parse_slice_selection
     from ..core.io import check_unit
+    from . import tasks
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input, args.mask])
-    params = engine_params_from_args("inpaint", args)
+    params = tasks.method_params("inpaint", args)
     uncertainty_target = _uncertainty_target(args, "inpaint", [args.input, args.mask], params)
     volume, data = read_input(args.input, series=args.series)
     _, mask = read_input(args.mask, what="mask", labels=True)

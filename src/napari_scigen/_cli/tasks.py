@@ -49,6 +49,36 @@ def add_method_arguments(parser, task: str, method: str | None = None, *, exclud
     parser.set_defaults(method=method)
 
 
+def method_params(task: str, args: argparse.Namespace):
+    """The params of ``args.method`` from the typed flags (:func:`.common.engine_params_from_args`).
+
+    A typed flag of another engine of the task is refused first, naming the engines it
+    belongs to: ``--precision does not apply to --method dcgan (a flag of stylegan)``.
+
+    Raises
+    ------
+    CliError
+    """
+    from ..cli import CliError
+    from ..core.params import cli_values, fields_of
+    from ..engines.registry import engines, get_engine
+
+    own = {spec.name for spec in fields_of(get_engine(task, args.method).params_class)}
+    foreign = sorted(name for name in cli_values(args) if name not in own)
+    if foreign:
+        owners = [
+            engine.name
+            for engine in engines(task)
+            if any(spec.name in foreign for spec in fields_of(engine.params_class))
+        ]
+        flags = ", ".join("--" + name.replace("_", "-") for name in foreign)
+        verb, noun = ("does", "a flag") if len(foreign) == 1 else ("do", "flags")
+        raise CliError(
+            f"{flags} {verb} not apply to --method {args.method} ({noun} of {', '.join(owners)})"
+        )
+    return engine_params_from_args(task, args)
+
+
 def register(subparsers) -> None:
     """Add the registry-built ``mask``, ``train`` and ``sample`` subcommands."""
     mask = subparsers.add_parser(
@@ -123,7 +153,7 @@ def run_mask_command(args: argparse.Namespace) -> int:
     from ..core.io import check_unit, write_volume
 
     target = output_path(args.output, overwrite=args.overwrite, inputs=[args.input])
-    params = engine_params_from_args("mask", args)
+    params = method_params("mask", args)
     volume, data = read_input(args.input, series=args.series)
     require_volume(args.input, volume, purpose="a mask", allow_2d=True)
     check_unit(volume.unit)
@@ -163,7 +193,7 @@ def train_params_from_args(args: argparse.Namespace):
     letters = specs["axes"].info.choices if "axes" in specs else None
     if axes and letters and len(axes) == 1 and len(axes[0]) > 1 and set(axes[0]) <= set(letters):
         setattr(args, key, tuple(axes[0]))
-    return engine_params_from_args("train", args)
+    return method_params("train", args)
 
 
 def train_from_args(args: argparse.Namespace):
@@ -222,7 +252,7 @@ def run_sample_command(args: argparse.Namespace) -> int:
     """Run ``napari-scigen sample`` (and ``sample-stylegan``, ``walk-stylegan``, ``sample-dcgan``)."""
     from .. import api
 
-    params = engine_params_from_args("sample", args)
+    params = method_params("sample", args)
     generator = getattr(params, "generator", None)
     target = output_path(args.output, overwrite=args.overwrite, inputs=[generator])
     printer = ProgressPrinter(quiet=args.quiet)
