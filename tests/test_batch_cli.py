@@ -73,3 +73,23 @@ def test_slurm_profile_becomes_the_job_script(tmp_path, capsys):
         "--nworkers 4",
     ):
         assert line in script
+
+
+def test_the_summary_names_the_uncertainty_image_a_job_wrote(tmp_path, capsys, monkeypatch):
+    # a learned job writes it (workflows._batch_worker); the job is replaced by one that
+    # writes it at once, as training one would take longer than this test may
+    from napari_scigen.core.io import write_zarr
+    from napari_scigen.workflows import batch
+    from napari_scigen.workflows._batch_worker import uncertainty_store
+
+    def written(job, **_):
+        write_zarr(uncertainty_store(job.store), np.zeros((7, 8, 8), np.float32), levels=1)
+        return batch.BatchSummary(str(job.store), n_chunks=1, computed=1)
+        yield  # a generator, like batch_job
+
+    monkeypatch.setattr(batch, "batch_job", written)
+    source = write_volume(tmp_path / "v.tif", np.zeros((4, 8, 8), np.uint8))
+    out = tmp_path / "o.ome.zarr"
+    argv = ["batch", "interpolate", "linear", str(source), "-o", str(out), "--factor", "2", "-q"]
+    assert main(argv) == 0
+    assert f"uncertainty image: {out / 'uncertainty.ome.zarr'}" in capsys.readouterr().out

@@ -48,3 +48,34 @@ def test_run_on_whole_volume_adds_a_lazy_layer_that_fills_in(
     np.testing.assert_array_equal(np.asarray(run.layer.data), reference)
     assert run.layer.metadata["provenance"]["extra"]["complete"] is True
     assert (tmp_path / ".input.rock.ome.zarr").is_dir()  # the in-memory layer, for the workers
+
+
+def test_a_job_s_uncertainty_image_is_shown_over_its_store_and_replaced_on_a_rerun(
+    make_napari_viewer, tmp_path
+):
+    # the image a learned engine writes into the store (workflows._batch_worker), here
+    # written directly: training one would take longer than this test may
+    from napari_scigen._qt._batch import show_uncertainty
+    from napari_scigen.core.io import write_volume, write_zarr
+    from napari_scigen.workflows._batch_worker import uncertainty_store
+    from napari_scigen.workflows.batch import BatchRequest, plan_batch, prepare_store
+
+    volume = np.zeros((5, 16, 16), np.uint8)
+    source = write_volume(tmp_path / "v.tif", volume)
+    output = str(tmp_path / "o.ome.zarr")
+    job = prepare_store(
+        plan_batch(BatchRequest("interpolate", "linear", str(source), output, factor=2))
+    )
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(volume, name="v", scale=(4.0, 1.0, 1.0))
+    assert show_uncertainty(viewer, job, layer, "learned") is None  # none written
+    spread = np.zeros((9, 16, 16), np.float32)
+    spread[1::2] = np.linspace(0.0, 2.0, 16, dtype=np.float32)
+    write_zarr(uncertainty_store(job.store), spread, levels=1)
+    shown = show_uncertainty(viewer, job, layer, "learned")
+    assert shown.name == "v whole volume learned uncertainty"
+    assert tuple(shown.scale) == pytest.approx((2.0, 1.0, 1.0))  # z / factor, as the output
+    assert shown.colormap.name == "magma" and shown.contrast_limits[1] > 1.9
+    np.testing.assert_array_equal(np.asarray(shown.data), spread)
+    again = show_uncertainty(viewer, job, layer, "learned")  # a rerun: one layer, not two
+    assert [lyr.name for lyr in viewer.layers] == ["v", again.name]

@@ -166,6 +166,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     from ..cli import CliError
     from ..core.progress import Progress, drain
     from ..core.validation import spell_options
+    from ..workflows._batch_worker import uncertainty_store
     from ..workflows.batch import (
         BatchIncompleteError,
         batch_job,
@@ -219,4 +220,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         raise CliError(str(error)) from None
     printer.close()
     print(summary.describe())
+    spread = uncertainty_store(job.store)
+    if spread.exists():  # a learned engine's per-voxel spread, inside the output store
+        print(f"uncertainty image: {spread}")
     return 0

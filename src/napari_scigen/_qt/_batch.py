@@ -54,6 +54,9 @@ class WholeVolumeRun:
         Set when the job completed.
     landed : bool
         Whether a chunk reported progress (an error before that removes the layer).
+    uncertainty_layer : napari layer or None
+        The job's uncertainty image once it completed (learned engines, see
+        :func:`show_uncertainty`).
     """
 
     job: BatchJob
@@ -62,6 +65,7 @@ class WholeVolumeRun:
     summary: BatchSummary | None = None
     inputs: dict[str, str] = field(default_factory=dict)
     landed: bool = False
+    uncertainty_layer: Any = None
 
     def cancel(self) -> None:
         """Stop the job; finished chunks stay in the store (a rerun resumes)."""
@@ -166,13 +170,19 @@ def volume_on_disk(layer, folder: Path, role: str) -> str:
     return str(target)
 
 
+def _store_scale(job: BatchJob, source_layer) -> tuple[float, ...]:
+    """The output's voxel scale: the source's, z divided by the upsampling factor."""
+    scale = list(float(s) for s in source_layer.scale)
+    if job.request.factor is not None:
+        scale[0] = scale[0] / int(job.request.factor)
+    return tuple(scale)
+
+
 def _output_layer(viewer, job: BatchJob, source_layer, name: str):
     import zarr
 
     array = zarr.open_array(str(job.store / "0"), mode="r")
-    scale = list(float(s) for s in source_layer.scale)
-    if job.request.factor is not None:
-        scale[0] = scale[0] / int(job.request.factor)
+    scale = _store_scale(job, source_layer)
     metadata = {
         "source": str(job.store),
         "voxel_unit": (source_layer.metadata or {}).get("voxel_unit", job.unit),
@@ -230,6 +240,39 @@ def show_store(viewer, job: BatchJob, source_layer, method: str):
     ]:
         viewer.layers.remove(old)
     return _output_layer(viewer, job, source_layer, store_layer_name(source_layer.name, method))
+
+
+def show_uncertainty(viewer, job: BatchJob, source_layer, method: str):
+    """Add the job's uncertainty image, if it made one, as ``"<store layer> uncertainty"``.
+
+    A learned engine trained once writes the per-voxel spread of its predictions into the
+    output store (:func:`~napari_scigen.workflows._batch_worker.uncertainty_store`); it is
+    shown like a single run's uncertainty (magma, added over the result), replacing a
+    layer of the same image from an earlier run. Returns the layer, or ``None``.
+    """
+    import zarr
+
+    from ..workflows._batch_worker import uncertainty_store
+    from ._base import uncertainty_style
+
+    path = uncertainty_store(job.store)
+    if not (path / "0").exists():
+        return None
+    for old in [
+        layer
+        for layer in viewer.layers
+        if str((layer.metadata or {}).get("batch_uncertainty", "")) == str(path)
+    ]:
+        viewer.layers.remove(old)
+    array = zarr.open_array(str(path / "0"), mode="r")
+    sample = np.asarray(array[:: max(1, array.shape[0] // 16)])  # the style, not all of it
+    return viewer.add_image(
+        array,
+        name=f"{store_layer_name(source_layer.name, method)} uncertainty",
+        metadata={"source": str(path), "batch_uncertainty": str(path)},
+        **source_geometry(source_layer, array.ndim, scale=_store_scale(job, source_layer)),
+        **uncertainty_style(sample),
+    )
 
 
 def run_on_whole_volume(
@@ -345,6 +388,7 @@ def run_on_whole_volume(
             "provenance": read_volume(job.store, lazy=True).provenance,
         }
         run.layer.refresh()
+        run.uncertainty_layer = show_uncertainty(viewer, job, layer, method)
         if on_finished is not None:
             on_finished(run)
 
