@@ -54,8 +54,7 @@ def check_finite(
         The options ``hint`` names (front-ends respell them; see
         :mod:`napari_scigen.core.validation`).
     last_checkpoint : pathlib.Path, optional
-        The newest good checkpoint, named in the message (with ``resume=True``) when there
-        is one.
+        The newest good checkpoint, named in the message when there is one.
 
     Raises
     ------
@@ -66,11 +65,9 @@ def check_finite(
     if all(math.isfinite(value) for value in computed.values()):
         return
     values = ", ".join(f"{name}: {value}" for name, value in computed.items())
-    options = tuple(options)
     kept = ""
     if last_checkpoint:
-        kept = f"; the last good checkpoint {last_checkpoint} is kept (resume=True continues it)"
-        options += ("resume",)
+        kept = f"; the last good checkpoint {last_checkpoint} is kept (a run resuming there continues from it)"
     raise TrainingDivergedError(
-        f"{what}: training diverged at step {step} ({values}); {hint}{kept}", options=options
+        f"{what}: training diverged at step {step} ({values}); {hint}{kept}", options=tuple(options)
     )
