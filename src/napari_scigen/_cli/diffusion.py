@@ -34,16 +34,14 @@ from .tasks import _slice_selection, add_method_arguments, method_params
 
 
 def register(subparsers) -> None:
-    """Add the Stable Diffusion subcommands and the registry-built ``edit`` and ``generate``."""
+    """Add the Stable Diffusion subcommands (``edit`` and ``generate``: :mod:`.tasks`)."""
     _register_diffedit(subparsers)
     _register_controlnet(subparsers)
     for command in SD_COMMANDS:
         _register_sd_command(subparsers, command)
-    _register_edit_command(subparsers)
-    _register_generate_command(subparsers)
 
 
-def _register_edit_command(subparsers) -> None:
+def register_edit_command(subparsers) -> None:
     """``edit --method NAME``: every registered ``edit`` engine, built from the registry."""
     parser = subparsers.add_parser(
         "edit",
@@ -61,7 +59,7 @@ def _register_edit_command(subparsers) -> None:
     parser.set_defaults(func=run_sd_command, sd_command=("edit", "edit", "edit", None, "edit"))
 
 
-def _register_generate_command(subparsers) -> None:
+def register_generate_command(subparsers) -> None:
     """``generate --method NAME``: every registered ``generate`` engine, from the registry."""
     from ..engines.registry import engines
 
@@ -270,6 +268,7 @@ def run_sd_command(args: argparse.Namespace) -> int:
     """Run ``edit``, ``generate``, ``controlnet`` or one of :data:`SD_COMMANDS` through
     :mod:`napari_scigen.api` (``args.sd_command`` says which task and method)."""
     from .. import api
+
     _, task, masked_task, method, _ = args.sd_command
     mask_file, control_file = getattr(args, "mask", None), getattr(args, "control", None)
     inputs = [args.input, mask_file, control_file]

@@ -1,12 +1,14 @@
-"""``mask``, ``train`` and ``sample --method NAME``: commands built from the engine registry.
+"""``edit``, ``generate``, ``mask``, ``train`` and ``sample --method NAME``: commands built
+from the engine registry (``interpolate`` and ``inpaint``: :mod:`.engines`).
 
 Each command serves every engine registered for its task: ``--method`` lists them and
 every engine's parameter flags come from its params declaration (a flag several engines
 declare shows each one's own help and default). The per-engine commands
 (``train-stylegan``, ``train-dcgan``, ``finetune-sd``, ``sample-stylegan``,
 ``walk-stylegan``, ``sample-dcgan``) are thin aliases: the same run functions with the
-method fixed and only that engine's flags (:func:`add_method_arguments`). ``generate``
-and ``edit`` are built the same way in :mod:`._diffusion <napari_scigen._cli.diffusion>`.
+method fixed and only that engine's flags (:func:`add_method_arguments`). ``edit`` and
+``generate`` share their run function with the Stable Diffusion commands
+(:func:`napari_scigen._cli.diffusion.run_sd_command`).
 
 Runs go through :mod:`napari_scigen.api` only; nothing heavy is imported at registration.
 """
@@ -80,7 +82,11 @@ def method_params(task: str, args: argparse.Namespace):
 
 
 def register(subparsers) -> None:
-    """Add the registry-built ``mask``, ``train`` and ``sample`` subcommands."""
+    """Add the registry-built ``edit``, ``generate``, ``mask``, ``train`` and ``sample``."""
+    from . import diffusion  # it imports this module: not at module level
+
+    diffusion.register_edit_command(subparsers)
+    diffusion.register_generate_command(subparsers)
     mask = subparsers.add_parser(
         "mask",
         help="derive an editable mask from the data with any registered mask engine",
