@@ -79,3 +79,40 @@ def test_a_job_s_uncertainty_image_is_shown_over_its_store_and_replaced_on_a_rer
     np.testing.assert_array_equal(np.asarray(shown.data), spread)
     again = show_uncertainty(viewer, job, layer, "learned")  # a rerun: one layer, not two
     assert [lyr.name for lyr in viewer.layers] == ["v", again.name]
+
+
+def test_run_on_whole_volume_runs_with_the_batch_declaration_s_settings(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    from napari_scigen._qt import _batch
+    from napari_scigen.workflows import batch
+    from napari_scigen.workflows.settings import BatchParams
+
+    asked = {}
+
+    def recorded(job, *, options, retries, cancel):
+        asked.update(job=job, options=options, retries=retries)
+        raise RuntimeError("recorded")  # stop here: nothing to compute
+        yield
+
+    monkeypatch.setattr(batch, "batch_job", recorded)
+    monkeypatch.setenv("NAPARI_SCIGEN_NOTHREADS", "1")
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.zeros((4, 16, 16), np.uint8), name="v")
+    errors = []
+    settings = BatchParams(retries=0, levels=2, chunk_slices=2)
+    _batch.run_on_whole_volume(
+        viewer, layer, task="interpolate", method="linear", factor=2,
+        output=tmp_path / "v.ome.zarr", settings=settings, workers=1, on_error=errors.append,
+    )  # fmt: skip
+    assert [str(e) for e in errors] == ["recorded"]
+    assert (asked["retries"], asked["job"].request.levels) == (0, 2)
+    assert (asked["options"].workers, asked["job"].request.chunk_slices) == (1, 2)
+    assert asked["options"].dashboard == ":8787"  # given settings are used as they are
+    _batch.run_on_whole_volume(
+        viewer, layer, task="interpolate", method="linear", factor=2,
+        output=tmp_path / "v2.ome.zarr", on_error=errors.append,
+    )  # fmt: skip
+    defaults = BatchParams()
+    assert asked["retries"] == defaults.retries and asked["options"].dashboard is None
+    assert asked["job"].request.levels == defaults.levels
