@@ -216,3 +216,16 @@ def test_one_registration_puts_an_engine_in_its_tasks_command_with_its_flags(
     written = read_volume(out)
     assert written.shape == (3, 4, 4) and float(np.asarray(written.data).max()) == 3.0
     assert written.provenance["method"] == "constant" and written.provenance["task"] == "sample"
+
+
+def test_diffedit_writes_the_same_bytes_as_edit_method_diffedit(sd_models, scan, frozen_clock):
+    mask = np.zeros((2, 64, 64), np.uint8)
+    mask[:, 20:40, 24:44] = 1
+    write_volume(scan.parent / "m.tif", mask, kind="labels")
+    options = ["--prompt", "a pore", "--source-prompt", "rock", "--slices", "1",
+               "--mask", str(scan.parent / "m.tif"), *_sd_options(sd_models)]  # fmt: skip
+    options[options.index("--model") + 1] = str(sd_models.diffedit)
+    a, b = scan.parent / "a.tif", scan.parent / "b.tif"
+    assert main(["diffedit", str(scan), *options, "-o", str(a)]) == 0
+    assert main(["edit", str(scan), "--method", "diffedit", *options, "-o", str(b)]) == 0
+    _same_bytes(a, b)

@@ -120,7 +120,9 @@ def _register_diffedit(subparsers) -> None:
     parser.add_argument("--save-mask", help="also write the mask used (labels TIFF)")
     add_method_arguments(parser, "edit", "diffedit")
     add_output_arguments(parser)
-    parser.set_defaults(func=run_diffedit_command)
+    parser.set_defaults(
+        func=run_diffedit_command, sd_command=("diffedit", "edit", "edit", "diffedit", "DiffEdit")
+    )
 
 
 def _register_controlnet(subparsers) -> None:
@@ -164,45 +166,39 @@ def _read(path: str, what: str = "input", *, labels: bool = False, series: int |
 
 
 def run_diffedit_command(args: argparse.Namespace) -> int:
-    """Run ``napari-scigen diffedit``."""
-    from .. import api
+    """Run ``napari-scigen diffedit``: ``edit --method diffedit``, plus ``--save-mask``."""
+    return run_sd_command(args, prepare=_prepare_diffedit)
+
+
+def _prepare_diffedit(args: argparse.Namespace, inputs, target: Path, params):
+    """Check ``--save-mask`` and the prompt before the run; return the mask writer."""
     from ..cli import CliError
     from ..core.io import write_volume
-    from ..core.params import params_from_cli
     from ..engines.sd.diffedit import MASK_LABEL
 
-    inputs = [args.input, args.mask]
-    target = output_path(args.output, overwrite=args.overwrite, inputs=inputs)
-    mask_target = None
-    if args.save_mask:
-        mask_target = output_path(
-            args.save_mask, overwrite=args.overwrite, inputs=inputs, flag="--save-mask"
-        )
-        if mask_target.resolve() == target.resolve():
-            raise CliError("--save-mask and -o name the same file; give two file names")
-    params = params_from_cli(_params_class("edit", "diffedit"), args)
     if not params.prompt.strip():
         raise CliError("--prompt is required: describe what the masked region should become")
-    volume, data = _read(args.input, series=args.series)
-    mask = _read(args.mask, "mask", labels=True)[1] if args.mask else None
-    slices = _slice_selection(args.slices, data)
-    printer = ProgressPrinter(quiet=args.quiet)
-    result = api.edit(data, mask, params=params, slices=slices, on_progress=printer)
-    printer.close()
-    result.provenance["source"]["file"] = str(args.input)
-    voxel_size = result.output_voxel_size(volume.voxel_size)
-    write_output(target, result.data, result.provenance, voxel_size=voxel_size, unit=volume.unit)
-    if mask_target is not None:
+    if not args.save_mask:
+        return None
+    mask_target = output_path(
+        args.save_mask, overwrite=args.overwrite, inputs=inputs, flag="--save-mask"
+    )
+    if mask_target.resolve() == target.resolve():
+        raise CliError("--save-mask and -o name the same file; give two file names")
+
+    def save_mask(result, voxel_size, unit) -> None:
+        labels = result.labels[MASK_LABEL]
         write_volume(
             mask_target,
-            result.labels[MASK_LABEL],
+            labels,
             voxel_size=voxel_size,
-            unit=volume.unit,
+            unit=unit,
             provenance=result.provenance,
             kind="labels",
         )
         print(f"wrote {mask_target} (mask)")
-    return 0
+
+    return save_mask
 
 
 # --------------------------------------------------------------------------------------
@@ -264,9 +260,14 @@ def _register_sd_command(subparsers, command) -> None:
     parser.set_defaults(func=run_sd_command, sd_command=command)
 
 
-def run_sd_command(args: argparse.Namespace) -> int:
-    """Run ``edit``, ``generate``, ``controlnet`` or one of :data:`SD_COMMANDS` through
-    :mod:`napari_scigen.api` (``args.sd_command`` says which task and method)."""
+def run_sd_command(args: argparse.Namespace, *, prepare=None) -> int:
+    """Run ``edit``, ``generate``, ``controlnet``, ``diffedit`` or one of :data:`SD_COMMANDS`
+    through :mod:`napari_scigen.api` (``args.sd_command`` says which task and method).
+
+    ``prepare(args, inputs, target, params)``, called after the output and parameter checks
+    and before any work, checks a command's own options and may return
+    ``finish(result, voxel_size, unit)``, called after the output is written.
+    """
     from .. import api
 
     _, task, masked_task, method, _ = args.sd_command
@@ -276,6 +277,7 @@ def run_sd_command(args: argparse.Namespace) -> int:
     chosen = masked_task if mask_file else task
     args.method = method or args.method  # an alias fixes it; `edit`/`generate` take --method
     params = method_params(chosen, args)
+    finish = prepare(args, inputs, target, params) if prepare is not None else None
     variants = int(getattr(params, "count", 1))
     targets = _variant_paths(target, variants, args.overwrite, inputs)
     volume, data = _read(args.input, series=args.series)
@@ -297,4 +299,6 @@ def run_sd_command(args: argparse.Namespace) -> int:
     for variant, (path, array) in enumerate(zip(targets, outputs, strict=True)):
         provenance = dict(result.provenance, variant=variant)
         write_output(path, array, provenance, voxel_size=voxel_size, unit=volume.unit)
+    if finish is not None:
+        finish(result, voxel_size, volume.unit)
     return 0
