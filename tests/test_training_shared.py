@@ -221,3 +221,47 @@ def test_a_learned_fit_on_a_nan_loss_raises_training_diverged_naming_its_option(
     lr = params.learning_rate
     assert f"learning_rate={lr / 10:g} (now {lr:g})" in str(caught.value)
     assert caught.value.options == ("learning_rate",)  # no checkpoint folder: nothing kept
+
+
+def _fake_checkpoint(run, step: int, format: str):  # noqa: A002
+    path = run / f"checkpoint-{step:07d}"
+    path.mkdir(parents=True)
+    (path / "checkpoint.json").write_text(json.dumps({"format": format, "step": step}))
+    (path / "networks.safetensors").write_bytes(b"weights")
+    return path
+
+
+@pytest.mark.parametrize("resume_flag", ["--resume", "--no-resume"])
+def test_a_folder_of_another_trainers_checkpoints_is_refused_and_left_untouched(
+    rock, tmp_path, capfd, resume_flag
+):
+    write_volume(tmp_path / "rock.tif", rock)
+    run = tmp_path / "run"
+    theirs = _fake_checkpoint(run, 1, "napari-scigen-stylegan/1")
+    before = {p.name: p.read_bytes() for p in theirs.iterdir()}
+    flags = ["--resolution", "16", "--batch-size", "2", "--channels", "4", "--device", "cpu"]
+    command = ["train", str(tmp_path / "rock.tif"), "-o", str(run), "--method", "dcgan"]
+    code = main([*command, resume_flag, "--train-steps", "2", "-q", *flags])
+    err = capfd.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "holds 1 checkpoint(s) of another trainer" in err
+    assert "format napari-scigen-stylegan/1), not DCGAN ones" in err
+    assert "--resume and --no-resume alike" in err  # options respelled as the command's flags
+    assert sorted(p.name for p in run.iterdir()) == [theirs.name]
+    assert {p.name: p.read_bytes() for p in theirs.iterdir()} == before
+
+
+def test_pruning_and_resuming_see_only_the_runs_own_format(tmp_path):
+    from napari_scigen.engines._training.checkpoint import list_checkpoints, prune_checkpoints
+    from napari_scigen.engines._training.resume import resume_point
+
+    mine = [_fake_checkpoint(tmp_path, step, "mine/1") for step in (1, 2, 3)]
+    other = _fake_checkpoint(tmp_path, 4, "other/1")
+    prune_checkpoints(tmp_path, keep=1, replaces=[other], format="mine/1")
+    assert list_checkpoints(tmp_path) == [mine[2], other]
+    with pytest.raises(InvalidInputError, match="resume=True and resume=False alike"):
+        resume_point(tmp_path, False, format="mine/1", what="mine")
+    import shutil
+
+    shutil.rmtree(other)
+    assert resume_point(tmp_path, True, format="mine/1", what="mine").checkpoint == mine[2]

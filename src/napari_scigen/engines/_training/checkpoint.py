@@ -36,8 +36,21 @@ def checkpoint_name(step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{int(step):07d}"
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints in ``run_dir``, oldest first."""
+def checkpoint_format(path: str | os.PathLike) -> str | None:
+    """The ``format`` tag a checkpoint's JSON records (``None``: unreadable or untagged)."""
+    try:
+        record = json.loads((Path(path) / METADATA_FILE).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    found = record.get("format") if isinstance(record, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def list_checkpoints(
+    run_dir: str | os.PathLike,
+    format: str | None = None,  # noqa: A002 - the word of the JSON files
+) -> list[Path]:
+    """Complete checkpoints in ``run_dir``, oldest first (only those of ``format`` if given)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return []
@@ -49,6 +62,7 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
         and not p.name.endswith(".tmp")
         and (p / METADATA_FILE).is_file()
         and (p / NETWORKS_FILE).is_file()
+        and (format is None or checkpoint_format(p) == format)
     ]
     return sorted(found, key=lambda p: p.name)
 
@@ -65,8 +79,12 @@ def prune_checkpoints(
     keep: int | None,
     replaces: list[Path] | tuple[Path, ...] = (),
     newest: Path | None = None,
+    format: str | None = None,  # noqa: A002 - the word of the JSON files
 ) -> None:
     """Remove the checkpoints a run no longer needs.
+
+    Only checkpoints of the run's own ``format`` are ever counted or removed (another
+    trainer's checkpoints in the folder are left alone).
 
     Parameters
     ----------
@@ -79,12 +97,14 @@ def prune_checkpoints(
         are removed).
     newest : pathlib.Path, optional
         The checkpoint just written (never removed as replaced).
+    format : str, optional
+        The run's format tag: only its checkpoints are pruned or replaced (``None``: all).
     """
     for old in replaces:
-        if Path(old) != newest:
+        if Path(old) != newest and (format is None or checkpoint_format(old) == format):
             shutil.rmtree(old, ignore_errors=True)
     if keep is not None and keep > 0:
-        for old in list_checkpoints(run_dir)[:-keep]:
+        for old in list_checkpoints(run_dir, format)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -147,7 +167,7 @@ def save_tensors_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    prune_checkpoints(run_dir, keep=keep, replaces=replaces, newest=final)
+    prune_checkpoints(run_dir, keep=keep, replaces=replaces, newest=final, format=format)
     return final
 
 

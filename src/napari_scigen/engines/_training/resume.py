@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ...core.validation import InvalidInputError, check_image
-from .checkpoint import latest_checkpoint, list_checkpoints
+from .checkpoint import checkpoint_format, list_checkpoints
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,61 @@ class ResumePoint:
         return self.checkpoint.name if self.checkpoint is not None else None
 
 
-def resume_point(out_dir: str | os.PathLike, resume: bool) -> ResumePoint:
-    """The newest checkpoint in ``out_dir`` when ``resume``, else the ones a new run replaces."""
+def refuse_other_checkpoints(
+    out_dir: str | os.PathLike,
+    *,
+    format: str,  # noqa: A002 - the word of the JSON files
+    what: str,
+) -> None:
+    """Refuse a folder holding another trainer's checkpoints (resumed or not).
+
+    A run never resumes, replaces or prunes checkpoints of another format, and never
+    writes its own among them (the newest checkpoint of a folder would then be of
+    mixed trainers).
+
+    Parameters
+    ----------
+    out_dir : path
+        The run's output folder.
+    format : str
+        The run's checkpoint format tag.
+    what : str
+        The trainer, for the message (``"DCGAN"``...).
+
+    Raises
+    ------
+    InvalidInputError
+        When ``out_dir`` holds a complete checkpoint of another (or no readable) format.
+    """
+    others = [p for p in list_checkpoints(out_dir) if checkpoint_format(p) != format]
+    if not others:
+        return
+    found = sorted({str(checkpoint_format(p)) for p in others})
+    raise InvalidInputError(
+        f"{out_dir} holds {len(others)} checkpoint(s) of another trainer ({others[-1].name}, "
+        f"format {', '.join(found)}), not {what} ones: choose another output folder "
+        "(resume=True and resume=False alike leave another trainer's checkpoints alone)",
+        options=["resume"],
+    )
+
+
+def resume_point(
+    out_dir: str | os.PathLike,
+    resume: bool,
+    *,
+    format: str,  # noqa: A002 - the word of the JSON files
+    what: str,
+) -> ResumePoint:
+    """The newest checkpoint in ``out_dir`` when ``resume``, else the ones a new run replaces.
+
+    Only checkpoints of the run's own ``format`` are considered; a folder holding
+    another trainer's checkpoints is refused (:func:`refuse_other_checkpoints`).
+    """
+    refuse_other_checkpoints(out_dir, format=format, what=what)
+    own = list_checkpoints(out_dir, format)
     if resume:
-        return ResumePoint(checkpoint=latest_checkpoint(out_dir))
-    return ResumePoint(replaced=list_checkpoints(out_dir))
+        return ResumePoint(checkpoint=own[-1] if own else None)
+    return ResumePoint(replaced=own)
 
 
 def restore_optimizer(optimizer, state: dict[str, Any], learning_rate: float) -> None:

@@ -108,7 +108,7 @@ def run_train_dcgan(
     array, identity = training_volume(volume)
     device = resolve_device(params.device)
     out_dir = Path(out_dir)
-    start = resume_point(out_dir, resume)
+    start = resume_point(out_dir, resume, format=DCGAN_FORMAT, what="DCGAN")
     checkpoint_path = start.checkpoint
     if checkpoint_path is not None:
         G, D, loaded = load_dcgan(checkpoint_path, device)

@@ -149,10 +149,11 @@ def save_checkpoint(
 
 
 def latest(run_dir) -> Path | None:
-    """The newest complete checkpoint in ``run_dir`` (``None`` when there is none)."""
-    from .._training.checkpoint import latest_checkpoint
+    """The newest complete learned-engine checkpoint in ``run_dir`` (``None``: none)."""
+    from .._training.checkpoint import list_checkpoints
 
-    return latest_checkpoint(run_dir)
+    found = list_checkpoints(run_dir, FORMAT)
+    return found[-1] if found else None
 
 
 def load_checkpoint(path) -> dict[str, Any]:

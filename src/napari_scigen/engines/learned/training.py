@@ -249,6 +249,10 @@ def train_network(
         disc = _discriminator(params.crop_size, device)
         disc_optimizer = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.99))
     step = 0
+    if params.checkpoint_dir:
+        from .._training.resume import refuse_other_checkpoints
+
+        refuse_other_checkpoints(params.checkpoint_dir, format=store.FORMAT, what="learned-engine")
     if params.checkpoint_dir and params.resume and store.latest(params.checkpoint_dir):
         loaded = store.load_checkpoint(params.checkpoint_dir)
         meta = loaded["metadata"]

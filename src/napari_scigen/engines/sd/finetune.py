@@ -414,7 +414,7 @@ def run_finetune_sd(
     device = resolve_device(params.device)
     mode, weight_dtype, autocast = _precision(params, device)
     out_dir = Path(out_dir)
-    start = resume_point(out_dir, resume)
+    start = resume_point(out_dir, resume, format=LORA_FORMAT, what="LoRA fine-tuning")
     checkpoint_path = start.checkpoint
     saved = None
     if checkpoint_path is not None:

@@ -133,6 +133,7 @@ def run_train_stylegan(
         source_record,
         training_volume,
     )
+    from .checkpoint import FORMAT as CHECKPOINT_FORMAT
     from .checkpoint import build_networks, load_checkpoint, save_checkpoint
     from .networks import StyleGANConfig
 
@@ -143,7 +144,7 @@ def run_train_stylegan(
     amp_dtype = autocast_dtype(params.precision, device)
     out_dir = Path(out_dir)
 
-    start = resume_point(out_dir, resume)
+    start = resume_point(out_dir, resume, format=CHECKPOINT_FORMAT, what="StyleGAN")
     checkpoint_path = start.checkpoint
     adopted = False
     if checkpoint_path is not None:
