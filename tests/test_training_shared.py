@@ -265,3 +265,27 @@ def test_pruning_and_resuming_see_only_the_runs_own_format(tmp_path):
 
     shutil.rmtree(other)
     assert resume_point(tmp_path, True, format="mine/1", what="mine").checkpoint == mine[2]
+
+
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("napari_scigen.engines.stylegan", "TrainResult", "result"),
+        ("napari_scigen.engines.stylegan.train", "TrainingDivergedError", "divergence"),
+        ("napari_scigen.engines.stylegan.train", "SliceDataset", "dataset"),
+        ("napari_scigen.engines.stylegan.train", "preview_grid", "preview"),
+        ("napari_scigen.engines.stylegan.train", "hardware_description", "hardware"),
+        ("napari_scigen.engines.stylegan.checkpoint", "latest_checkpoint", "checkpoint"),
+        ("napari_scigen.engines.stylegan.checkpoint", "load_tensors_checkpoint", "checkpoint"),
+        ("napari_scigen.engines.stylegan.checkpoint", "check_resume_source", "resume"),
+        ("napari_scigen.engines.stylegan.augment", "diff_augment", "augment"),
+    ],
+)
+def test_a_name_moved_to_the_shared_training_package_still_imports_with_a_deprecation_warning(
+    old, name, new
+):
+    import importlib
+
+    moved = getattr(importlib.import_module(f"napari_scigen.engines._training.{new}"), name)
+    with pytest.warns(DeprecationWarning, match=f"{old}: {name} is deprecated, use napari_scigen"):
+        assert getattr(importlib.import_module(old), name) is moved

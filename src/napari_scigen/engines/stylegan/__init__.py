@@ -56,5 +56,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from .._training import moved_from
+
+        # TrainResult moved to engines._training.result (deprecated here for one release)
+        return moved_from(__name__, result="TrainResult")(name)
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)

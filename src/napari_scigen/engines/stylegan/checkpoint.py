@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .._training import moved_from
 from .._training.checkpoint import (
     METADATA_FILE,
     NETWORKS_FILE,
@@ -38,6 +39,16 @@ from .networks import Discriminator, Generator, StyleGANConfig
 
 #: Version tag of the checkpoint format, stored in every JSON file.
 FORMAT = "napari-scigen-stylegan/1"
+
+
+#: Names that moved to engines._training: importable from here, with a DeprecationWarning,
+#: for one release.
+__getattr__ = moved_from(
+    __name__,
+    checkpoint="CHECKPOINT_PREFIX checkpoint_name latest_checkpoint list_checkpoints "
+    "load_tensors_checkpoint",
+    resume="check_resume_source",
+)
 
 
 def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:

@@ -35,8 +35,19 @@ from ...core.params import ParameterError
 from ...core.progress import CancelToken, Progress
 from ...core.provenance import make_provenance, software_versions, to_jsonable
 from ...core.stack import Window, percentile_window
+from .._training import moved_from
 from .._training.result import TrainResult
 from .params import NETWORK_FIELDS, StyleGANTrainParams
+
+#: Names that moved to engines._training: importable from here, with a DeprecationWarning,
+#: for one release.
+__getattr__ = moved_from(
+    __name__,
+    dataset="SliceDataset",
+    divergence="TrainingDivergedError",
+    hardware="hardware_description cpu_model",
+    preview="preview_grid",
+)
 
 
 def _architecture_change(requested, saved) -> str:
