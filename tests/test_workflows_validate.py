@@ -236,3 +236,13 @@ def test_device_reaches_engines_that_declare_one(volume, monkeypatch):
     assert captured["flow"].flow_num_iter == 3
     with pytest.raises(InvalidInputError, match="methods not run"):
         drain(run_validation(volume, methods="linear", method_params={"flow": {}}))
+
+
+def test_held_out_slices_still_takes_the_geometry_as_keywords_as_the_benchmarks_call_it():
+    from napari_scigen.workflows.settings import ValidateParams
+    from napari_scigen.workflows.validate import held_out_slices
+
+    assert held_out_slices(12, keep_every=3) == held_out_slices(12, ValidateParams(keep_every=3))
+    assert held_out_slices(12, drop_every=2, offset=1)[0] == (1, 3, 5, 7, 9)  # 11: last, kept
+    with pytest.raises(TypeError, match="not both"):
+        held_out_slices(12, ValidateParams(), keep_every=3)

@@ -70,14 +70,30 @@ def parse_names(values: str | Sequence[str], known: Sequence[str], what: str) ->
     return cleaned
 
 
-def held_out_slices(n_slices: int, settings) -> tuple[tuple[int, ...], dict[str, Any]]:
+def held_out_slices(
+    n_slices: int,
+    settings=None,
+    *,
+    drop_every: int | None = None,
+    keep_every: int | None = None,
+    offset: int | None = None,
+) -> tuple[tuple[int, ...], dict[str, Any]]:
     """The slices to hold out and a record of the geometry.
 
     ``settings`` is a :class:`~napari_scigen.workflows.settings.ValidateParams` (whose
     construction checked the geometry): one of ``drop_every``/``keep_every`` (neither:
     ``drop_every=4``); ``offset`` is the first held-out slice for ``drop_every``
-    (default 1) and the first kept slice for ``keep_every`` (default 0).
+    (default 1) and the first kept slice for ``keep_every`` (default 0). Without
+    ``settings`` the geometry may be given as those keywords
+    (``held_out_slices(n, keep_every=2)``), checked the same way.
     """
+    from .settings import ValidateParams
+
+    geometry = {"drop_every": drop_every, "keep_every": keep_every, "offset": offset}
+    if settings is None:
+        settings = ValidateParams(**geometry)
+    elif any(value is not None for value in geometry.values()):
+        raise TypeError("held_out_slices: give settings or the geometry keywords, not both")
     from ..engines.interpolation.plan import drop_every as plan_drop
     from ..engines.interpolation.plan import keep_every as plan_keep
 
