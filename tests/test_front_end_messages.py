@@ -187,3 +187,23 @@ def test_a_missing_device_is_a_user_error_naming_the_device_option(monkeypatch):
     assert isinstance(caught.value, InvalidInputError)  # the CLI exits 2, not "unexpected"
     actions = command_options(build_parser(), "interpolate")
     assert cli_message(caught.value, str(caught.value), actions).endswith("use --device cpu")
+
+
+def test_training_and_learned_weight_refusals_name_their_options_as_the_commands_flags(
+    tmp_path, capsys, monkeypatch
+):
+    pytest.importorskip("torch")
+    from napari_scigen.engines.learned import store
+    from napari_scigen.engines.learned.params import LearnedInterpolateParams
+
+    volume = (np.arange(4 * 16 * 16) % 251).astype(np.uint8).reshape(4, 16, 16)
+    tifffile.imwrite(tmp_path / "v.tif", volume, photometric="minisblack")
+    command = ["train", str(tmp_path / "v.tif"), "-o", str(tmp_path / "run"), "-q"]
+    assert main([*command, "--method", "dcgan", "--resolution", "32", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "run again with --resolution N, N <= 16, or with --no-crop to resize" in err
+    monkeypatch.setattr(store, "default_weights_path", lambda task: tmp_path / "gone.safetensors")
+    with pytest.raises(InvalidInputError, match="init='scratch'") as caught:
+        store.initial_network(LearnedInterpolateParams(init="default"), "interpolate", 2)
+    actions = command_options(build_parser(), "interpolate")
+    assert "or run with --init scratch" in cli_message(caught.value, str(caught.value), actions)

@@ -51,8 +51,9 @@ class SliceDataset:
             if crop and min(plane) < resolution:
                 raise InvalidInputError(
                     f"slices perpendicular to {axis} are {plane[0]}x{plane[1]}, smaller than the "
-                    f"generator resolution {resolution}: choose a resolution <= {min(plane)} "
-                    "or use crop=False to resize whole slices"
+                    f"generator resolution {resolution}: run again with resolution=N, "
+                    f"N <= {min(plane)}, or with crop=False to resize whole slices",
+                    options=["resolution", "crop"],
                 )
 
     def sample(self, batch: int, generator) -> Any:

@@ -198,7 +198,8 @@ def initial_network(params, task: str, in_channels: int):
     if params.init_weights is None and not path.is_file():
         raise InvalidInputError(
             f"the shipped default weights {path.name} are missing from this installation; "
-            "reinstall napari-scigen or use init='scratch'"
+            "reinstall napari-scigen or run with init='scratch'",
+            options=["init"],
         )
     network, record = load_weights(path)
     if network.config.in_channels != in_channels:
