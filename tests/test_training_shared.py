@@ -184,10 +184,12 @@ def test_a_foreign_checkpoint_is_a_one_line_user_error_for_every_trainer(tmp_pat
     fake.mkdir(parents=True)
     (fake / "checkpoint.json").write_text(json.dumps({"format": "other/1", "step": 1}))
     (fake / "networks.safetensors").write_bytes(b"")
-    code = main(["sample-dcgan", "--generator", str(tmp_path / "run"), "-o", "x.tif", "-q"])
+    out = tmp_path / "x.tif"
+    code = main(["sample-dcgan", "--generator", str(tmp_path / "run"), "-o", str(out), "-q"])
     err = capfd.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "not a napari-scigen DCGAN checkpoint" in err
+    assert not out.exists()
 
 
 def test_a_learned_fit_on_a_nan_loss_raises_training_diverged_naming_its_option():
