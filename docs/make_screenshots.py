@@ -2,7 +2,9 @@
 
 Run under a virtual screen:  ``xvfb-run -a -s "-screen 0 1920x1080x24" python docs/make_screenshots.py``
 (``--only progress_eta.png,all_docks.png`` retakes some pictures; the expensive ones that
-no other picture needs, e.g. the learned engine's, are then skipped).
+no other picture needs, e.g. the learned engine's, are then skipped; ``--only task-docks``
+retakes the pictures of the four registry-built task docks: Generate slices, Automatic
+mask, Train a model, Sample a model).
 Jobs run synchronously (``NAPARI_SCIGEN_NOTHREADS=1``) so each picture shows a finished
 state; the progress picture is taken from inside a running job. The DiffEdit and
 ControlNet pictures use the tiny random Stable Diffusion test models of
@@ -12,6 +14,7 @@ ControlNet pictures use the tiny random Stable Diffusion test models of
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +27,15 @@ IMAGES = Path(__file__).resolve().parent / "images"
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 #: Window size of the dock pictures (the all-docks picture uses the whole 1920 x 1080 screen).
 WINDOW = (1500, 950)
+#: The pictures of the registry-built task docks (``--only task-docks`` takes these four).
+TASK_DOCK_PICTURES = (
+    "generate_slices_dock.png",
+    "automatic_mask_dock.png",
+    "train_model_dock.png",
+    "sample_model_dock.png",
+)
+#: Largest file a picture may be; a larger one is stored with a 256-colour palette.
+MAX_BYTES = 300_000
 
 
 def _settle(rounds: int = 20) -> None:
@@ -65,6 +77,17 @@ def _wanted(*names: str) -> bool:
     return ONLY is None or any(name in ONLY for name in names)
 
 
+def _fit(viewer, layer, fill: float = 0.9) -> None:
+    """Zoom onto ``layer`` alone (``reset_view`` fits every layer, hidden ones too)."""
+    _settle()
+    viewer.reset_view()
+    whole = np.asarray(viewer.layers.extent.world, dtype=float)[:, -2:]
+    own = np.asarray(layer.extent.world, dtype=float)[:, -2:]
+    viewer.camera.center = tuple((own[0] + own[1]) / 2)
+    ratio = (whole[1] - whole[0]) / np.maximum(own[1] - own[0], 1e-9)
+    viewer.camera.zoom = viewer.camera.zoom * float(ratio.min()) * fill
+
+
 def _shoot(viewer, name: str, written: list) -> None:
     if not _wanted(name):
         return
@@ -73,6 +96,23 @@ def _shoot(viewer, name: str, written: list) -> None:
     _settle()
     written.append(IMAGES / name)
     viewer.screenshot(str(written[-1]), canvas_only=False)
+    _compact(written[-1])
+
+
+def _compact(path: Path) -> None:
+    """Keep ``path`` under :data:`MAX_BYTES`: re-save it optimised, then with a palette.
+
+    The pictures are mostly grey: a 256-colour palette keeps them readable.
+    """
+    from PIL import Image
+
+    if path.stat().st_size <= MAX_BYTES:
+        return
+    with Image.open(path) as picture:
+        rgb = picture.convert("RGB")
+    rgb.save(path, optimize=True)
+    if path.stat().st_size > MAX_BYTES:
+        rgb.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def main() -> list[Path]:
@@ -110,6 +150,9 @@ def main() -> list[Path]:
     if _wanted("edit_widget.png"):
         with tempfile.TemporaryDirectory(prefix="napari-scigen-tiny-ip2p-") as tiny_dir:
             _edit_picture(viewer, image, mask, Path(tiny_dir), z, docks, written)
+    if _wanted(*TASK_DOCK_PICTURES):
+        with tempfile.TemporaryDirectory(prefix="napari-scigen-task-docks-") as tiny_dir:
+            _task_dock_pictures(viewer, image, z, Path(tiny_dir), docks, written)
     viewer.close()
     if _wanted("dock_pair.png"):
         _dock_pair_picture(written)
@@ -319,6 +362,97 @@ def _controlnet_picture(viewer, image, sd, controlnet_dir, docks, written) -> No
     viewer.grid.enabled = False
 
 
+def _task_dock_pictures(viewer, image, z, root, docks, written) -> None:
+    """The four registry-built task docks, each after a real run.
+
+    Generate slices (ControlNet) and Automatic mask (DiffEdit) use the tiny random test
+    models of ``tests/tiny_sd.py``, so their outputs are noise; Train a model trains a
+    small DCGAN for 60 steps on the sample volume; Sample a model draws 8 slices from the
+    embedded StyleGAN generator.
+    """
+    sys.path.insert(0, str(TESTS))
+    from napari_scigen._qt._task_docks import (
+        AutoMaskWidget,
+        GenerateWidget,
+        SampleWidget,
+        TrainWidget,
+    )
+    from tiny_sd import build_tiny_controlnet, build_tiny_diffedit_pipeline, build_tiny_sd_pipeline
+
+    tiny = {"local_files_only": True, "steps": 10, "resolution": 64, "context": 16, "device": "cpu"}
+    if _wanted("generate_slices_dock.png"):
+        sd = build_tiny_sd_pipeline(root / "tiny-sd15")
+        controlnet = build_tiny_controlnet(root / "tiny-controlnet", sd)
+        generate = _dock(viewer, GenerateWidget(viewer), "Generate slices", docks)
+        generate.image_picker.value = image.name
+        generate.methods.method = "controlnet"
+        generate.methods.form.set_values(
+            {**tiny, "model": str(sd), "controlnet_model": str(controlnet), "seed": 3}
+        )
+        generate.slices.value = str(z)
+        generate.run()
+        generated = generate.new_layers[0]
+        viewer.layers.move(viewer.layers.index(image), 0)
+        _show_only(viewer, generated, image)
+        viewer.grid.stride, viewer.grid.shape, viewer.grid.spacing = 1, (1, 2), 0.03
+        viewer.grid.enabled = True
+        viewer.dims.set_point(0, z * image.scale[0])
+        viewer.reset_view()
+        _shoot(viewer, "generate_slices_dock.png", written)
+        viewer.grid.enabled = False
+    if _wanted("automatic_mask_dock.png"):
+        diffedit = build_tiny_diffedit_pipeline(root / "tiny-diffedit")
+        automask = _dock(viewer, AutoMaskWidget(viewer), "Automatic mask", docks)
+        automask.image_picker.value = image.name
+        automask.methods.method = "diffedit"
+        automask.methods.form.set_values(
+            {**tiny, "model": str(diffedit), "prompt": "a large empty pore", "seed": 1}
+        )
+        automask.slices.value = str(z)
+        automask.run()
+        found = viewer.layers[f"{image.name} diffedit mask 1"]
+        _show_only(viewer, found, image)
+        viewer.dims.set_point(0, z * image.scale[0])
+        viewer.reset_view()
+        _shoot(viewer, "automatic_mask_dock.png", written)
+    if _wanted("train_model_dock.png"):
+        train = _dock(viewer, TrainWidget(viewer), "Train a model", docks)
+        train.volume_picker.value = image.name
+        run_dir = Path(tempfile.gettempdir()) / "scigen-runs" / "rock-dcgan"  # a short name
+        shutil.rmtree(run_dir.parent, ignore_errors=True)  # a new run, not a resumed one
+        train.out_dir.value = str(run_dir)
+        train.methods.method = "dcgan"
+        train.methods.form.set_values(
+            {
+                "train_steps": 60,
+                "resolution": 32,
+                "batch_size": 8,
+                "channels": 16,
+                "z_dim": 32,
+                "sample_every": 20,
+                "device": "cpu",
+            }
+        )
+        try:
+            train.run()
+        finally:
+            shutil.rmtree(run_dir.parent, ignore_errors=True)
+        preview = viewer.layers["dcgan preview"]
+        _show_only(viewer, preview)
+        _fit(viewer, preview)
+        _shoot(viewer, "train_model_dock.png", written)
+    if _wanted("sample_model_dock.png"):
+        sample = _dock(viewer, SampleWidget(viewer), "Sample a model", docks)
+        sample.methods.method = "stylegan"  # the embedded generator
+        sample.methods.form.set_values({"count": 8, "seed": 0, "device": "cpu"})
+        sample.run()
+        samples = viewer.layers["stylegan samples 1"]
+        _show_only(viewer, samples)
+        viewer.dims.set_point(0, 3)
+        _fit(viewer, samples)
+        _shoot(viewer, "sample_model_dock.png", written)
+
+
 def _dock_pair_picture(written) -> None:
     """Mask painting and Inpainting opened together at 1920 x 1080: both fit, every button
     shows (the docks share the column by what each needs)."""
@@ -364,5 +498,7 @@ def _all_docks_picture(written) -> None:
 if __name__ == "__main__":
     if "--only" in sys.argv:
         ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(","))
+        if "task-docks" in ONLY:
+            ONLY |= set(TASK_DOCK_PICTURES)
     for path in main():
         print("wrote", path)
