@@ -207,3 +207,14 @@ def test_training_and_learned_weight_refusals_name_their_options_as_the_commands
         store.initial_network(LearnedInterpolateParams(init="default"), "interpolate", 2)
     actions = command_options(build_parser(), "interpolate")
     assert "or run with --init scratch" in cli_message(caught.value, str(caught.value), actions)
+
+
+def test_a_note_the_cli_prints_verbatim_names_no_keyword_argument(tmp_path, capsys):
+    volume = np.arange(2 * 8 * 8, dtype=np.uint16).reshape(2, 8, 8)
+    stacked = tmp_path / "two_series.tif"
+    tifffile.imwrite(stacked, volume, photometric="minisblack")
+    tifffile.imwrite(stacked, volume, photometric="minisblack", append=True)
+    assert main(["info", str(stacked)]) == 0
+    out = capsys.readouterr().out
+    assert "read as one stack of 4 slices (one series can be chosen instead)" in out
+    assert "series=N" not in out

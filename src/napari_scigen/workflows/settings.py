@@ -36,15 +36,15 @@ class ValidateParams(EngineParams):
     """Options of the ``validate`` workflow (``napari-scigen validate``)."""
 
     drop_every: int | None = param(
-        None, help="hold out one interior slice in G (none: 4 unless --keep-every is given)"
+        None, help="hold out one interior slice in G (none: 4 unless keep_every is given)"
     )
     keep_every: int | None = param(
-        None, help="keep slices 0, G, 2G, ... and rebuild the rest (not with --drop-every)"
+        None, help="keep slices 0, G, 2G, ... and rebuild the rest (not with drop_every)"
     )
     offset: int | None = param(
         None,
-        help="first held-out slice (--drop-every, default 1) or first kept slice "
-        "(--keep-every, default 0)",
+        help="first held-out slice (with drop_every: default 1) or first kept slice "
+        "(with keep_every: default 0)",
     )
     methods: str = param(
         ",".join(DEFAULT_METHODS),
@@ -114,9 +114,7 @@ class CompareParams(EngineParams):
         help="comma-separated engines ('task/name', bare names when unique), or 'all'",
         kind="text",
     )
-    n_slices: int = param(
-        4, help="evenly spaced interior slices compared (also -n)", min=2, label="slices"
-    )
+    n_slices: int = param(4, help="evenly spaced interior slices compared", min=2, label="slices")
     slices: str | None = param(
         None,
         help="the slices to compare, e.g. '10,20,30' (overrides n_slices)",

@@ -106,7 +106,7 @@ def select_series(tif: tifffile.TiffFile, path: Path, series: int | None) -> tup
         )
         note = (
             f"{len(found)} image series of {key.shape} {np.dtype(key.dtype)} pages read as one "
-            f"stack of {len(pages)} slices (choose one with series=N)"
+            f"stack of {len(pages)} slices (one series can be chosen instead)"
         )
         return combined, note
     listed = "; ".join(f"series {i}: {_describe_series(s)}" for i, s in enumerate(found))

@@ -96,7 +96,7 @@ class DCGANSampleParams(EngineParams):
     generator: str | None = param(
         None,
         help="DCGAN training run folder (its newest checkpoint) or checkpoint folder "
-        "(required: train one with train-dcgan first)",
+        "(required: train one with the training method 'dcgan' first)",
         kind="path",
         aliases=("checkpoint",),
     )

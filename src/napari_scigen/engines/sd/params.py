@@ -148,7 +148,8 @@ class StableDiffusionParams(EngineParams):
     )
     adapter: str | None = param(
         None,
-        help="LoRA adapter folder written by finetune-sd (or any diffusers LoRA folder); "
+        help="LoRA adapter folder written by the LoRA fine-tuning (training method 'sd-lora'; "
+        "or any diffusers LoRA folder); "
         "none = the base model",
         kind="dir",
         advanced=True,
