@@ -23,10 +23,10 @@ HELP_PAGES = {
     "ControlNetWidget": "user_guide.md#8-controlnet-structure-conditioned-generation",
     "FinetuneWidget": "models.md",
     "CompareWidget": "compare.md",
-    "GenerateWidget": "cli.md#generate-new-slices",
-    "AutoMaskWidget": "cli.md#mask-an-automatic-mask",
-    "TrainWidget": "cli.md#train-a-model-on-a-volume",
-    "SampleWidget": "cli.md#sample-new-slices-from-a-model",
+    "GenerateWidget": "user_guide.md#generate-slices",
+    "AutoMaskWidget": "user_guide.md#automatic-mask",
+    "TrainWidget": "user_guide.md#train-a-model",
+    "SampleWidget": "user_guide.md#sample-a-model",
 }
 #: The metadata label of the documentation address.
 DOCS_LABEL = "Documentation"

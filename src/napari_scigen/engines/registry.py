@@ -525,7 +525,7 @@ for _engine in (
         "dcgan",
         "napari_scigen.engines.dcgan.params:DCGANSampleParams",
         "napari_scigen.engines.dcgan.sample:run_sample_dcgan",
-        "random slices from a DCGAN trained on a volume (train-dcgan)",
+        "random slices from a DCGAN trained on a volume (training method dcgan)",
         extras=_TORCH,
         install_hint=_TORCH_HINT,
         needs_weights=True,
