@@ -116,3 +116,37 @@ def test_run_on_whole_volume_runs_with_the_batch_declaration_s_settings(
     defaults = BatchParams()
     assert asked["retries"] == defaults.retries and asked["options"].dashboard is None
     assert asked["job"].request.levels == defaults.levels
+
+
+def test_a_rerun_with_other_settings_writes_the_next_default_store_and_keeps_the_first(
+    make_napari_viewer, tmp_path, monkeypatch
+):
+    from napari_scigen._qt import _batch
+    from napari_scigen.workflows import batch
+
+    def recorded(job, *, options, retries, cancel):
+        raise RuntimeError("recorded")  # stop here: nothing to compute
+        yield
+
+    monkeypatch.setattr(batch, "batch_job", recorded)
+    monkeypatch.setenv("NAPARI_SCIGEN_NOTHREADS", "1")
+    monkeypatch.setattr(_batch, "default_output", lambda layer, method: tmp_path / "v.lin.ome.zarr")
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "v.tif", np.zeros((4, 16, 16), np.uint8), photometric="minisblack")
+    viewer = make_napari_viewer()  # a layer read lazily from its file: the workers read it
+    data = tifffile.memmap(tmp_path / "v.tif")
+    layer = viewer.add_image(data, name="v", metadata={"source": str(tmp_path / "v.tif")})
+
+    def run(factor):
+        return _batch.run_on_whole_volume(
+            viewer, layer, task="interpolate", method="linear", factor=factor, workers=1,
+            on_error=lambda error: None,
+        ).job.store  # fmt: skip
+
+    first = run(2)
+    assert first == tmp_path / "v.lin.ome.zarr"
+    assert run(2) == first  # the same job: resumed in its store
+    assert run(3) == tmp_path / "v.lin.2.ome.zarr"  # another job: the next free name
+    assert run(2) == first and run(3) == tmp_path / "v.lin.2.ome.zarr"
+    assert sorted(p.name for p in tmp_path.glob("v.lin*")) == ["v.lin.2.ome.zarr", "v.lin.ome.zarr"]

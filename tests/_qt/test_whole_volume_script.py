@@ -16,7 +16,7 @@ def test_a_cluster_that_cannot_start_is_explained_and_leaves_no_empty_layer(
     pytest.importorskip("zarr", minversion="3")
     viewer, _ = rock_viewer
 
-    def nanny_fails(job, *, options=None, cancel=None):
+    def nanny_fails(job, *, options=None, retries=None, cancel=None):
         raise RuntimeError("Nanny failed to start.")
         yield  # a generator, like the real job
 

@@ -120,6 +120,41 @@ def default_output(layer, method: str) -> Path:
     return folder / f"{stem}.{method}.ome.zarr"
 
 
+#: How many numbered default stores (``NAME.method.2.ome.zarr``...) a dock tries.
+MAX_DEFAULT_STORES = 100
+
+
+def numbered_store(target: Path, number: int) -> Path:
+    """``NAME.method.ome.zarr`` -> ``NAME.method.<number>.ome.zarr`` (``1``: ``target``)."""
+    if number == 1:
+        return target
+    for ending in (".ome.zarr", ".zarr"):
+        if target.name.endswith(ending):
+            return target.with_name(f"{target.name[: -len(ending)]}.{number}{ending}")
+    return target.with_name(f"{target.name}.{number}")
+
+
+def _default_store_job(target: Path, planned: Callable[[Path], BatchJob]) -> BatchJob:
+    """The job in the first default store that is free or holds this very job (resumed).
+
+    A dock has no ``overwrite``: a default store holding another job (other settings,
+    inputs that changed) is kept, and the result goes to the next numbered store
+    (:func:`numbered_store`) instead of refusing with no way forward in the dock.
+    """
+    from ..core.validation import InvalidInputError
+    from ..workflows.batch import prepare_store
+
+    for number in range(1, MAX_DEFAULT_STORES):
+        store = numbered_store(target, number)
+        if not store.exists():
+            return prepare_store(planned(store))
+        try:
+            return prepare_store(planned(store))  # this very job: resumed
+        except InvalidInputError:
+            continue  # another job's store: left as it is
+    return prepare_store(planned(numbered_store(target, MAX_DEFAULT_STORES)))
+
+
 def _safe_name(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(name)).strip("_")
     return cleaned or "volume"
@@ -314,7 +349,9 @@ def run_on_whole_volume(
         Per-slice engines: slices to process (default all).
     output : str or Path, optional
         The output store (default :func:`default_output`). A store of the same job is
-        resumed; one of another job is refused unless ``overwrite``.
+        resumed; one of another job is refused unless ``overwrite``, except the default
+        store: the result then goes to the next free numbered one
+        (``NAME.method.2.ome.zarr``...), the other job's store is kept.
     settings : BatchParams or mapping, optional
         The batch workflow's options, as ``napari-scigen batch`` declares them (default:
         the declared defaults with no dashboard: a local cluster sized to the machine,
@@ -356,21 +393,28 @@ def run_on_whole_volume(
         inputs["mask"] = volume_on_disk(mask_layer, folder, "mask")
     if control_layer is not None:
         inputs["control"] = volume_on_disk(control_layer, folder, "control")
-    request = BatchRequest(
-        task,
-        method,
-        inputs["input"],
-        str(target),
-        params=params,
-        missing=None if missing is None else tuple(missing),
-        factor=factor,
-        mask=inputs.get("mask"),
-        control=inputs.get("control"),
-        slices=None if slices is None else tuple(slices),
-        chunk_slices=settings.chunk_slices,
-        levels=settings.levels,
-    )
-    job = prepare_store(plan_batch(request), overwrite=settings.overwrite)
+
+    def planned(store: Path) -> BatchJob:
+        request = BatchRequest(
+            task,
+            method,
+            inputs["input"],
+            str(store),
+            params=params,
+            missing=None if missing is None else tuple(missing),
+            factor=factor,
+            mask=inputs.get("mask"),
+            control=inputs.get("control"),
+            slices=None if slices is None else tuple(slices),
+            chunk_slices=settings.chunk_slices,
+            levels=settings.levels,
+        )
+        return plan_batch(request)
+
+    if output is None and not settings.overwrite:
+        job = _default_store_job(target, planned)
+    else:
+        job = prepare_store(planned(target), overwrite=settings.overwrite)
     run = WholeVolumeRun(job, show_store(viewer, job, layer, method), inputs=inputs)
 
     def progress(event: Progress) -> None:
