@@ -18,7 +18,8 @@ import pytest
 from napari_scigen.cli import build_parser, main
 from napari_scigen.core.io import write_volume
 
-#: Commands with their own tests and conventions (H4's batch runner resumes with --overwrite).
+#: Commands with their own conventions: batch resumes a store of the same job (--overwrite
+#: replaces one of another job); its rows are the batch tests at the end of this file.
 OWN_CONVENTIONS = {"batch"}
 #: Commands that only print.
 READ_ONLY = {"engines", "info", "weights"}
@@ -178,3 +179,61 @@ def test_report_folders_are_not_replaced_without_overwrite(files, tmp_path, caps
         folder = tmp_path / f"{name}-out"
         folder.mkdir()
         _refused([*_argv(name, files), "-o", str(folder)], folder / reports[name], capsys)
+
+
+def _batch_tasks() -> dict[str, argparse.ArgumentParser]:
+    (action,) = [
+        a for a in _subcommands()["batch"]._actions if isinstance(a, argparse._SubParsersAction)
+    ]
+    return dict(action.choices)
+
+
+def test_batch_takes_output_overwrite_quiet_series_and_validates_the_device_for_every_task(
+    files, tmp_path, capsys
+):
+    tasks = _batch_tasks()
+    assert {"interpolate", "inpaint"} <= set(tasks)
+    for task, parser in tasks.items():
+        options = _options(parser)
+        assert {"-o", "--output", "--overwrite", "-q", "--quiet", "--series"} <= options, task
+    argv = ["batch", "interpolate", "linear", str(files["in"]), "--factor", "2"]
+    store = tmp_path / "gpu.ome.zarr"
+    assert _run([*argv, "-o", str(store), "--device", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--device" in err and "'gpu'" in err and "Traceback" not in err, err
+    assert not store.exists()
+
+
+def test_batch_never_replaces_another_job_without_overwrite(files, tmp_path, capsys):
+    store = tmp_path / "out.ome.zarr"
+    first = ["batch", "interpolate", "linear", str(files["in"]), "-o", str(store), "-q"]
+    assert _run([*first, "--factor", "2"]) == 0
+    before = sorted((p.relative_to(store), p.read_bytes()) for p in store.rglob("*") if p.is_file())
+    assert _run([*first, "--factor", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "Traceback" not in err, err
+    after = sorted((p.relative_to(store), p.read_bytes()) for p in store.rglob("*") if p.is_file())
+    assert after == before
+
+
+def test_batch_series_reads_the_chosen_series_as_interpolate_does(tmp_path, capsys):
+    import tifffile
+
+    from napari_scigen.core.io import read_volume
+
+    path = tmp_path / "multi.tif"
+    second = (np.arange(5 * 12 * 12) % 251).reshape(5, 12, 12).astype(np.uint8)
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(np.zeros((4, 16, 16), np.uint8), photometric="minisblack")
+        writer.write(second, photometric="minisblack")
+    store, single = tmp_path / "s1.ome.zarr", tmp_path / "s1.tif"
+    common = [str(path), "--factor", "2", "--series", "1", "-q"]
+    assert _run(["batch", "interpolate", "linear", *common, "-o", str(store)]) == 0
+    assert _run(["interpolate", *common, "--method", "linear", "-o", str(single)]) == 0
+    batch, one = read_volume(store).data, read_volume(single).data
+    assert batch.shape == (9, 12, 12)
+    np.testing.assert_array_equal(np.asarray(batch), np.asarray(one))
+    # another series into the same store is another job: refused, not resumed
+    other = ["batch", "interpolate", "linear", str(path), "--factor", "2", "--series", "0"]
+    assert _run([*other, "-q", "-o", str(store)]) == 2
+    assert "series" in capsys.readouterr().err

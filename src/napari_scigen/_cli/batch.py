@@ -15,6 +15,7 @@ from ..core.params import fields_of
 from .common import (
     ProgressPrinter,
     add_engine_arguments,
+    add_series_argument,
     engine_params_from_args,
     flag_spelling,
 )
@@ -52,6 +53,7 @@ def register(subparsers) -> None:
         sub = tasks.add_parser(task, help=_TASK_HELP[task], description=_TASK_HELP[task])
         sub.add_argument("method", choices=names, help="the engine (napari-scigen engines)")
         sub.add_argument("input", help="3D TIFF stack, folder of TIFF slices or .zarr store")
+        add_series_argument(sub)
         _add_task_inputs(sub, task)
         add_engine_arguments(sub, task, method_flag=False)
         _add_batch_arguments(sub)
@@ -132,7 +134,8 @@ def _request_from_args(args: argparse.Namespace, settings):
     params = engine_params_from_args(task, without_params(args, BatchParams))
     missing = slices = None
     needs_depth = getattr(args, "missing", None) or getattr(args, "slices", None)
-    depth = read_volume(args.input, lazy=True).shape[0] if needs_depth else None
+    series = getattr(args, "series", None)
+    depth = read_volume(args.input, lazy=True, series=series).shape[0] if needs_depth else None
     if getattr(args, "missing", None):
         missing = parse_indices(args.missing, depth)
         if not missing:
@@ -153,6 +156,7 @@ def _request_from_args(args: argparse.Namespace, settings):
         slices=slices,
         chunk_slices=settings.chunk_slices,
         levels=settings.levels,
+        series=series,
     )
 
 

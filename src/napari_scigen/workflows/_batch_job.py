@@ -44,6 +44,9 @@ class BatchRequest:
         mask, edit, generate.
     input : str
         TIFF file, folder of TIFF slices, or zarr/OME-Zarr store (3D).
+    series : int, optional
+        Image series of a multi-series TIFF input to read (default: the only one, or
+        the stack of several series of one shape, as :func:`~napari_scigen.core.io.read_volume`).
     output : str
         The OME-Zarr store to write (``.zarr``/``.ome.zarr``).
     params : params dataclass or dict, optional
@@ -79,6 +82,7 @@ class BatchRequest:
     chunk_slices: int | None = None
     levels: int | None = 1
     ngff_version: str = "0.5"
+    series: int | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,8 @@ class BatchJob:
                 "output_shape": self.output_shape,
                 "output_dtype": self.output_dtype,
                 "inputs_content": [list(pair) for pair in self.inputs_content],
+                # only when chosen, so that stores begun before series existed still resume
+                **({"series": request.series} if request.series is not None else {}),
             }
         )
 
@@ -253,7 +259,7 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         )
     inputs = job_inputs(request, params)
     check_output_location(request.output, inputs, store=True)
-    volume = read_volume(request.input, lazy=True)
+    volume = read_volume(request.input, lazy=True, series=request.series)
     refuse_missing_chunks(volume)
     shape = volume.shape
     if len(shape) != 3 or volume.channel_axis is not None:

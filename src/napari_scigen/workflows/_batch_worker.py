@@ -29,16 +29,21 @@ from ._batch_store import _batch_folder, _write_json
 
 
 @functools.lru_cache(maxsize=8)
-def _open_input(path: str, labels: bool, stamp: tuple) -> Any:
+def _open_input(path: str, labels: bool, stamp: tuple, series: int | None = None) -> Any:
     from ..core.io import read_volume
 
-    return read_volume(path, lazy=True, labels=labels).data
+    return read_volume(path, lazy=True, labels=labels, series=series).data
 
 
-def _read_slices(path: str, start: int, stop: int, *, labels: bool = False) -> np.ndarray:
-    """Slices ``[start, stop)`` of a volume file or store (the opened file is cached)."""
+def _read_slices(
+    path: str, start: int, stop: int, *, labels: bool = False, series: int | None = None
+) -> np.ndarray:
+    """Slices ``[start, stop)`` of a volume file or store (the opened file is cached).
+
+    ``series``: the image series of a multi-series TIFF (the job's input only).
+    """
     status = Path(path).stat()
-    data = _open_input(str(path), labels, (status.st_mtime_ns, status.st_size))
+    data = _open_input(str(path), labels, (status.st_mtime_ns, status.st_size), series)
     if data.ndim == 2:  # a 2D mask applies to every slice
         return np.array(data)
     part = data[start:stop]
@@ -69,7 +74,9 @@ def _run_engine(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | N
     from .. import api
 
     request = job.request
-    image = _read_slices(request.input, chunk.source_start, chunk.source_stop)
+    image = _read_slices(
+        request.input, chunk.source_start, chunk.source_stop, series=request.series
+    )
     mask = control = None
     if request.mask is not None:
         mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
@@ -152,9 +159,11 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
         sampled = fit_window(job.input_shape, request.missing, request.factor, job.params.seed)
         if sampled is not None:  # only the seeded training sample is read
             status = Path(request.input).stat()
-            image = _open_input(request.input, False, (status.st_mtime_ns, status.st_size))
+            image = _open_input(
+                request.input, False, (status.st_mtime_ns, status.st_size), request.series
+            )
         else:
-            image = _read_slices(request.input, 0, job.input_shape[0])
+            image = _read_slices(request.input, 0, job.input_shape[0], series=request.series)
         generator = run_learned_interpolation(
             image, job.params, missing=request.missing, factor=request.factor, fit_only=True,
             value_range=job.value_range,
@@ -167,9 +176,11 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
         mask = _open_input(request.mask, True, (status.st_mtime_ns, status.st_size))
         if inpaint_window(job.input_shape, mask, job.params.seed) is not None:
             status = Path(request.input).stat()  # only the seeded training sample is read
-            image = _open_input(request.input, False, (status.st_mtime_ns, status.st_size))
+            image = _open_input(
+                request.input, False, (status.st_mtime_ns, status.st_size), request.series
+            )
         else:
-            image = _read_slices(request.input, 0, job.input_shape[0])
+            image = _read_slices(request.input, 0, job.input_shape[0], series=request.series)
             mask = _read_slices(request.mask, 0, job.input_shape[0], labels=True)
         generator = run_learned_inpainting(
             image, mask, job.params, slices=request.slices, fit_only=True,
@@ -230,7 +241,7 @@ def _run_fitted(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | N
         uncertainty = np.zeros(shape, np.float32) if spread else None
         mine = None if uncertainty is None else uncertainty[chunk.start - chunk.first_output :]
         block = interpolation_chunk(
-            fitted, _read_slices(request.input, first, last), source_start=first,
+            fitted, _read_slices(request.input, first, last, series=request.series), source_start=first,
             n_slices=depth, missing=request.missing, factor=request.factor,
             start=chunk.start, stop=chunk.stop, device=device, uncertainty=mine,
         )  # fmt: skip
@@ -244,10 +255,12 @@ def _run_fitted(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | N
         shape = (chunk.source_stop - chunk.source_start, *job.output_shape[1:])
         result = np.empty(shape, job.output_dtype)
         result[chunk.start - chunk.source_start : chunk.stop - chunk.source_start] = _read_slices(
-            request.input, chunk.start, chunk.stop
+            request.input, chunk.start, chunk.stop, series=request.series
         )
         return result, None  # its uncertainty: zeros (see _write_uncertainty)
-    image = _read_slices(request.input, chunk.source_start, chunk.source_stop)
+    image = _read_slices(
+        request.input, chunk.source_start, chunk.source_stop, series=request.series
+    )
     mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
     uncertainty = np.zeros(image.shape, np.float32) if spread else None
     result = inpaint_chunk(
@@ -311,7 +324,9 @@ def _compute(job: BatchJob, index: int, threads, gpu_slots, folder, marker, work
     chunk = job.chunks[index]
     spread = None
     if chunk.copy:
-        result = _read_slices(job.request.input, chunk.source_start, chunk.source_stop)
+        result = _read_slices(
+            job.request.input, chunk.source_start, chunk.source_stop, series=job.request.series
+        )
     elif job.fit_once:
         result, spread = _run_fitted(job, chunk)
     else:
@@ -415,9 +430,11 @@ def _write_uncertainty(job: BatchJob, chunk: Chunk, spread: np.ndarray | None) -
     write_zarr_slices(uncertainty_array(job), chunk.start, spread)
 
 
-def _slab_range(path: str, start: int, stop: int, refuse_nonfinite: bool = True):
+def _slab_range(
+    path: str, start: int, stop: int, refuse_nonfinite: bool = True, series: int | None = None
+):
     from ..core.validation import finite_range
 
-    slab = _read_slices(path, start, stop)
+    slab = _read_slices(path, start, stop, series=series)
     name = f"volume (slices {start}-{stop - 1})"
     return finite_range(slab, name=name, refuse_nonfinite=refuse_nonfinite)

@@ -154,6 +154,7 @@ def _measure_range(client, job: BatchJob) -> tuple[float, float]:
         list(range(0, depth, step)),
         [min(depth, z + step) for z in range(0, depth, step)],
         [job.request.task == "interpolate"] * len(range(0, depth, step)),  # as the engine does
+        [job.request.series] * len(range(0, depth, step)),
         pure=False,
     )
     ranges = client.gather(futures)
