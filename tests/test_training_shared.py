@@ -152,6 +152,7 @@ def test_a_cancelled_dcgan_run_keeps_a_checkpoint_and_resuming_equals_an_uninter
     assert latest_checkpoint(tmp_path / "b").name == "checkpoint-0000002"
     resumed = api.train(rock, out_dir=str(tmp_path / "b"), method="dcgan", train_steps=5, **DCGAN)
     assert resumed.history["step"] == [3, 4, 5]
+    assert (straight.resumed_from, resumed.resumed_from) == (None, "checkpoint-0000002")
     assert resumed.history["loss_G"] == straight.history["loss_G"][2:]
 
 

@@ -29,6 +29,8 @@ class TrainResult(EngineResult):
     adopted_saved_config : bool
         The run resumed a checkpoint whose saved architecture replaced the requested one
         (``provenance["params"]`` holds the sizes used; front-ends show them).
+    resumed_from : str or None
+        The checkpoint folder name the run continued from (``None``: a new run).
     """
 
     checkpoint: Path | None = None
@@ -36,6 +38,7 @@ class TrainResult(EngineResult):
     history: dict[str, list[float]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     adopted_saved_config: bool = False
+    resumed_from: str | None = None
 
     @property
     def preview(self) -> np.ndarray:

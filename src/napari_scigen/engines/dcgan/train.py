@@ -213,6 +213,7 @@ def run_train_dcgan(
             step=step,
             history=history,
             metadata=record,
+            resumed_from=start.name,
         )
 
     def disc(images):

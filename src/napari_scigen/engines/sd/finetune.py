@@ -567,4 +567,5 @@ def run_finetune_sd(
         step=step,
         history=history,
         metadata=final,
+        resumed_from=start.name,
     )

@@ -282,6 +282,7 @@ def run_train_stylegan(
             history=history,
             metadata=record,
             adopted_saved_config=bool(adopted),
+            resumed_from=start.name,
         )
 
     def checkpoint(step: int) -> Path:
