@@ -23,6 +23,16 @@ Writes ``benchmarks/bench_learned_scale.json`` and prints a Markdown table::
     python benchmarks/bench_learned_scale.py --sizes 100x300 --batch 1x1,2x1 --chunk-slices 100
     python benchmarks/bench_learned_scale.py --sizes 32x600 --impls new
     python benchmarks/bench_learned_scale.py --lock /tmp/scigen-cpu.lock  # each run under flock
+    python benchmarks/bench_learned_scale.py --sizes 600x256 --batch 1x1,2x1 --chunk-slices 600
+    python benchmarks/bench_learned_scale.py --large /tmp/big --large-shape 1024x1024
+
+``--batch`` rows time the job's phases (before the fit, the fit on one worker, the
+chunks) and compare the outputs and uncertainty images with the first layout and with
+a one-process run of the same size kept in ``--scratch``. ``--large`` builds a >= 1 GB
+OME-Zarr (and a mask store) in the given folder and runs one worker's share of a learned
+inpainting and of a missing-slice interpolation batch job on it in one process, with
+per phase the time, the voxels read from the image and the mask, and the peak RSS.
+Under ``--lock`` every measurement is its own ``flock`` command of at most 8 minutes.
 
 Targets of issue 19 on 2 CPU cores: peak RSS <= 3 x (input + output) + 1.5 GiB; new
 inference throughput >= 3 x old.
