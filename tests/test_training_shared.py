@@ -193,23 +193,14 @@ def test_a_foreign_checkpoint_is_a_one_line_user_error_for_every_trainer(tmp_pat
     assert not out.exists()
 
 
-def test_a_learned_fit_on_a_nan_loss_raises_training_diverged_naming_its_option():
+def _learned_fit(draw, params):
+    """A learned engine's fit of a tiny U-Net on the batches ``draw`` makes."""
     from napari_scigen.core.progress import Progress
     from napari_scigen.engines.learned.networks import UNetConfig, build_network
-    from napari_scigen.engines.learned.params import LearnedInterpolateParams
-    from napari_scigen.engines.learned.sampling import Batch
     from napari_scigen.engines.learned.training import train_network
 
-    def draw(batch_size, with_real=False):  # a target with a NaN pixel: the loss is NaN
-        target = np.zeros((batch_size, 1, 8, 8), np.float32)
-        target[0, 0, 0, 0] = np.nan
-        inputs = np.zeros((batch_size, 2, 8, 8), np.float32)
-        return Batch(inputs, target, np.ones_like(target), None)
-
-    network = build_network(UNetConfig(in_channels=2, base_channels=4))
-    params = LearnedInterpolateParams(train_steps=3, batch_size=2, device="cpu")
-    run = train_network(
-        network,
+    return train_network(
+        build_network(UNetConfig(in_channels=2, base_channels=4)),
         draw,
         params,
         device="cpu",
@@ -218,8 +209,21 @@ def test_a_learned_fit_on_a_nan_loss_raises_training_diverged_naming_its_option(
         progress=lambda fraction, message: Progress(0, 0, message),
         label="learned interpolation",
     )
+
+
+def test_a_learned_fit_on_a_nan_loss_raises_training_diverged_naming_its_option():
+    from napari_scigen.engines.learned.params import LearnedInterpolateParams
+    from napari_scigen.engines.learned.sampling import Batch
+
+    def draw(batch_size, with_real=False):  # a target with a NaN pixel: the loss is NaN
+        target = np.zeros((batch_size, 1, 8, 8), np.float32)
+        target[0, 0, 0, 0] = np.nan
+        inputs = np.zeros((batch_size, 2, 8, 8), np.float32)
+        return Batch(inputs, target, np.ones_like(target), None)
+
+    params = LearnedInterpolateParams(train_steps=3, batch_size=2, device="cpu")
     with pytest.raises(TrainingDivergedError) as caught:
-        drain(run)
+        drain(_learned_fit(draw, params))
     assert str(caught.value).startswith("learned interpolation: training diverged at step 1")
     lr = params.learning_rate
     assert f"learning_rate={lr / 10:g} (now {lr:g})" in str(caught.value)
@@ -292,3 +296,15 @@ def test_a_name_moved_to_the_shared_training_package_still_imports_with_a_deprec
     moved = getattr(importlib.import_module(f"napari_scigen.engines._training.{new}"), name)
     with pytest.warns(DeprecationWarning, match=f"{old}: {name} is deprecated, use napari_scigen"):
         assert getattr(importlib.import_module(old), name) is moved
+
+
+def test_a_learned_fit_refuses_a_checkpoint_folder_of_another_trainer(tmp_path):
+    from napari_scigen.engines.learned.params import LearnedInterpolateParams
+
+    theirs = _fake_checkpoint(tmp_path, 5, "napari-scigen-dcgan/1")
+    params = LearnedInterpolateParams(
+        train_steps=1, batch_size=2, device="cpu", checkpoint_dir=str(tmp_path), resume=False
+    )
+    with pytest.raises(InvalidInputError, match="of another trainer .*not learned-engine ones"):
+        drain(_learned_fit(lambda *args, **kwargs: pytest.fail("no batch is drawn"), params))
+    assert sorted(tmp_path.iterdir()) == [theirs]
