@@ -463,8 +463,8 @@ def _count_reads(worker, spec: dict, counted: dict) -> None:
     open_input = worker._open_input
     keys = {spec["image"]: "image", spec["mask"]: "mask"}
 
-    def counted_open(path, labels, stamp):
-        data = open_input(path, labels, stamp)
+    def counted_open(path, labels, stamp, *args, **options):
+        data = open_input(path, labels, stamp, *args, **options)
         return _Counting(data, counted, keys[str(path)]) if str(path) in keys else data
 
     worker._open_input = counted_open

@@ -53,10 +53,10 @@ def _run_in_process(request: BatchRequest, volume: np.ndarray, reads=None):
     for chunk in job.chunks:
         ranges = [] if reads is None else reads.setdefault(chunk.index, [])
 
-        def counted(path, start, stop, labels=False, ranges=ranges):
+        def counted(path, start, stop, labels=False, ranges=ranges, **options):
             if path == request.input:
                 ranges.append((start, stop))
-            return read(path, start, stop, labels=labels)
+            return read(path, start, stop, labels=labels, **options)
 
         _batch_worker._read_slices = counted
         try:
@@ -117,3 +117,26 @@ def test_chunked_learned_inpainting_writes_an_uncertainty_image_bit_identical_to
     np.testing.assert_array_equal(np.asarray(read_volume(job.store).data), reference.data)
     np.testing.assert_array_equal(spread, reference.images["uncertainty"])
     assert spread[mask.astype(bool)].max() > 0 and not spread[~mask.astype(bool)].any()
+
+
+def test_a_chunk_of_kept_slices_only_gets_zero_uncertainty_and_the_gaps_equal_one_process(
+    rock, tmp_path
+):
+    volume, path = rock
+    params = {**TINY, "force_learned": True, "uncertainty": True}
+    missing = (40, 41, 55)
+    request = BatchRequest(
+        "interpolate", "learned", path, str(tmp_path / "gaps.ome.zarr"), params=params,
+        missing=missing, chunk_slices=32,
+    )  # fmt: skip
+    job = prepare_store(plan_batch(request))
+    job = replace(job, value_range=(float(volume.min()), float(volume.max())))
+    assert [c.copy for c in job.chunks] == [True, False] and job.store_chunk_slices < 32
+    fit_model(job)
+    for chunk in job.chunks:
+        compute_chunk(job, chunk.index)
+    reference = api.interpolate(volume, method="learned", missing=missing, **params)
+    spread = np.asarray(read_volume(uncertainty_store(job.store)).data)
+    np.testing.assert_allclose(spread, reference.images["uncertainty"], rtol=0, atol=1e-3)
+    assert sorted(set(np.nonzero(spread)[0])) == list(missing)
+    np.testing.assert_array_equal(np.asarray(read_volume(job.store).data), reference.data)

@@ -423,11 +423,15 @@ def _write_uncertainty(job: BatchJob, chunk: Chunk, spread: np.ndarray | None) -
     if spread is None:
         if not (job.fit_once and target.is_dir()):
             return  # no image: the engine fell back, or the job asks for none
-        # a chunk the network did not touch (kept slices only): nothing synthesized
-        spread = np.zeros((chunk.stop - chunk.start, *job.output_shape[1:]), np.float32)
-    elif not wants_uncertainty(job):
+        # a chunk the network did not touch (kept slices only): nothing synthesized;
+        # zeros one stored chunk at a time (float32 is 4x a uint8 chunk)
+        step = job.store_chunk_slices
+        zeros = np.zeros((step, *job.output_shape[1:]), np.float32)
+        for first in range(chunk.start, chunk.stop, step):
+            write_zarr_slices(target, first, zeros[: min(step, chunk.stop - first)])
         return
-    write_zarr_slices(uncertainty_array(job), chunk.start, spread)
+    if wants_uncertainty(job):
+        write_zarr_slices(uncertainty_array(job), chunk.start, spread)
 
 
 def _slab_range(
