@@ -92,7 +92,8 @@ def test_resuming_with_other_sizes_keeps_the_saved_architecture(tmp_path, capsys
     capsys.readouterr()
     assert _train(tmp_path, 2, *TINY_ARGS, "--channel-max", "8") == 0
     out = capsys.readouterr().out
-    assert "saved architecture" in out and "trained 2 steps" in out
+    assert "resumed checkpoint-0000001 with its saved architecture" in out, out
+    assert "trained 2 steps" in out and "None" not in out
     saved = json.loads((run_dir / "checkpoint-0000002" / "checkpoint.json").read_text())
     assert saved["config"]["channel_max"] == TINY_CONFIG_KWARGS["channel_max"]
 

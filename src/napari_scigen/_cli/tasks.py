@@ -239,9 +239,9 @@ def train_from_args(args: argparse.Namespace):
         print(f"stopped; the newest checkpoint in {out} resumes this run")
         return (143 if isinstance(stop, Terminated) else 130), None
     printer.close()
-    extra = result.provenance.get("extra", {})
-    if getattr(result, "adopted_saved_config", False):
-        print(f"resumed {extra['resumed_from']} with its saved architecture {extra['config']}")
+    if result.adopted_saved_config:
+        config = result.metadata.get("config")
+        print(f"resumed {result.resumed_from} with its saved architecture {config}")
     print(f"trained {result.step} steps; wrote {result.checkpoint}")
     losses = getattr(result, "history", {}).get("eval_loss")
     if losses:
