@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from napari_scigen import api
     from napari_scigen.core.phantoms import make_rock_volume
     from napari_scigen.core.progress import drain
-    from napari_scigen.engines.stylegan.checkpoint import export_generator, read_metadata
     from napari_scigen.engines._training.hardware import cpu_model
+    from napari_scigen.engines.stylegan.checkpoint import export_generator, read_metadata
 
     torch.set_num_threads(args.threads)
     if not args.export_only:
