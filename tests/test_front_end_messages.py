@@ -207,6 +207,15 @@ def test_training_and_learned_weight_refusals_name_their_options_as_the_commands
         store.initial_network(LearnedInterpolateParams(init="default"), "interpolate", 2)
     actions = command_options(build_parser(), "interpolate")
     assert "or run with --init scratch" in cli_message(caught.value, str(caught.value), actions)
+    assert (
+        main(
+            ["interpolate", *command[1:2], "--factor", "2", "--method", "learned"]
+            + ["--base-channels", "16", "-o", str(tmp_path / "x.tif"), "-q"]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "use --init scratch for another network size" in err and "init=" not in err, err
 
 
 def test_a_note_the_cli_prints_verbatim_names_no_keyword_argument(tmp_path, capsys):

@@ -207,6 +207,7 @@ class LearnedTrainingParams(EngineParams):
                 "base_channels",
                 f"({self.base_channels}) differs from the shipped default weights "
                 f"({DEFAULT_BASE_CHANNELS}): use init='scratch' for another network size",
+                options=["init"],
             )
 
 
