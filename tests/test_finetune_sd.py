@@ -184,14 +184,14 @@ def test_a_cancelled_run_keeps_its_steps_and_resumes_at_the_given_learning_rate(
 def test_refusals_missing_adapter_fp16_on_cpu_and_a_token_not_in_the_prompt(models, rock, tmp_path):
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
         _edit(models, rock[:1], adapter=str(tmp_path / "nowhere"))
-    with pytest.raises(InvalidInputError, match="fp16' needs a CUDA"):
+    with pytest.raises(InvalidInputError, match="float16' needs a CUDA"):
         api.train(
             rock,
             out_dir=str(tmp_path / "x"),
             method="sd-lora",
             model=str(models.sd),
             train_steps=1,
-            mixed_precision="fp16",
+            precision="float16",
             **TRAIN,
         )
     with pytest.raises(InvalidInputError, match="does not appear in the prompt"):
@@ -291,3 +291,22 @@ def test_the_former_steps_keyword_of_lora_training_is_a_deprecated_alias():
     with pytest.warns(DeprecationWarning, match="steps is deprecated, use train_steps"):
         old = SDLoRATrainParams(steps=7)
     assert old == SDLoRATrainParams(train_steps=7)
+
+
+def test_the_former_mixed_precision_name_and_values_still_work_with_a_warning(capsys):
+    from napari_scigen.cli import build_parser
+    from napari_scigen.core.params import params_from_cli
+    from napari_scigen.engines.sd.finetune_params import SDLoRATrainParams
+
+    with pytest.warns(DeprecationWarning, match="mixed_precision is deprecated"):
+        params = SDLoRATrainParams(mixed_precision="bf16")
+    assert params.precision == "bfloat16"
+    with pytest.warns(DeprecationWarning, match="'fp16' is deprecated"):
+        assert SDLoRATrainParams(precision="fp16").precision == "float16"
+    with pytest.warns(DeprecationWarning):
+        args = build_parser().parse_args(
+            ["finetune-sd", "v.tif", "-o", "run", "--mixed-precision", "no"]
+        )
+    with pytest.warns(DeprecationWarning):
+        assert params_from_cli(SDLoRATrainParams, args, ignore_foreign=True).precision == "float32"
+    assert "--mixed-precision" in capsys.readouterr().err  # the one-line CLI warning

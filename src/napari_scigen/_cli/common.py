@@ -417,9 +417,16 @@ def _each_engines_own_help(parser, flag: str, owners) -> None:
     """
     from ..core.params.cli import format_default
 
-    variants = {(spec.help, spec.default) for _, spec in owners}
     action = parser._option_string_actions.get(flag)
-    if len(variants) < 2 or action is None:
+    if action is None:
+        return
+    if action.choices is not None:  # every engine's values (each engine checks its own)
+        merged = list(dict.fromkeys(c for _, spec in owners for c in spec.info.choices or ()))
+        if merged != list(action.choices):
+            action.choices = merged
+            action.metavar = "{" + ",".join(map(str, merged)) + "}"
+    variants = {(spec.help, spec.default) for _, spec in owners}
+    if len(variants) < 2:
         return
     parts = [
         f"{name}: {spec.help} (default: {format_default(spec.default)})" for name, spec in owners

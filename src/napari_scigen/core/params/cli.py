@@ -142,6 +142,8 @@ def _add_alias_flags(parser, spec: FieldSpec, kwargs: dict[str, Any], taken) -> 
                 continue
             taken.add(flag)
         hidden = {**kwargs, "help": argparse.SUPPRESS}
+        # a former flag may carry former values: the params class checks (and maps) them
+        hidden.pop("choices", None)
         if spec.base is bool:
             hidden["action"] = deprecated_action(argparse.BooleanOptionalAction, spec.flag)
         else:

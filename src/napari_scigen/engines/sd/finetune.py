@@ -59,15 +59,17 @@ def _precision(params: SDLoRATrainParams, device: str):
     """``(mode, weight dtype, autocast dtype or None)`` for the run."""
     import torch
 
-    mode = params.mixed_precision
+    mode = params.precision
     if mode == "auto":
-        mode = "fp16" if device.startswith("cuda") else "no"
-    if mode == "fp16" and not device.startswith("cuda"):
+        mode = "float16" if device.startswith("cuda") else "float32"
+    if mode == "float16" and not device.startswith("cuda"):
         raise InvalidInputError(
-            f"mixed_precision 'fp16' needs a CUDA device (got {device}); use 'bf16' or 'no'"
+            f"precision 'float16' needs a CUDA device (got {device}); use "
+            "precision='bfloat16' or precision='float32'",
+            options=["precision"],
         )
-    dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mode]
-    return mode, dtype, (None if mode == "no" else dtype)
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[mode]
+    return mode, dtype, (None if mode == "float32" else dtype)
 
 
 def _load_components(params: SDLoRATrainParams, weight_dtype):
@@ -484,7 +486,7 @@ def run_finetune_sd(
             "train_params": to_jsonable(params.to_dict()),
             "seed": params.seed,
             "step": step,
-            "mixed_precision": mode,
+            "precision": mode,
             "source": source_record(array, identity),
             "training": {
                 "wall_seconds": wall_before + (time.perf_counter() - started),
@@ -555,7 +557,7 @@ def run_finetune_sd(
             "step": step,
             "resumed_from": start.name,
             "model_location": source.location,
-            "mixed_precision": mode,
+            "precision": mode,
             "window": final["window"],
             "training": final["training"],
         },

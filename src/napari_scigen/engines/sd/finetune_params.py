@@ -11,6 +11,7 @@ from ...core.params import (
     learning_rate_param,
     param,
     train_steps_param,
+    warn_deprecated,
 )
 from .params import (
     DEFAULT_ROCK_PROMPT,
@@ -21,7 +22,9 @@ from .params import (
 )
 
 #: Mixed-precision modes: ``auto`` = fp16 on CUDA, full precision elsewhere.
-PRECISIONS = ("auto", "no", "fp16", "bf16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+#: The former values of ``mixed_precision`` (accepted one release, with a warning).
+LEGACY_PRECISIONS = {"no": "float32", "fp16": "float16", "bf16": "bfloat16"}
 #: Slicing directions (the axis the training planes are perpendicular to).
 AXIS_NAMES = ("z", "y", "x")
 #: Modules of the SD UNet that get LoRA layers (attention projections).
@@ -107,10 +110,12 @@ class SDLoRATrainParams(EngineParams):
     prior_loss_weight: float = param(
         1.0, help="prior preservation: weight of the class loss", min=0.0, advanced=True
     )
-    mixed_precision: str = param(
+    precision: str = param(
         "auto",
-        help="'auto' (fp16 on CUDA, full precision elsewhere), 'no', 'fp16' (CUDA only) or 'bf16'",
+        help="arithmetic of the training passes: auto (float16 on CUDA, float32 elsewhere), "
+        "float32, bfloat16 or float16 (CUDA only)",
         choices=PRECISIONS,
+        aliases=("mixed_precision",),
     )
     gradient_checkpointing: bool = param(
         False, help="recompute activations in the backward pass (less memory, ~30 % slower)"
@@ -132,6 +137,13 @@ class SDLoRATrainParams(EngineParams):
     window_percentiles: tuple[float, float] = window_percentiles_param(
         "percentiles of the volume mapped to the model's [0, 1] intensity range"
     )
+
+    def __post_init__(self) -> None:
+        former = LEGACY_PRECISIONS.get(self.precision) if isinstance(self.precision, str) else None
+        if former is not None:
+            warn_deprecated(f"precision {self.precision!r}", repr(former), type(self).__name__)
+            object.__setattr__(self, "precision", former)
+        super().__post_init__()
 
     def check(self) -> None:
         if self.resolution % 8:
