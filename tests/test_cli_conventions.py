@@ -171,6 +171,10 @@ def test_no_command_replaces_an_existing_file_without_overwrite(files, tmp_path,
     existing = tmp_path / "g.safetensors"
     argv = _argv("train-stylegan", files, "-o", str(tmp_path / "run"), "--export", str(existing))
     _refused(argv, existing, capsys)
+    existing.unlink()  # the .json written beside the export is never replaced silently either
+    argv = _argv("train-stylegan", files, "-o", str(tmp_path / "run"), "--export", str(existing))
+    _refused(argv, existing.with_suffix(".json"), capsys)
+    assert not existing.exists() and not (tmp_path / "run").exists()
 
 
 def test_report_folders_are_not_replaced_without_overwrite(files, tmp_path, capsys):

@@ -106,8 +106,15 @@ def run_train_command(args: argparse.Namespace) -> int:
     from .tasks import train_from_args
 
     if args.export:
-        output_path(
+        target = output_path(
             args.export,
+            overwrite=args.overwrite,
+            inputs=[args.input],
+            suffixes=None,
+            flag="--export",
+        )
+        output_path(  # the .json beside it is written too
+            target.with_suffix(".json"),
             overwrite=args.overwrite,
             inputs=[args.input],
             suffixes=None,
