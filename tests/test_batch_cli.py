@@ -93,3 +93,27 @@ def test_the_summary_names_the_uncertainty_image_a_job_wrote(tmp_path, capsys, m
     argv = ["batch", "interpolate", "linear", str(source), "-o", str(out), "--factor", "2", "-q"]
     assert main(argv) == 0
     assert f"uncertainty image: {out / 'uncertainty.ome.zarr'}" in capsys.readouterr().out
+
+
+def test_the_free_disk_check_counts_the_uncertainty_image_a_learned_job_writes(
+    tmp_path, capsys, monkeypatch
+):
+    import shutil
+
+    volume = (np.arange(6 * 32 * 32) % 200).reshape(6, 32, 32).astype(np.uint8)
+    write_volume(tmp_path / "v.tif", volume)
+    output_bytes = (5 * 4 + 1) * 32 * 32  # factor 4: 21 uint8 slices
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=2 * output_bytes))
+    command = ["batch", "interpolate", "METHOD", str(tmp_path / "v.tif"), "--factor", "4", "-q"]
+
+    def run(method, *extra):
+        argv = [method if part == "METHOD" else part for part in command]
+        return main([*argv, "-o", str(tmp_path / f"{method}.ome.zarr"), *extra])
+
+    # the uint8 output alone fits; with its float32 uncertainty image (4x) it does not
+    assert run("learned", "--train-steps", "1") == 2
+    err = capsys.readouterr().err
+    assert "with its float32 uncertainty image" in err and "--factor" in err, err
+    assert not (tmp_path / "learned.ome.zarr").exists()
+    assert run("linear") == 0  # no uncertainty image: the same output fits

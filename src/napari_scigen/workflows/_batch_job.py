@@ -324,7 +324,15 @@ def plan_batch(request: BatchRequest) -> BatchJob:
         from ..engines.interpolation.plan import plan_slices
 
         if request.factor is not None:  # the size checks of one process, before planning
-            _check_factor(request.factor, shape, output_dtype, request.output)
+            # an uncertainty image (float32, the output's grid) may be written beside it
+            maybe_uncertainty = engine.outputs_uncertainty and getattr(params, "uncertainty", False)
+            _check_factor(
+                request.factor,
+                shape,
+                output_dtype,
+                request.output,
+                extra_itemsize=4 if maybe_uncertainty else 0,
+            )
         n_out = plan_slices(shape[0], missing=request.missing, factor=request.factor).n_out
     output_shape = (n_out, *shape[1:])
     store_chunk = slice_chunks(output_shape, output_dtype)[0]
@@ -389,8 +397,13 @@ def _chunking_note(engine, n_chunks: int, learns: bool, fit_once: bool) -> str |
 MAX_OUTPUT_SLICES = 1_000_000
 
 
-def _check_factor(factor, shape: tuple[int, ...], dtype, output: str) -> None:
+def _check_factor(
+    factor, shape: tuple[int, ...], dtype, output: str, *, extra_itemsize: int = 0
+) -> None:
     """Refuse an upsampling factor whose output cannot be planned or stored.
+
+    ``extra_itemsize``: bytes per output voxel of a second image written beside the
+    output (4: a float32 uncertainty image), counted in the disk check.
 
     Raises
     ------
@@ -413,7 +426,7 @@ def _check_factor(factor, shape: tuple[int, ...], dtype, output: str) -> None:
             f"{MAX_OUTPUT_SLICES:,}): choose a smaller factor",
             options=["factor"],
         )
-    nbytes = n_out * math.prod(shape[1:]) * np.dtype(dtype).itemsize
+    nbytes = n_out * math.prod(shape[1:]) * (np.dtype(dtype).itemsize + extra_itemsize)
     folder = Path(output).expanduser().resolve().parent
     try:
         free = shutil.disk_usage(folder).free if folder.is_dir() else None
@@ -421,7 +434,9 @@ def _check_factor(factor, shape: tuple[int, ...], dtype, output: str) -> None:
         free = None
     if free is not None and nbytes > free:
         raise InvalidInputError(
-            f"factor={factor} makes an output of {format_bytes(nbytes)} (uncompressed) but "
+            f"factor={factor} makes an output of {format_bytes(nbytes)} (uncompressed"
+            + (", with its float32 uncertainty image" if extra_itemsize else "")
+            + f") but "
             f"{folder} has only {format_bytes(free)} free: choose a smaller factor or "
             "write to a larger disk",
             options=["factor"],
