@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._batch_cluster import pin_one_gpu
-from ._batch_job import BatchJob
+from ._batch_job import BatchJob, BatchRequest
 from ._batch_plan import Chunk, range_slice
 from ._batch_store import _batch_folder, _write_json
 
@@ -35,6 +35,17 @@ def _open_input(path: str, labels: bool, stamp: tuple, series: int | None = None
     return read_volume(path, lazy=True, labels=labels, series=series).data
 
 
+def _opened(path: str, *, labels: bool = False, series: int | None = None) -> Any:
+    """The lazily opened volume at ``path`` (cached while the file is unchanged)."""
+    status = Path(path).stat()
+    return _open_input(str(path), labels, (status.st_mtime_ns, status.st_size), series)
+
+
+def _input_slices(request: BatchRequest, start: int, stop: int) -> np.ndarray:
+    """Slices ``[start, stop)`` of the job's input (its chosen image series)."""
+    return _read_slices(request.input, start, stop, series=request.series)
+
+
 def _read_slices(
     path: str, start: int, stop: int, *, labels: bool = False, series: int | None = None
 ) -> np.ndarray:
@@ -42,8 +53,7 @@ def _read_slices(
 
     ``series``: the image series of a multi-series TIFF (the job's input only).
     """
-    status = Path(path).stat()
-    data = _open_input(str(path), labels, (status.st_mtime_ns, status.st_size), series)
+    data = _opened(path, labels=labels, series=series)
     if data.ndim == 2:  # a 2D mask applies to every slice
         return np.array(data)
     part = data[start:stop]
@@ -74,9 +84,7 @@ def _run_engine(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | N
     from .. import api
 
     request = job.request
-    image = _read_slices(
-        request.input, chunk.source_start, chunk.source_stop, series=request.series
-    )
+    image = _input_slices(request, chunk.source_start, chunk.source_stop)
     mask = control = None
     if request.mask is not None:
         mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
@@ -158,12 +166,9 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
 
         sampled = fit_window(job.input_shape, request.missing, request.factor, job.params.seed)
         if sampled is not None:  # only the seeded training sample is read
-            status = Path(request.input).stat()
-            image = _open_input(
-                request.input, False, (status.st_mtime_ns, status.st_size), request.series
-            )
+            image = _opened(request.input, series=request.series)
         else:
-            image = _read_slices(request.input, 0, job.input_shape[0], series=request.series)
+            image = _input_slices(request, 0, job.input_shape[0])
         generator = run_learned_interpolation(
             image, job.params, missing=request.missing, factor=request.factor, fit_only=True,
             value_range=job.value_range,
@@ -172,15 +177,13 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
         from ..engines.learned.bounded import inpaint_window
         from ..engines.learned.inpaint import run_learned_inpainting
 
-        status = Path(request.mask).stat()  # read slab by slab to draw the sample's centre
-        mask = _open_input(request.mask, True, (status.st_mtime_ns, status.st_size))
+        # read slab by slab to draw the sample's centre
+        mask = _opened(request.mask, labels=True)
         if inpaint_window(job.input_shape, mask, job.params.seed) is not None:
-            status = Path(request.input).stat()  # only the seeded training sample is read
-            image = _open_input(
-                request.input, False, (status.st_mtime_ns, status.st_size), request.series
-            )
+            # only the seeded training sample is read
+            image = _opened(request.input, series=request.series)
         else:
-            image = _read_slices(request.input, 0, job.input_shape[0], series=request.series)
+            image = _input_slices(request, 0, job.input_shape[0])
             mask = _read_slices(request.mask, 0, job.input_shape[0], labels=True)
         generator = run_learned_inpainting(
             image, mask, job.params, slices=request.slices, fit_only=True,
@@ -241,7 +244,7 @@ def _run_fitted(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | N
         uncertainty = np.zeros(shape, np.float32) if spread else None
         mine = None if uncertainty is None else uncertainty[chunk.start - chunk.first_output :]
         block = interpolation_chunk(
-            fitted, _read_slices(request.input, first, last, series=request.series), source_start=first,
+            fitted, _input_slices(request, first, last), source_start=first,
             n_slices=depth, missing=request.missing, factor=request.factor,
             start=chunk.start, stop=chunk.stop, device=device, uncertainty=mine,
         )  # fmt: skip
@@ -254,13 +257,11 @@ def _run_fitted(job: BatchJob, chunk: Chunk) -> tuple[np.ndarray, np.ndarray | N
         # nothing to fill here: the chunk's own slices, without reading its halo
         shape = (chunk.source_stop - chunk.source_start, *job.output_shape[1:])
         result = np.empty(shape, job.output_dtype)
-        result[chunk.start - chunk.source_start : chunk.stop - chunk.source_start] = _read_slices(
-            request.input, chunk.start, chunk.stop, series=request.series
+        result[chunk.start - chunk.source_start : chunk.stop - chunk.source_start] = _input_slices(
+            request, chunk.start, chunk.stop
         )
         return result, None  # its uncertainty: zeros (see _write_uncertainty)
-    image = _read_slices(
-        request.input, chunk.source_start, chunk.source_stop, series=request.series
-    )
+    image = _input_slices(request, chunk.source_start, chunk.source_stop)
     mask = _read_slices(request.mask, chunk.source_start, chunk.source_stop, labels=True)
     uncertainty = np.zeros(image.shape, np.float32) if spread else None
     result = inpaint_chunk(
@@ -324,9 +325,7 @@ def _compute(job: BatchJob, index: int, threads, gpu_slots, folder, marker, work
     chunk = job.chunks[index]
     spread = None
     if chunk.copy:
-        result = _read_slices(
-            job.request.input, chunk.source_start, chunk.source_stop, series=job.request.series
-        )
+        result = _input_slices(job.request, chunk.source_start, chunk.source_stop)
     elif job.fit_once:
         result, spread = _run_fitted(job, chunk)
     else:
