@@ -142,6 +142,8 @@ def test_a_learned_engine_is_trained_once_and_its_chunks_equal_one_process(clien
     assert summary.computed == 3 and len(summary.workers) >= 1
     model = tmp_path / "split.ome.zarr" / ".napari_scigen_batch" / "model"
     assert sorted(p.name for p in model.iterdir()) == ["learned.json", "learned.safetensors"]
+    record = json.loads((model / "learned.json").read_text())
+    assert record["format"] and record["fitted"]["extra"]["fit_threads"] == 1  # threads=1 wins
     difference = np.abs(chunked.data.astype(int) - reference.data.astype(int))
     assert difference.max() <= 1 and (difference > 0).mean() < 1e-3
     assert chunked.provenance["extra"]["chunking_note"] == job.note
@@ -360,3 +362,49 @@ def test_a_killed_worker_loses_only_its_chunk(client, rock, tmp_path):
     assert sum(attempts.values()) <= summary.n_chunks + 1  # only the victim's chunk again
     reference = api.interpolate(volume, missing=missing, method="flow")
     np.testing.assert_array_equal(result.data, reference.data)
+
+
+@pytest.mark.skipif(
+    "learned" not in engine_names("interpolate"), reason="the learned engine is not registered"
+)
+def test_the_once_only_fit_uses_the_threads_of_every_worker_waiting_on_its_machine(
+    client, rock, tmp_path
+):
+    from napari_scigen.workflows._batch_cluster import ClusterOptions, fit_placement
+
+    _, path = rock
+    params = {
+        "train_steps": 2, "batch_size": 2, "crop_size": 16, "seed": 3, "uncertainty": False,
+        "force_learned": True, "base_channels": 8, "init": "scratch", "tta": 1,
+    }  # fmt: skip
+    request = BatchRequest(
+        "interpolate", "learned", str(path), str(tmp_path / "split.ome.zarr"), params=params,
+        missing=ODD, chunk_slices=8,
+    )  # fmt: skip
+    messages = []
+    summary = run_batch(
+        request, client=client, options=ClusterOptions(threads=1),
+        on_progress=lambda event: messages.append(event.message),
+    )  # fmt: skip
+    assert summary.computed == 3
+    model = tmp_path / "split.ome.zarr" / ".napari_scigen_batch" / "model" / "learned.json"
+    assert json.loads(model.read_text())["fitted"]["extra"]["fit_threads"] == 2
+    assert any("once on one worker with 2 threads" in m for m in messages)
+
+    worker, threads = fit_placement(client, 1)
+    assert worker in client.scheduler_info()["workers"] and threads == 2  # 2 workers x 1
+    assert fit_placement(client, 3)[1] == 6
+    assert fit_placement(client, None) == (None, None)  # threads unknown: the workers' own
+
+    class TwoMachines:
+        def scheduler_info(self):
+            hosts = {"tcp://a:1": "a", "tcp://a:2": "a", "tcp://b:1": "b", "tcp://b:2": "b"}
+            hosts["tcp://b:3"] = "b"
+            return {"workers": {address: {"host": host} for address, host in hosts.items()}}
+
+    class Queued:
+        def scheduler_info(self):
+            return {"workers": {}}
+
+    assert fit_placement(TwoMachines(), 4) == ("tcp://a:1", 8)  # only its own machine's cores
+    assert fit_placement(Queued(), 4) == (None, 4)

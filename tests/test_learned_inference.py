@@ -248,3 +248,45 @@ def test_bfloat16_precision_on_the_cpu_stays_close_to_float32():
     fast, _ = _predict_rows(network, volume, known, rows, precision="bfloat16")
     difference = np.abs(fast.mean - exact.mean).max()
     assert TOLERANCE < difference < 0.05  # bfloat16 rounding, not float32's
+
+
+def test_a_grid_converted_from_the_input_as_tiles_read_it_predicts_the_same_bits():
+    from napari_scigen.engines.interpolation.plan import plan_slices
+    from napari_scigen.engines.learned.geometry import KnownRows, make_grid
+
+    rng = np.random.default_rng(3)
+    slices = rng.integers(200, 60000, (5, 6, 70), dtype=np.uint16)
+    plan = plan_slices(5, missing=None, factor=2)
+    dense = make_grid(slices, plan)
+    targets = dict(plan.kept)
+    lazy = KnownRows(slices, targets, plan.n_out, dense.low, dense.high)
+    assert lazy.shape == dense.volume.shape
+    rows = np.array([0, 3, 3, 4, 8, 5])  # known and unknown rows, repeated, unordered
+    assert np.array_equal(lazy[rows, 1:4, 2:60], dense.volume[rows, 1:4, 2:60])
+    assert np.array_equal(lazy[2:7, 5, :], dense.volume[2:7, 5, :])
+    assert np.array_equal(lazy[4], dense.volume[4]) and not lazy[1].any()
+    network = _network()
+    synthesized = np.array(plan.synthesized)
+    whole, _ = _predict_rows(network, dense.volume, dense.known, synthesized)
+    lazily, _ = _predict_rows(network, lazy, dense.known, synthesized)
+    assert np.array_equal(lazily.mean, whole.mean)
+    assert np.array_equal(lazily.spread, whole.spread)
+
+
+def test_a_grid_converted_as_read_reads_each_input_slice_once_per_tile():
+    from napari_scigen.engines.learned.geometry import KnownRows
+
+    class Counted:
+        def __init__(self, data):
+            self.data, self.shape, self.rows = data, data.shape, []
+
+        def __getitem__(self, key):
+            self.rows.append(np.asarray(key[0]).tolist())
+            return self.data[key]
+
+    slices = Counted(np.arange(3 * 4 * 5, dtype=np.uint8).reshape(3, 4, 5))
+    lazy = KnownRows(slices, {0: 0, 1: 2, 2: 4}, 5, 0.0, 255.0)
+    values = lazy[np.array([0, 0, 1, 2, 2, 4]), :, :]
+    assert slices.rows == [[0, 1, 2]]  # every slice once, unknown row 1 not read
+    assert values.shape == (6, 4, 5) and not values[2].any()
+    assert np.array_equal(values[3], slices.data[1].astype(np.float32) * np.float32(1 / 255))

@@ -432,6 +432,35 @@ def _quiet_task_errors(client, options: ClusterOptions) -> None:
     client.register_plugin(plugin, name=QuietTaskErrors.name)
 
 
+def fit_placement(client, threads: int | None) -> tuple[str | None, int | None]:
+    """The worker that trains a job's learned engine once, and its torch threads.
+
+    Every other worker waits for that fit (the chunks need its network), so it may use
+    the cores of every worker on its machine: ``threads`` times the workers on its host,
+    which on a local cluster are the cores one process would use. More threads only
+    change the order of training's float sums (weights within ~1e-6), never what is
+    learned; ``threads=`` of the engine fixes the count everywhere.
+
+    Returns
+    -------
+    tuple
+        ``(worker address, threads)``; ``(None, threads)`` when no worker has started
+        yet (a SLURM job still queued) or the workers' threads are not known.
+    """
+    if not threads:
+        return None, threads
+    try:
+        workers = client.scheduler_info().get("workers", {})
+    except (AttributeError, OSError, TimeoutError):
+        return None, threads
+    if not workers:
+        return None, threads
+    address = min(workers)
+    host = workers[address].get("host")
+    beside = sum(1 for worker in workers.values() if worker.get("host") == host)
+    return address, int(threads) * beside
+
+
 @contextlib.contextmanager
 def open_client(options: ClusterOptions, client=None) -> Iterator[tuple[object, ClusterInfo]]:
     """A ``distributed.Client`` on the cluster ``options`` describe, closed on exit.

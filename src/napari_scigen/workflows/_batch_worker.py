@@ -138,7 +138,9 @@ def model_folder(store) -> Path:
 def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> dict:
     """Train the job's learned engine once on the whole volume; write it for the chunks.
 
-    Runs on one worker before the chunks (a ``fit_once`` job). The network goes to
+    Runs on one worker before the chunks (a ``fit_once`` job), with ``threads`` torch
+    threads (:func:`~._batch_cluster.fit_placement`: the cores of the workers waiting
+    beside it), recorded as ``fit_threads``. The network goes to
     :func:`model_folder` as safetensors + JSON (written to a temporary folder, then
     renamed, so a killed worker leaves none half written); a rerun reuses it.
 
@@ -190,6 +192,10 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
             value_range=job.value_range,
         )  # fmt: skip
     fitted = drain(generator)
+    import torch
+
+    used = int(getattr(job.params, "threads", None) or torch.get_num_threads())
+    fitted.record["extra"]["fit_threads"] = used  # training's float sums depend on it
     if wants_uncertainty(job) and fitted.record["filled_with"] == "learned":
         uncertainty_array(job)  # before the network: its chunks write into it
     draft = folder.with_name(f"model.{os.getpid()}.{secrets.token_hex(4)}")
@@ -205,6 +211,7 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
         "filled_with": fitted.record["filled_with"],
         "seconds": round(time.time() - started, 2),
         "worker": worker,
+        "threads": used,
     }
 
 

@@ -48,6 +48,7 @@ from ._batch_cluster import (
     ClusterOptions,
     SlurmProfile,
     check_cluster_available,
+    fit_placement,
     open_client,
 )
 from ._batch_job import BatchJob, BatchRequest, plan_batch
@@ -296,9 +297,14 @@ def _fit_once(active, job, info, retries, cancel, done, total) -> Generator[Prog
     """Train the job's learned engine once, on one worker, before the chunks are sent."""
     from distributed import wait
 
-    yield Progress(done, total, f"training the {job.request.method} engine once on one worker")
+    worker, threads = fit_placement(active, info.threads)
+    using = f" with {threads} threads (the other workers wait for it)" if worker else ""
+    yield Progress(
+        done, total, f"training the {job.request.method} engine once on one worker{using}"
+    )
+    where = {"workers": [worker], "allow_other_workers": True} if worker else {}
     future = active.submit(
-        fit_model, job, info.threads, info.gpu_slots, retries=int(retries), pure=False
+        fit_model, job, threads, info.gpu_slots, retries=int(retries), pure=False, **where
     )
     try:
         while True:

@@ -196,7 +196,7 @@ def fill_chunk(
     """
     from ...core.device import resolve_device
     from ..interpolation.plan import plan_slices
-    from .geometry import Grid
+    from .geometry import Grid, KnownRows
     from .training import torch_threads
 
     record = fitted.record
@@ -216,15 +216,15 @@ def fill_chunk(
         part = sub[kept[0][0] - source_start : kept[-1][0] - source_start + 1]
         return _classical_chunk(record["filled_with"], part, kept, plan, start, stop, block)
     low, high = (float(v) for v in record["window"])
-    volume = np.zeros((last_row - first_row + 1, *sub.shape[1:]), np.float32)
+    # the grid's known rows are converted from ``sub`` as the tiles read them (a float32
+    # grid of every output row would be 4 x factor times a uint8 chunk)
+    rows_of = {source - source_start: target - first_row for source, target in kept}
+    volume = KnownRows(sub, rows_of, last_row - first_row + 1, low, high)
     known = np.zeros(volume.shape[0], bool)
-    scale = 1.0 / (high - low)
-    for source, target in kept:  # as geometry.make_grid, row by row
-        row = sub[source - source_start]
-        volume[target - first_row] = (row.astype(np.float32) - np.float32(low)) * np.float32(scale)
+    for source, target in kept:
         known[target - first_row] = True
         if start <= target < stop:
-            block[target - start] = row
+            block[target - start] = sub[source - source_start]
     rows = [r - first_row for r in plan.synthesized if start <= r < stop]
     if rows:
         device = device or resolve_device("auto")

@@ -22,9 +22,9 @@ class Grid:
 
     Attributes
     ----------
-    volume : numpy.ndarray
+    volume : numpy.ndarray or KnownRows
         ``(n_out, Y, X)`` float32; kept slices scaled by ``(value - low) / (high - low)``,
-        synthesized slices 0.
+        synthesized slices 0 (a :class:`KnownRows` computes the rows it is asked for).
     known : numpy.ndarray
         ``(n_out,)`` bool, True on kept slices.
     low, high : float
@@ -53,11 +53,70 @@ def make_grid(array: np.ndarray, plan: SlicePlan) -> Grid:
         high = low + 1.0
     volume = np.zeros((plan.n_out, *array.shape[1:]), dtype=np.float32)
     known = np.zeros(plan.n_out, dtype=bool)
-    scale = 1.0 / (high - low)
     for source, target in plan.kept:
-        volume[target] = (array[source].astype(np.float32) - np.float32(low)) * np.float32(scale)
+        volume[target] = to_units(array[source], low, high)
         known[target] = True
     return Grid(volume, known, low, high)
+
+
+def to_units(rows: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Data values in network units, float32: ``(value - low) / (high - low)``.
+
+    The one formula of the grid's known rows (:func:`make_grid`, :class:`KnownRows`), so a
+    row converted alone or within any block has the same bits.
+    """
+    scale = 1.0 / (high - low)
+    return (np.asarray(rows).astype(np.float32) - np.float32(low)) * np.float32(scale)
+
+
+class KnownRows:
+    """An output grid's volume that converts its known rows from the input when read.
+
+    Behaves like the ``(n_out, Y, X)`` float32 array of :func:`make_grid` for the reads
+    of inference (``grid[rows, ys, xs]`` with ``rows`` an index array, a slice or an
+    integer, ``ys``/``xs`` slices or integers): the same values, bit for bit, without
+    holding the grid (float32 is 4x a uint8 input, and a ``factor``-times grid has
+    ``factor`` times its rows; issue 19). Rows that are not known read as 0.
+
+    Parameters
+    ----------
+    slices : numpy.ndarray
+        Input slices (any array that takes ``slices[index_array, ys, xs]``).
+    targets : dict
+        ``{input slice index: grid row}`` of the known rows.
+    n_rows : int
+        Rows of the grid.
+    low, high : float
+        The intensity window (network units 0 and 1).
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+
+    def __init__(self, slices, targets: dict, n_rows: int, low: float, high: float) -> None:
+        self.slices = slices
+        self.low, self.high = float(low), float(high)
+        self.source = np.full(int(n_rows), -1, dtype=np.int64)
+        for source, target in targets.items():
+            self.source[int(target)] = int(source)
+        self.shape = (int(n_rows), *np.shape(slices)[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, *rest = key if isinstance(key, tuple) else (key,)
+        single = np.ndim(rows) == 0 and not isinstance(rows, slice)
+        if isinstance(rows, slice):
+            rows = np.arange(self.shape[0])[rows]
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        sources = self.source[rows]
+        wanted = np.unique(sources[sources >= 0])
+        read = to_units(self.slices[(wanted, *rest)], self.low, self.high)
+        values = np.zeros((rows.size, *read.shape[1:]), np.float32)
+        present = sources >= 0
+        values[present] = read[np.searchsorted(wanted, sources[present])]
+        return values[0] if single else values
 
 
 def neighbours(known: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
