@@ -222,10 +222,19 @@ def run_batch_one(spec: dict) -> dict:
         "total_s": round(wall, 2),
         "before_fit_s": round(marks.get("fit_start", 0), 2),
         "fit_s": round(fit, 2),
+        "fit_threads": _fit_threads(output),
         "chunks_s": round(wall - marks.get("fit_end", 0), 2),
         "per_worker_chunks": summary.workers,
         "load_before_after": [spec.get("load"), _load()],
     }
+
+
+def _fit_threads(store: Path) -> int | None:
+    """The torch threads the job's once-only fit trained with (its record)."""
+    record = Path(store) / ".napari_scigen_batch" / "model" / "learned.json"
+    if not record.is_file():
+        return None
+    return json.loads(record.read_text())["fitted"]["extra"].get("fit_threads")
 
 
 def compare(reference: Path, path: str) -> dict:
@@ -260,6 +269,13 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--chunk-slices", type=int, default=None, help="batch chunk size")
     parser.add_argument("--precision", default="bfloat16", help="batch runs' precision")
+    parser.add_argument(
+        "--engine-threads",
+        type=int,
+        default=None,
+        help="batch runs: the engine's threads= (default none: the workers' threads, and "
+        "the once-only fit uses the cores of the workers waiting on its machine)",
+    )
     parser.add_argument("--lock-wait", type=int, default=1200, help="flock -w seconds")
     parser.add_argument(
         "--no-uncertainty", action="store_true", help="without the float32 uncertainty image"
@@ -372,7 +388,8 @@ def batch_main(args, scratch: Path, commit: str) -> None:
         workers, threads = (int(v) for v in layout.split("x"))
         spec = {
             "kind": "batch", "depth": depth, "side": side, "workers": workers,
-            "threads": threads, "engine_threads": threads, "train_steps": args.train_steps,
+            "threads": threads, "engine_threads": args.engine_threads,
+            "train_steps": args.train_steps,
             "precision": args.precision, "chunk_slices": args.chunk_slices,
             "scratch": str(scratch), "save": str(scratch / f"batch_{layout}.npy"),
             "commit": commit, "uncertainty": not args.no_uncertainty, "load": _load(),
