@@ -149,6 +149,7 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
     dict
         ``{"status": "trained" | "reused", "filled_with", "seconds", "worker"}``.
     """
+    from ..core.memory import release_free_memory
     from ..core.progress import drain
     from ..engines.learned.fitted import load_fitted, save_fitted
 
@@ -200,6 +201,7 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
         uncertainty_array(job)  # before the network: its chunks write into it
     draft = folder.with_name(f"model.{os.getpid()}.{secrets.token_hex(4)}")
     save_fitted(fitted, draft)
+    release_free_memory()  # this worker goes on with chunks
     try:
         os.replace(draft, folder)
     except OSError:  # another worker finished first: keep its network

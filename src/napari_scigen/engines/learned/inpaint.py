@@ -483,6 +483,7 @@ def run_learned_inpainting(
 def _fit_on_sample(image, mask, params, window, slices, cancel, fit_only, value_range):
     """Fit on the seeded sample ``window`` (see :mod:`.bounded`), then fill the whole volume."""
     from ...core.device import resolve_device
+    from ...core.memory import release_free_memory
     from .bounded import describe, read_window, with_output_range
     from .fitted import inpaint_chunk
 
@@ -496,6 +497,7 @@ def _fit_on_sample(image, mask, params, window, slices, cancel, fit_only, value_
     record["extra"]["fit_sample"] = describe(window, shape)
     if fit_only:
         return with_output_range(fitted, image, value_range)
+    release_free_memory()  # what training and the checks freed, before the fill
     array = check_image(image, name="image")
     boolean = check_mask(mask, array.shape, name="mask")
     chosen = select_slices(array.shape[0], slices)

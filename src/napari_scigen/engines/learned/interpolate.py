@@ -529,6 +529,7 @@ def _fit_record(mode, params, grid, array, chosen, extra) -> dict:
 def _fit_on_sample(volume, params, window, missing, factor, cancel, mode, fit_only, value_range):
     """Fit on the seeded sample ``window`` of ``volume`` (see :mod:`.bounded`), fill whole."""
     from ...core.device import resolve_device
+    from ...core.memory import release_free_memory
     from ...core.validation import check_image
     from .bounded import describe, read_window, window_missing, with_output_range
     from .fitted import fill_chunk
@@ -544,6 +545,7 @@ def _fit_on_sample(volume, params, window, missing, factor, cancel, mode, fit_on
     record["extra"]["fit_sample"] = describe(window, shape)
     if fit_only:
         return with_output_range(fitted, volume, value_range)
+    release_free_memory()  # what training and the checks freed, before the long fill
     array, plan, _, low, high = prepare(
         check_image(volume, name="volume", ndim=(3,)), missing, factor
     )
