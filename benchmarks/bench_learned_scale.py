@@ -278,6 +278,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--lock-wait", type=int, default=1200, help="flock -w seconds")
     parser.add_argument(
+        "--lock-limit", type=int, default=480, help="seconds a locked measurement may run"
+    )
+    parser.add_argument(
         "--no-uncertainty", action="store_true", help="without the float32 uncertainty image"
     )
     parser.add_argument(
@@ -322,7 +325,7 @@ def main(argv=None) -> None:
                 "uncertainty": not args.no_uncertainty,
                 "load": _load(),
             }
-            rows.append(measure("--one", spec, args.lock, args.lock_wait))
+            rows.append(measure("--one", spec, args.lock, args.lock_wait, args.lock_limit))
     for row in rows:
         row.update(compare(scratch / f"{row['depth']}x{row['side']}_old.npy", row.pop("save")))
     if args.append and Path(args.out).is_file():
@@ -351,11 +354,11 @@ def main(argv=None) -> None:
         )
 
 
-def measure(flag: str, spec: dict, lock: str | None, wait: int = 1200) -> dict:
+def measure(flag: str, spec: dict, lock: str | None, wait: int = 1200, limit: int = 480) -> dict:
     """Run one measurement in a subprocess (under ``flock lock``); its row, or its error."""
     command = [sys.executable, __file__, flag, json.dumps(spec)]
-    if lock:  # each locked command at most 8 minutes (the machine's rule)
-        command = ["flock", "-w", str(wait), lock, "timeout", "480", *command]
+    if lock:  # each locked command at most ``limit`` seconds (8 minutes: the machine's rule)
+        command = ["flock", "-w", str(wait), lock, "timeout", str(limit), *command]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         row = {**spec, "error": done.stderr.strip().splitlines()[-1:]}
@@ -394,7 +397,7 @@ def batch_main(args, scratch: Path, commit: str) -> None:
             "scratch": str(scratch), "save": str(scratch / f"batch_{layout}.npy"),
             "commit": commit, "uncertainty": not args.no_uncertainty, "load": _load(),
         }  # fmt: skip
-        rows.append(measure("--one-batch", spec, args.lock, args.lock_wait))
+        rows.append(measure("--one-batch", spec, args.lock, args.lock_wait, args.lock_limit))
     first = rows[0]
     impl = "new-bf16" if args.precision == "bfloat16" else "new"
     single = scratch / f"{depth}x{side}_{impl}.npy"
@@ -578,7 +581,7 @@ def large_main(args, commit: str) -> None:
             "train_steps": args.train_steps, "precision": args.precision,
             "output": str(folder / f"out_{task}.ome.zarr"), "commit": commit, "load": _load(),
         }  # fmt: skip
-        rows.append(measure("--one-large", spec, args.lock, args.lock_wait))
+        rows.append(measure("--one-large", spec, args.lock, args.lock_wait, args.lock_limit))
     old = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {"rows": []}
     old.setdefault("large_rows", [])
     old["large_rows"] += rows
