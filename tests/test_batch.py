@@ -367,10 +367,8 @@ def test_a_killed_worker_loses_only_its_chunk(client, rock, tmp_path):
 @pytest.mark.skipif(
     "learned" not in engine_names("interpolate"), reason="the learned engine is not registered"
 )
-def test_the_once_only_fit_uses_the_threads_of_every_worker_waiting_on_its_machine(
-    client, rock, tmp_path
-):
-    from napari_scigen.workflows._batch_cluster import ClusterOptions, fit_placement
+def test_the_once_only_fit_uses_the_cores_of_the_workers_waiting_for_it(rock, tmp_path):
+    from napari_scigen.workflows._batch_cluster import ClusterOptions, available_cores
 
     _, path = rock
     params = {
@@ -382,29 +380,13 @@ def test_the_once_only_fit_uses_the_threads_of_every_worker_waiting_on_its_machi
         missing=ODD, chunk_slices=8,
     )  # fmt: skip
     messages = []
+    options = ClusterOptions("local", workers=2, threads=1, dashboard=None)
     summary = run_batch(
-        request, client=client, options=ClusterOptions(threads=1),
-        on_progress=lambda event: messages.append(event.message),
-    )  # fmt: skip
+        request, options=options, on_progress=lambda event: messages.append(event.message)
+    )
     assert summary.computed == 3
     model = tmp_path / "split.ome.zarr" / ".napari_scigen_batch" / "model" / "learned.json"
-    assert json.loads(model.read_text())["fitted"]["extra"]["fit_threads"] == 2
-    assert any("once on one worker with 2 threads" in m for m in messages)
-
-    worker, threads = fit_placement(client, 1)
-    assert worker in client.scheduler_info()["workers"] and threads == 2  # 2 workers x 1
-    assert fit_placement(client, 3)[1] == 6
-    assert fit_placement(client, None) == (None, None)  # threads unknown: the workers' own
-
-    class TwoMachines:
-        def scheduler_info(self):
-            hosts = {"tcp://a:1": "a", "tcp://a:2": "a", "tcp://b:1": "b", "tcp://b:2": "b"}
-            hosts["tcp://b:3"] = "b"
-            return {"workers": {address: {"host": host} for address, host in hosts.items()}}
-
-    class Queued:
-        def scheduler_info(self):
-            return {"workers": {}}
-
-    assert fit_placement(TwoMachines(), 4) == ("tcp://a:1", 8)  # only its own machine's cores
-    assert fit_placement(Queued(), 4) == (None, 4)
+    used = min(2, available_cores())  # 2 workers x 1 thread, at most this machine's cores
+    assert json.loads(model.read_text())["fitted"]["extra"]["fit_threads"] == used
+    assert any("once on one worker with 2 thread(s)" in m for m in messages)
+    assert read_volume(request.output).provenance["extra"]["fitted"]["fit_threads"] == used

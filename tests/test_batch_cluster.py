@@ -79,9 +79,10 @@ def test_gpus_start_one_dask_cuda_worker_per_gpu(monkeypatch):
         sys.modules, "dask_cuda", types.SimpleNamespace(LocalCUDACluster=FakeLocalCUDACluster)
     )
     monkeypatch.setattr(_batch_cluster, "available_cores", lambda: 16)
-    cluster, description, threads = _batch_cluster._cuda_cluster(
+    cluster, description, threads, fit_threads = _batch_cluster._cuda_cluster(
         ClusterOptions("cuda", gpus=4, dashboard=None)
     )
+    assert fit_threads == 4  # a once-only fit runs on its worker's GPU with its threads
     assert asked["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and asked["threads_per_worker"] == 1
     assert threads == 4 and asked["environ"]["OMP_NUM_THREADS"] == "4"  # 16 cores / 4 GPUs
     assert asked["environ"]["MALLOC_MMAP_THRESHOLD_"] == str(64 * 1024**2)
@@ -193,6 +194,6 @@ def test_the_local_cluster_splits_the_cores_between_its_workers(monkeypatch):
             lambda: {name: os.environ.get(name) for name in _batch_cluster.worker_environment(2)}
         )
     assert info.description == "local cluster: 2 workers x 2 thread(s)" and info.threads == 2
-    assert info.dashboard is None
+    assert info.dashboard is None and info.fit_threads == 4  # the cluster's cores
     assert list(environments.values()) == [_batch_cluster.worker_environment(2)] * 2
     assert os.environ["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in os.environ

@@ -206,3 +206,40 @@ def test_scans_up_to_about_256_cubed_are_fitted_whole_larger_ones_on_a_budget():
     assert sizes[1:] == [512, 512] and 64 <= sizes[0] <= 66
     assert sizes[0] * 512 * 512 <= MAX_FIT_VOXELS + 2 * 512 * 512
     assert window[0].start % 2 == 0 and (window[0].stop - 1) % 2 == 0  # starts/ends on kept
+
+
+@pytest.mark.parametrize("geometry", [{"factor": 2}, {"missing": (3, 4, 9, 14, 50, 51, 52)}])
+def test_chunks_read_their_grid_rows_from_the_input_with_the_bits_of_a_whole_float32_grid(
+    volume, geometry, monkeypatch
+):
+    from napari_scigen.engines.learned import geometry as grid_module
+    from napari_scigen.engines.learned.interpolate import run_learned_interpolation
+
+    params = LearnedInterpolateParams(**TINY, force_learned=True, uncertainty=False)
+    fitted = drain(run_learned_interpolation(volume, params, fit_only=True, **geometry))
+    n, (missing, factor) = volume.shape[0], (geometry.get("missing"), geometry.get("factor"))
+
+    def fill(start, stop):
+        first, last = interpolation_sources(n, missing, factor, start, stop)
+        spread = np.zeros((stop - start, *volume.shape[1:]), np.float32)
+        data = interpolation_chunk(
+            fitted, volume[first:last], source_start=first, n_slices=n, missing=missing,
+            factor=factor, start=start, stop=stop, device="cpu", uncertainty=spread,
+        )  # fmt: skip
+        return data, spread
+
+    def dense(slices, targets, n_rows, low, high):  # the float32 grid chunks used to build
+        grid = np.zeros((n_rows, *slices.shape[1:]), np.float32)
+        for source, target in targets.items():
+            grid[target] = grid_module.grid_units(slices[source], low, high)
+        return grid
+
+    n_out = n * 2 - 1 if factor else n
+    chunks = [(0, 30), (30, n_out - 10), (n_out - 10, n_out)]  # the last reads from z > 0
+    assert interpolation_sources(n, missing, factor, *chunks[-1])[0] > 0
+    lazily = [fill(start, stop) for start, stop in chunks]
+    monkeypatch.setattr(grid_module, "KnownRows", dense)
+    whole = [fill(start, stop) for start, stop in chunks]
+    for (data, spread), (reference, reference_spread) in zip(lazily, whole, strict=True):
+        assert np.array_equal(data, reference) and np.array_equal(spread, reference_spread)
+    assert any(spread.any() for _, spread in lazily)  # the network filled something

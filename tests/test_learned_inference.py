@@ -273,7 +273,7 @@ def test_a_grid_converted_from_the_input_as_tiles_read_it_predicts_the_same_bits
     assert np.array_equal(lazily.spread, whole.spread)
 
 
-def test_a_grid_converted_as_read_reads_each_input_slice_once_per_tile():
+def test_a_grid_converted_as_read_reads_each_input_slice_once_per_read_and_refuses_masks():
     from napari_scigen.engines.learned.geometry import KnownRows
 
     class Counted:
@@ -290,3 +290,8 @@ def test_a_grid_converted_as_read_reads_each_input_slice_once_per_tile():
     assert slices.rows == [[0, 1, 2]]  # every slice once, unknown row 1 not read
     assert values.shape == (6, 4, 5) and not values[2].any()
     assert np.array_equal(values[3], slices.data[1].astype(np.float32) * np.float32(1 / 255))
+    for key in (np.array([True, False, True, False, True]), (Ellipsis, 0), (0, np.array([1]))):
+        with pytest.raises(TypeError):
+            lazy[key]
+    with pytest.raises(TypeError, match="index it"):
+        np.asarray(lazy)

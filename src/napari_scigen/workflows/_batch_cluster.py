@@ -177,12 +177,20 @@ class ClusterInfo:
         OpenMP/torch threads per worker (None: leave the workers' setting).
     gpu_slots : int
         GPUs per node that workers divide among themselves (:func:`pin_one_gpu`).
+    fit_threads : int or None
+        Torch threads of a job's once-only fit (a learned engine trained once, see
+        :func:`~._batch_worker.fit_model`): every other worker waits for it, so it may
+        use the cores the cluster was given on its machine (a local cluster's workers x
+        threads; a SLURM node's cores). From the cluster's options, never from the
+        workers alive at the time, so a job's fit is the same on every run. None: the
+        worker's own ``threads`` (an attached scheduler or a given client).
     """
 
     description: str
     dashboard: str | None
     threads: int | None
     gpu_slots: int = 0
+    fit_threads: int | None = None
 
 
 #: glibc malloc settings of the workers. distributed's default (trim freed memory back to
@@ -284,7 +292,8 @@ def _local_cluster(options: ClusterOptions):
             **options.extra,
         )
     noun = "worker" if workers == 1 else "workers"
-    return cluster, f"local cluster: {workers} {noun} x {threads} thread(s)", threads
+    description = f"local cluster: {workers} {noun} x {threads} thread(s)"
+    return cluster, description, threads, workers * threads
 
 
 def _cuda_cluster(options: ClusterOptions):
@@ -303,7 +312,8 @@ def _cuda_cluster(options: ClusterOptions):
             threads_per_worker=1, dashboard_address=options.dashboard, **kwargs
         )
     workers = len(cluster.workers)
-    return cluster, f"local CUDA cluster: {workers} GPU worker(s) x {threads} thread(s)", threads
+    description = f"local CUDA cluster: {workers} GPU worker(s) x {threads} thread(s)"
+    return cluster, description, threads, threads  # the fit runs on its worker's GPU
 
 
 def slurm_cluster(profile: SlurmProfile, *, dashboard: str | None = ":8787"):
@@ -391,7 +401,7 @@ def _slurm(options: ClusterOptions):
         f"{profile.account}, qos {profile.qos}, walltime {profile.walltime} "
         f"({workers} workers once the jobs start)"
     )
-    return cluster, description, profile.threads
+    return cluster, description, profile.threads, profile.threads * profile.processes
 
 
 class _NoComputeFailedRecords(logging.Filter):
@@ -430,35 +440,6 @@ def _quiet_task_errors(client, options: ClusterOptions) -> None:
 
     plugin = type("QuietTaskErrorsPlugin", (QuietTaskErrors, WorkerPlugin), {})()
     client.register_plugin(plugin, name=QuietTaskErrors.name)
-
-
-def fit_placement(client, threads: int | None) -> tuple[str | None, int | None]:
-    """The worker that trains a job's learned engine once, and its torch threads.
-
-    Every other worker waits for that fit (the chunks need its network), so it may use
-    the cores of every worker on its machine: ``threads`` times the workers on its host,
-    which on a local cluster are the cores one process would use. More threads only
-    change the order of training's float sums (weights within ~1e-6), never what is
-    learned; ``threads=`` of the engine fixes the count everywhere.
-
-    Returns
-    -------
-    tuple
-        ``(worker address, threads)``; ``(None, threads)`` when no worker has started
-        yet (a SLURM job still queued) or the workers' threads are not known.
-    """
-    if not threads:
-        return None, threads
-    try:
-        workers = client.scheduler_info().get("workers", {})
-    except (AttributeError, OSError, TimeoutError):
-        return None, threads
-    if not workers:
-        return None, threads
-    address = min(workers)
-    host = workers[address].get("host")
-    beside = sum(1 for worker in workers.values() if worker.get("host") == host)
-    return address, int(threads) * beside
 
 
 @contextlib.contextmanager
@@ -506,7 +487,7 @@ def open_client(options: ClusterOptions, client=None) -> Iterator[tuple[object, 
             attached.close()
         return
     factory = {"local": _local_cluster, "cuda": _cuda_cluster, "slurm": _slurm}[options.kind]
-    cluster, description, threads = factory(options)
+    cluster, description, threads, fit_threads = factory(options)
     try:
         with distributed.Client(cluster) as started:
             _quiet_task_errors(started, options)
@@ -514,6 +495,6 @@ def open_client(options: ClusterOptions, client=None) -> Iterator[tuple[object, 
             # the scheduler serves its HTTP routes (and a link to them) even without the
             # dashboard, so the link is only reported when a dashboard was asked for
             link = _dashboard_link(started) if options.dashboard is not None else None
-            yield started, ClusterInfo(description, link, threads, slots)
+            yield started, ClusterInfo(description, link, threads, slots, fit_threads)
     finally:
         cluster.close()

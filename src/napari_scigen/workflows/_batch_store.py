@@ -223,7 +223,8 @@ def finish_store(job: BatchJob, summary) -> None:
     if model.is_file():  # a learned engine trained once: what it decided, on what
         fitted = json.loads(model.read_text())["fitted"]
         kept = ("filled_with", "choice_reason", "decided_by", "self_validation",
-                "expected_error", "fit_sample", "network_window", "training")  # fmt: skip
+                "expected_error", "fit_sample", "network_window", "training",
+                "fit_threads")  # fmt: skip
         extra["fitted"] = {k: fitted["extra"].get(k) for k in kept}
     extra.update(
         complete=True,

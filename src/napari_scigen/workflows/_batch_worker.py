@@ -135,19 +135,24 @@ def model_folder(store) -> Path:
     return _batch_folder(store) / "model"
 
 
-def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> dict:
+def fit_model(
+    job: BatchJob, threads: int | None = None, gpu_slots: int = 0, fit_threads: int | None = None
+) -> dict:
     """Train the job's learned engine once on the whole volume; write it for the chunks.
 
-    Runs on one worker before the chunks (a ``fit_once`` job), with ``threads`` torch
-    threads (:func:`~._batch_cluster.fit_placement`: the cores of the workers waiting
-    beside it), recorded as ``fit_threads``. The network goes to
+    Runs on one worker before the chunks (a ``fit_once`` job). The worker keeps its
+    ``threads``; training and self-validation run with ``fit_threads`` torch threads
+    (:attr:`~._batch_cluster.ClusterInfo.fit_threads`: the cores of the workers waiting
+    for it, at most this machine's), unless the engine's ``threads`` fixes them; the
+    count is recorded as ``fit_threads`` (float sums depend on it). The network goes to
     :func:`model_folder` as safetensors + JSON (written to a temporary folder, then
     renamed, so a killed worker leaves none half written); a rerun reuses it.
 
     Returns
     -------
     dict
-        ``{"status": "trained" | "reused", "filled_with", "seconds", "worker"}``.
+        ``{"status": "trained" | "reused", "filled_with", "seconds", "worker"}`` and,
+        when trained, ``"threads"`` (the fit's torch threads).
     """
     from ..core.memory import release_free_memory
     from ..core.progress import drain
@@ -192,10 +197,15 @@ def fit_model(job: BatchJob, threads: int | None = None, gpu_slots: int = 0) -> 
             image, mask, job.params, slices=request.slices, fit_only=True,
             value_range=job.value_range,
         )  # fmt: skip
-    fitted = drain(generator)
     import torch
 
-    used = int(getattr(job.params, "threads", None) or torch.get_num_threads())
+    from ..engines.learned.training import torch_threads
+    from ._batch_cluster import available_cores
+
+    wanted = min(int(fit_threads), available_cores()) if fit_threads else None
+    with torch_threads("cpu", wanted):  # torch only: the worker's own pools stay
+        fitted = drain(generator)
+        used = int(getattr(job.params, "threads", None) or torch.get_num_threads())
     fitted.record["extra"]["fit_threads"] = used  # training's float sums depend on it
     if wants_uncertainty(job) and fitted.record["filled_with"] == "learned":
         uncertainty_array(job)  # before the network: its chunks write into it

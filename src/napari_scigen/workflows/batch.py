@@ -48,7 +48,6 @@ from ._batch_cluster import (
     ClusterOptions,
     SlurmProfile,
     check_cluster_available,
-    fit_placement,
     open_client,
 )
 from ._batch_job import BatchJob, BatchRequest, plan_batch
@@ -297,15 +296,16 @@ def _fit_once(active, job, info, retries, cancel, done, total) -> Generator[Prog
     """Train the job's learned engine once, on one worker, before the chunks are sent."""
     from distributed import wait
 
-    worker, threads = fit_placement(active, info.threads)
-    using = f" with {threads} threads (the other workers wait for it)" if worker else ""
+    fixed = getattr(job.params, "threads", None)  # the engine's threads= wins
+    threads = fixed or info.fit_threads
+    using = f" with {threads} thread(s)" if threads else ""
     yield Progress(
         done, total, f"training the {job.request.method} engine once on one worker{using}"
     )
-    where = {"workers": [worker], "allow_other_workers": True} if worker else {}
     future = active.submit(
-        fit_model, job, threads, info.gpu_slots, retries=int(retries), pure=False, **where
-    )
+        fit_model, job, info.threads, info.gpu_slots, info.fit_threads,
+        retries=int(retries), pure=False,
+    )  # fmt: skip
     try:
         while True:
             check_cancelled(cancel)

@@ -32,7 +32,7 @@ class Grid:
         slices).
     """
 
-    volume: np.ndarray
+    volume: np.ndarray | KnownRows
     known: np.ndarray
     low: float
     high: float
@@ -54,16 +54,28 @@ def make_grid(array: np.ndarray, plan: SlicePlan) -> Grid:
     volume = np.zeros((plan.n_out, *array.shape[1:]), dtype=np.float32)
     known = np.zeros(plan.n_out, dtype=bool)
     for source, target in plan.kept:
-        volume[target] = to_units(array[source], low, high)
+        volume[target] = grid_units(array[source], low, high)
         known[target] = True
     return Grid(volume, known, low, high)
 
 
-def to_units(rows: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Data values in network units, float32: ``(value - low) / (high - low)``.
+def grid_units(rows: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Data values in the interpolation network's units: ``(value - low) / (high - low)``.
 
     The one formula of the grid's known rows (:func:`make_grid`, :class:`KnownRows`), so a
     row converted alone or within any block has the same bits.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        Data values (any dtype).
+    low, high : float
+        The intensity window mapped to 0 and 1.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shaped like ``rows``.
     """
     scale = 1.0 / (high - low)
     return (np.asarray(rows).astype(np.float32) - np.float32(low)) * np.float32(scale)
@@ -104,15 +116,26 @@ class KnownRows:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(
+            "KnownRows converts the rows it is asked for; index it (grid[rows, ys, xs]) "
+            "instead of building the whole grid"
+        )
+
     def __getitem__(self, key) -> np.ndarray:
         rows, *rest = key if isinstance(key, tuple) else (key,)
+        for part in (rows, *rest):
+            if part is Ellipsis or part is None or np.asarray(part).dtype == bool:
+                raise TypeError("KnownRows takes integer rows and slices or integers after them")
+        if any(np.ndim(part) > 0 for part in rest):
+            raise TypeError("KnownRows takes index arrays on its first axis only")
         single = np.ndim(rows) == 0 and not isinstance(rows, slice)
         if isinstance(rows, slice):
             rows = np.arange(self.shape[0])[rows]
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
         sources = self.source[rows]
         wanted = np.unique(sources[sources >= 0])
-        read = to_units(self.slices[(wanted, *rest)], self.low, self.high)
+        read = grid_units(self.slices[(wanted, *rest)], self.low, self.high)
         values = np.zeros((rows.size, *read.shape[1:]), np.float32)
         present = sources >= 0
         values[present] = read[np.searchsorted(wanted, sources[present])]

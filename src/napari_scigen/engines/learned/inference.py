@@ -92,8 +92,9 @@ class PlaneSource:
 
     Parameters
     ----------
-    volume : numpy.ndarray
-        ``(n_out, Y, X)`` output grid in network units (unknown rows are not read).
+    volume : numpy.ndarray or KnownRows
+        ``(n_out, Y, X)`` output grid in network units (unknown rows are not read;
+        :class:`~.geometry.KnownRows` converts the known rows as they are read).
     known : numpy.ndarray
         ``(n_out,)`` bool, rows the network may see.
     """
@@ -115,8 +116,9 @@ class PlaneSource:
         index = np.arange(rows.start, rows.stop)
         where = (planes, cols) if orientation == "xz" else (cols, planes)
         weight = self.t[index].reshape(-1, 1, 1)
-        below = self.volume[(self.below[index], *where)]
-        above = self.volume[(self.above[index], *where)]
+        # one read of the known rows on both sides (a KnownRows grid converts each once)
+        both = self.volume[(np.concatenate([self.below[index], self.above[index]]), *where)]
+        below, above = both[: index.size], both[index.size :]
         fill = ((1.0 - weight) * below + weight * above).astype(np.float32)
         order = (1, 0, 2) if orientation == "xz" else (2, 0, 1)
         fill = fill.transpose(order)
@@ -162,7 +164,7 @@ def predict_rows(
     network : ResidualUNet
         Trained network (eval mode) on ``device``; moved to the CPU if the device runs
         out of memory even for the smallest tiles.
-    volume : numpy.ndarray
+    volume : numpy.ndarray or KnownRows
         Output grid ``(n_out, Y, X)`` in network units; unknown rows are ignored.
     known : numpy.ndarray
         Rows the network may see.

@@ -497,6 +497,7 @@ def _fit_on_sample(image, mask, params, window, slices, cancel, fit_only, value_
     record["extra"]["fit_sample"] = describe(window, shape)
     if fit_only:
         return with_output_range(fitted, image, value_range)
+    del sample_mask
     release_free_memory()  # what training and the checks freed, before the fill
     array = check_image(image, name="image")
     boolean = check_mask(mask, array.shape, name="mask")

@@ -545,6 +545,7 @@ def _fit_on_sample(volume, params, window, missing, factor, cancel, mode, fit_on
     record["extra"]["fit_sample"] = describe(window, shape)
     if fit_only:
         return with_output_range(fitted, volume, value_range)
+    del sample
     release_free_memory()  # what training and the checks freed, before the long fill
     array, plan, _, low, high = prepare(
         check_image(volume, name="volume", ndim=(3,)), missing, factor
