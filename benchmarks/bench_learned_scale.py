@@ -261,7 +261,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--scratch", default=None, help="folder of the outputs (an old one kept there is compared)"
     )
-    parser.add_argument("--append", action="store_true", help="keep the rows already in --out")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the one-process rows already in --out"
+    )
     parser.add_argument(
         "--batch",
         default=None,
@@ -328,14 +330,16 @@ def main(argv=None) -> None:
             rows.append(measure("--one", spec, args.lock, args.lock_wait, args.lock_limit))
     for row in rows:
         row.update(compare(scratch / f"{row['depth']}x{row['side']}_old.npy", row.pop("save")))
-    if args.append and Path(args.out).is_file():
-        rows = json.loads(Path(args.out).read_text())["rows"] + rows
-    record = {
-        "machine": f"{platform.machine()}, {args.threads} threads (shared 2-core VM, no GPU)",
-        "python": platform.python_version(),
-        "old": f"{OLD_COMMIT}:{OLD_PATH}",
-        "rows": rows,
-    }
+    # the batch, large and other parts of --out are kept; its rows too with --append
+    record = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    if args.append:
+        rows = record.get("rows", []) + rows
+    record.update(
+        machine=f"{platform.machine()}, {args.threads} threads (shared 2-core VM, no GPU)",
+        python=platform.python_version(),
+        old=f"{OLD_COMMIT}:{OLD_PATH}",
+        rows=rows,
+    )
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     print(
         "\n| size | impl | predict s | Mvoxel/s | peak RSS MiB | target MiB | faults M | sys s "
