@@ -183,6 +183,26 @@ def test_scheduler_address_attaches_and_leaves_scheduler_to_the_engines(small_ti
     assert args.param__scheduler == "ddim"
 
 
+def test_the_local_cluster_monitors_coarsely_but_keeps_the_users_own_settings():
+    # at distributed's defaults the workers' profiler (every 10 ms) and the event loop
+    # ticks (every 20 ms) took about 7 % of 2 cores beside two workers filling chunks
+    import dask
+
+    def timers(server) -> dict:
+        """The server's periodic callbacks and their periods (ms)."""
+        return {name: pc.callback_time for name, pc in server.periodic_callbacks.items()}
+
+    options = ClusterOptions(workers=1, threads=1, dashboard=None)
+    with dask.config.set({"distributed.admin.tick.interval": "3s"}):  # the user's choice
+        with _batch_cluster.open_client(options) as (client, _):
+            (worker,) = client.run(lambda dask_worker: timers(dask_worker)).values()
+            scheduler = client.run_on_scheduler(lambda dask_scheduler: timers(dask_scheduler))
+    assert "profile" not in worker and "heartbeat" in worker  # no stack sampling
+    assert worker["monitor"] == scheduler["monitor"] == 2000  # system monitor: 2 s
+    assert worker["tick"] == scheduler["tick"] == 3000  # left as the user set it
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster
+
+
 def test_the_local_cluster_splits_the_cores_between_its_workers(monkeypatch):
     # one thread pool per worker: cores // workers OpenMP/BLAS threads, set before spawn
     monkeypatch.setattr(_batch_cluster, "available_cores", lambda: 4)

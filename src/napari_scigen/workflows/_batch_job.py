@@ -61,7 +61,8 @@ class BatchRequest:
         Per-slice engines: the slices to process (default all).
     chunk_slices : int, optional
         Output slices per task (default: one stored chunk of about 4 MiB, at most 16
-        slices). Stored chunks are never deeper than this; a larger value is rounded up
+        slices; for a learned interpolation trained once, the stored chunks that fit the
+        rows of one inference slab: :func:`fitted_chunk_slices`). Stored chunks are never deeper than this; a larger value is rounded up
         to whole stored chunks.
     levels : int or None
         Resolution levels of the output store (1: none; None: automatic).
@@ -341,8 +342,8 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     default = store_chunk
     if learns and not fit_once:  # trains on what it is given: one task by default
         default = n_out
-    elif fit_once and task == "interpolate":  # tiles read ~48 rows around a chunk: not tiny
-        default = max(store_chunk, FITTED_CHUNK_SLICES)
+    elif fit_once and task == "interpolate":
+        default = fitted_chunk_slices(output_shape, store_chunk)
     if request.chunk_slices is not None and (
         isinstance(request.chunk_slices, bool) or int(request.chunk_slices) < 1
     ):
@@ -362,10 +363,24 @@ def plan_batch(request: BatchRequest) -> BatchJob:
     )
 
 
-#: Default output slices per task of a learned interpolation trained once (its tiles
-#: read about 48 output rows on each side of a chunk, so small chunks would mostly
-#: compute halo).
-FITTED_CHUNK_SLICES = 192
+def fitted_chunk_slices(output_shape: tuple[int, ...], store_chunk: int) -> int:
+    """Default output slices per task of a learned interpolation trained once.
+
+    One process fills the output rows slab by slab, each slab as tall as the core of the
+    CPU tiles (:func:`~napari_scigen.engines.learned.tiles.core_sizes`: 296 rows of
+    256-pixel planes, 224 of planes 600 pixels or wider) and read with
+    :data:`~napari_scigen.engines.learned.tiles.HALO` rows on each side. A chunk of the
+    whole stored chunks that fit in one slab costs one slab, as in one process; a taller
+    one pays an extra, nearly empty slab, and a shorter one more halo. At 600 x 256^2,
+    factor 2: 192-slice chunks (the former default) computed 14 % more network pixels
+    than one process, 288-slice ones (this default) 2 % more.
+    """
+    from ..engines.learned.tiles import BATCH_PIXELS, core_sizes
+
+    budget = BATCH_PIXELS["cpu"]
+    # an image ``budget`` rows tall never fits one tile: its cores are a tall image's
+    rows = core_sizes(budget, max(output_shape[1:]), budget)[0]
+    return max(store_chunk, rows // store_chunk * store_chunk)
 
 
 def _chunking_note(engine, n_chunks: int, learns: bool, fit_once: bool) -> str | None:
