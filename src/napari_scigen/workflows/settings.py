@@ -309,7 +309,10 @@ class BatchParams(EngineParams):
         False, help="start over, replacing the output (off = resume a store of the same job)"
     )
     chunk_slices: int | None = param(
-        None, help="output slices per task (none = one stored chunk)", min=1
+        None,
+        help="output slices per task (none = one stored chunk; for a learned interpolation "
+        "trained once, the slices one inference tile fills)",
+        min=1,
     )
     levels: int = param(1, help="resolution levels of the output", min=1)
     retries: int = param(2, help="retries of a failing chunk", min=0)
