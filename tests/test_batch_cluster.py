@@ -192,15 +192,19 @@ def test_the_local_cluster_monitors_coarsely_but_keeps_the_users_own_settings():
         """The server's periodic callbacks and their periods (ms)."""
         return {name: pc.callback_time for name, pc in server.periodic_callbacks.items()}
 
+    profiling = dask.config.get("distributed.worker.profile.enabled")
     options = ClusterOptions(workers=1, threads=1, dashboard=None)
     with dask.config.set({"distributed.admin.tick.interval": "3s"}):  # the user's choice
         with _batch_cluster.open_client(options) as (client, _):
             (worker,) = client.run(lambda dask_worker: timers(dask_worker)).values()
             scheduler = client.run_on_scheduler(lambda dask_scheduler: timers(dask_scheduler))
+            (nanny,) = client.cluster.workers.values()
+            memory = nanny.periodic_callbacks["memory_monitor"].callback_time
     assert "profile" not in worker and "heartbeat" in worker  # no stack sampling
     assert worker["monitor"] == scheduler["monitor"] == 2000  # system monitor: 2 s
     assert worker["tick"] == scheduler["tick"] == 3000  # left as the user set it
-    assert dask.config.get("distributed.worker.profile.enabled") is True  # only the cluster
+    assert memory == 1000  # the nanny's memory monitor: 1 s
+    assert dask.config.get("distributed.worker.profile.enabled") == profiling  # this process
 
 
 def test_the_local_cluster_splits_the_cores_between_its_workers(monkeypatch):

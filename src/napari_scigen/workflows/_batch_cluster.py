@@ -220,8 +220,15 @@ QUIET_MONITORING = {
 def quiet_monitoring() -> dict:
     """:data:`QUIET_MONITORING` for each setting still at distributed's default.
 
-    A setting the user chose (a dask config file, ``DASK_...`` environment variables,
-    ``dask.config.set``) is left as it is.
+    A setting that differs from distributed's default (a dask config file, ``DASK_...``
+    environment variables, ``dask.config.set``) is left as it is. The nannies' memory
+    monitor then checks every 1 s instead of 100 ms: a worker whose memory jumps fast may
+    pass its limit before it is paused or restarted.
+
+    Returns
+    -------
+    dict
+        Dask config keys and values to set while the cluster starts.
     """
     import dask
     import distributed  # noqa: F401 - registers its defaults

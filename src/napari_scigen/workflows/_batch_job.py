@@ -61,9 +61,9 @@ class BatchRequest:
         Per-slice engines: the slices to process (default all).
     chunk_slices : int, optional
         Output slices per task (default: one stored chunk of about 4 MiB, at most 16
-        slices; for a learned interpolation trained once, the stored chunks that fit the
-        rows of one inference slab: :func:`fitted_chunk_slices`). Stored chunks are never deeper than this; a larger value is rounded up
-        to whole stored chunks.
+        slices; for a learned interpolation trained once, the stored chunks that one
+        inference tile fills: :func:`fitted_chunk_slices`). Stored chunks are never
+        deeper than this; a larger value is rounded up to whole stored chunks.
     levels : int or None
         Resolution levels of the output store (1: none; None: automatic).
     ngff_version : {"0.5", "0.4"}
@@ -367,20 +367,44 @@ def fitted_chunk_slices(output_shape: tuple[int, ...], store_chunk: int) -> int:
     """Default output slices per task of a learned interpolation trained once.
 
     One process fills the output rows slab by slab, each slab as tall as the core of the
-    CPU tiles (:func:`~napari_scigen.engines.learned.tiles.core_sizes`: 296 rows of
-    256-pixel planes, 224 of planes 600 pixels or wider) and read with
+    CPU tiles (:func:`~napari_scigen.engines.learned.tiles.core_sizes`) and read with
     :data:`~napari_scigen.engines.learned.tiles.HALO` rows on each side. A chunk of the
-    whole stored chunks that fit in one slab costs one slab, as in one process; a taller
-    one pays an extra, nearly empty slab, and a shorter one more halo. At 600 x 256^2,
-    factor 2: 192-slice chunks (the former default) computed 14 % more network pixels
-    than one process, 288-slice ones (this default) 2 % more.
+    whole stored chunks that fit in one such tile costs one slab, as in one process; a
+    taller one pays an extra, nearly empty slab, and a shorter one more halo. At
+    600 x 256^2, factor 2, counted in network input pixels: 192-slice chunks (the former
+    default) 14 % more than one process, 288-slice ones (this default) 2 % more, as two
+    608-slice chunks, but in five tasks that share out evenly. The chunks follow the
+    CPU tiles; GPU workers tile whole planes, so there each chunk re-reads its halo
+    (about 90 rows) where one process would not.
+
+    Parameters
+    ----------
+    output_shape : tuple of int
+        ``(Z, Y, X)`` of the output.
+    store_chunk : int
+        Slices per stored chunk of the output.
+
+    Returns
+    -------
+    int
+        Whole stored chunks, at most the tiles' core rows (288 of 256-pixel planes,
+        about 220 of 600-2048-pixel ones); at least :data:`SMALL_JOB_SLICES` or half the
+        output, so that a job splits in two or more tasks where the former default did.
     """
     from ..engines.learned.tiles import BATCH_PIXELS, core_sizes
 
     budget = BATCH_PIXELS["cpu"]
-    # an image ``budget`` rows tall never fits one tile: its cores are a tall image's
+    # an image ``budget`` rows tall never fits one tile (planes >= 4 wide): a tall one's cores
     rows = core_sizes(budget, max(output_shape[1:]), budget)[0]
-    return max(store_chunk, rows // store_chunk * store_chunk)
+    in_one_tile = max(store_chunk, rows // store_chunk * store_chunk)
+    half = -(-output_shape[0] // 2)
+    half = -(-half // store_chunk) * store_chunk  # two tasks at least...
+    return min(in_one_tile, max(half, SMALL_JOB_SLICES))  # ...unless the job is small
+
+
+#: Output slices of a learned interpolation job too small to split by default (the
+#: former fixed default chunk).
+SMALL_JOB_SLICES = 192
 
 
 def _chunking_note(engine, n_chunks: int, learns: bool, fit_once: bool) -> str | None:
