@@ -73,6 +73,7 @@ def test_gpus_start_one_dask_cuda_worker_per_gpu(monkeypatch):
         def __init__(self, **kwargs):
             asked.update(kwargs)
             asked["environ"] = dask.config.get("distributed.nanny.pre-spawn-environ")
+            asked["profile"] = dask.config.get("distributed.worker.profile.enabled")
             self.workers = {i: None for i in kwargs["CUDA_VISIBLE_DEVICES"].split(",")}
 
     monkeypatch.setitem(
@@ -86,6 +87,7 @@ def test_gpus_start_one_dask_cuda_worker_per_gpu(monkeypatch):
     assert asked["CUDA_VISIBLE_DEVICES"] == "0,1,2,3" and asked["threads_per_worker"] == 1
     assert threads == 4 and asked["environ"]["OMP_NUM_THREADS"] == "4"  # 16 cores / 4 GPUs
     assert asked["environ"]["MALLOC_MMAP_THRESHOLD_"] == str(64 * 1024**2)
+    assert asked["profile"] is False  # quiet monitoring, as on a local CPU cluster
     assert description == "local CUDA cluster: 4 GPU worker(s) x 4 thread(s)"
 
 
