@@ -364,6 +364,19 @@ def test_a_killed_worker_loses_only_its_chunk(client, rock, tmp_path):
     np.testing.assert_array_equal(result.data, reference.data)
 
 
+def _tiny_learned_split(path, output, *, train_steps: int) -> BatchRequest:
+    """A learned interpolation of the rock's odd slices in 3 chunks, trained once (tiny)."""
+    params = {
+        "train_steps": train_steps, "batch_size": 2, "crop_size": 16, "seed": 3,
+        "uncertainty": False, "force_learned": True, "base_channels": 8, "init": "scratch",
+        "tta": 1,
+    }  # fmt: skip
+    return BatchRequest(
+        "interpolate", "learned", str(path), str(output), params=params, missing=ODD,
+        chunk_slices=8,
+    )  # fmt: skip
+
+
 @pytest.mark.skipif(
     "learned" not in engine_names("interpolate"), reason="the learned engine is not registered"
 )
@@ -371,14 +384,7 @@ def test_the_once_only_fit_uses_the_cores_of_the_workers_waiting_for_it(rock, tm
     from napari_scigen.workflows._batch_cluster import ClusterOptions, available_cores
 
     _, path = rock
-    params = {
-        "train_steps": 2, "batch_size": 2, "crop_size": 16, "seed": 3, "uncertainty": False,
-        "force_learned": True, "base_channels": 8, "init": "scratch", "tta": 1,
-    }  # fmt: skip
-    request = BatchRequest(
-        "interpolate", "learned", str(path), str(tmp_path / "split.ome.zarr"), params=params,
-        missing=ODD, chunk_slices=8,
-    )  # fmt: skip
+    request = _tiny_learned_split(path, tmp_path / "split.ome.zarr", train_steps=2)
     messages = []
     options = ClusterOptions("local", workers=2, threads=1, dashboard=None)
     summary = run_batch(
@@ -411,14 +417,7 @@ def test_the_once_only_fit_leaves_its_workers_heap_to_the_chunks_that_follow(
         return trims.append
 
     monkeypatch.setattr(memory, "_trim", glibc_trim)
-    params = {
-        "train_steps": 1, "batch_size": 2, "crop_size": 16, "seed": 3, "uncertainty": False,
-        "force_learned": True, "base_channels": 8, "init": "scratch", "tta": 1,
-    }  # fmt: skip
-    request = BatchRequest(
-        "interpolate", "learned", str(path), str(tmp_path / "fit.ome.zarr"), params=params,
-        missing=ODD, chunk_slices=8,
-    )  # fmt: skip
+    request = _tiny_learned_split(path, tmp_path / "fit.ome.zarr", train_steps=1)
     job = prepare_store(plan_batch(request))
     assert job.fit_once
     outcome = fit_model(job, threads=1)
