@@ -6,7 +6,9 @@ in-plane and cut to ``D x 600 x 600`` (the size the issue measured). Each measur
 runs ``api.interpolate(..., method="learned", factor=2, force_learned=True,
 train_steps=N)`` in its own subprocess, with the current streaming inference
 (``new``; ``new-bf16``: the same with bfloat16 autocast on the CPU) or the whole-plane
-inference it replaced (``old``, loaded from git at :data:`OLD_COMMIT` and patched in),
+inference it replaced (``old``, loaded from git at :data:`OLD_COMMIT` and patched in;
+``new-in-turn``, ``new-bf16-in-turn``: one network call at a time with every torch
+thread, as before session 6, where the current code runs calls side by side),
 compares the outputs with the ``old`` one, and reads the engine's own timings (train,
 predict) and the process's peak RSS, minor page faults and system time from
 ``getrusage``. A few training steps keep the run about inference.
@@ -22,6 +24,7 @@ Writes ``benchmarks/bench_learned_scale.json`` and prints a Markdown table::
     python benchmarks/bench_learned_scale.py                          # 32 and 64 x 600^2
     python benchmarks/bench_learned_scale.py --sizes 100x300 --batch 1x1,2x1 --chunk-slices 100
     python benchmarks/bench_learned_scale.py --sizes 32x600 --impls new
+    python benchmarks/bench_learned_scale.py --sizes 600x256 --impls new-bf16-in-turn,new-bf16
     python benchmarks/bench_learned_scale.py --lock /tmp/scigen-cpu.lock  # each run under flock
     python benchmarks/bench_learned_scale.py --sizes 600x256 --batch 1x1,2x1 --chunk-slices 600
     python benchmarks/bench_learned_scale.py --large /tmp/big --large-shape 1024x1024
@@ -116,6 +119,8 @@ def run_one(spec: dict) -> dict:
     volume = build_volume(spec["depth"], spec["side"])
     if spec["impl"] == "old":
         inference.predict_rows = load_old_predict_rows()
+    if spec["impl"].endswith("-in-turn"):  # one network call at a time (before session 6)
+        inference.concurrent_calls = lambda device, threads=None: (1, 0)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     result = api.interpolate(
@@ -126,7 +131,7 @@ def run_one(spec: dict) -> dict:
         threads=spec["threads"],
         train_steps=spec["train_steps"],
         force_learned=True,
-        precision="bfloat16" if spec["impl"] == "new-bf16" else "float32",
+        precision="bfloat16" if "bf16" in spec["impl"] else "float32",
         uncertainty=spec.get("uncertainty", True),
     )
     wall = time.perf_counter() - started
@@ -329,6 +334,9 @@ def main(argv=None) -> None:
             }
             rows.append(measure("--one", spec, args.lock, args.lock_wait, args.lock_limit))
     for row in rows:
+        in_turn = Path(row["save"].replace(".npy", "-in-turn.npy"))
+        if "error" not in row and in_turn.is_file():  # side by side vs in turn, same run
+            row.update(_differences(row["save"], str(in_turn), "vs_in_turn"))
         row.update(compare(scratch / f"{row['depth']}x{row['side']}_old.npy", row.pop("save")))
     # the batch, large and other parts of --out are kept; its rows too with --append
     record = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}

@@ -295,3 +295,73 @@ def test_a_grid_converted_as_read_reads_each_input_slice_once_per_read_and_refus
             lazy[key]
     with pytest.raises(TypeError, match="index it"):
         np.asarray(lazy)
+
+
+def test_the_cpu_threads_are_spent_on_calls_side_by_side_and_a_gpu_takes_one_at_a_time():
+    assert inference.concurrent_calls("cpu", 1) == (1, 1)
+    assert inference.concurrent_calls("cpu", 2) == (2, 1)
+    assert inference.concurrent_calls("cpu", 3) == (3, 1)
+    assert inference.concurrent_calls("cpu", 16) == (inference.MAX_CONCURRENT_CALLS, 4)
+    assert inference.concurrent_calls("cuda:0", 16) == (1, 0)
+
+
+def _calls(monkeypatch, calls: int) -> None:
+    monkeypatch.setattr(inference, "concurrent_calls", lambda device, threads=None: (calls, 1))
+
+
+def test_tiles_run_side_by_side_give_the_bits_of_tiles_run_in_turn(monkeypatch):
+    import threading
+
+    network = _network()
+    volume, known, rows = _volume()
+    _calls(monkeypatch, 1)
+    in_turn, _ = _predict_rows(network, volume, known, rows, batch_pixels=2000)
+    # the first two calls wait for each other: a run that made them in turn would time out
+    meeting = threading.Barrier(2, timeout=20)
+    names, real_apply = [], inference.apply
+
+    def apply_meeting_once(*args, **kwargs):
+        names.append(threading.current_thread().name)
+        if len(names) <= 2:
+            meeting.wait()
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "apply", apply_meeting_once)
+    _calls(monkeypatch, 3)
+    threads_before = torch.get_num_threads()
+    side_by_side, _ = _predict_rows(network, volume, known, rows, batch_pixels=2000)
+    assert torch.get_num_threads() == threads_before  # restored after the run
+    assert len(set(names[:2])) == 2 and all(n.startswith("scigen-tiles") for n in names)
+    assert np.array_equal(side_by_side.mean, in_turn.mean)
+    assert np.array_equal(side_by_side.spread, in_turn.spread)
+
+
+def test_an_error_in_a_call_side_by_side_stops_the_run_and_restores_the_threads(monkeypatch):
+    import time
+
+    class SlowlyBroken(_RunsOutOfMemory):
+        def __call__(self, x):
+            time.sleep(0.1)
+            return super().__call__(x)
+
+    _calls(monkeypatch, 2)
+    network = SlowlyBroken(_network(), limit=0, error=ValueError("broken"))
+    volume, known, rows = _volume()
+    threads_before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="broken"):
+        _predict_rows(network, volume, known, rows, batch_pixels=2000)
+    assert torch.get_num_threads() == threads_before
+    failures = network.failures
+    time.sleep(0.5)
+    assert network.failures == failures  # no call goes on once the error is raised
+
+
+def test_out_of_memory_side_by_side_retries_with_smaller_batches(monkeypatch):
+    _calls(monkeypatch, 2)
+    network = _network()
+    volume, known, rows = _volume()
+    reference, _ = _predict_rows(network, volume, known, rows)
+    failing = _RunsOutOfMemory(network, limit=5000, error=RuntimeError("CUDA out of memory"))
+    prediction, messages = _predict_rows(failing, volume, known, rows, batch_pixels=12_000)
+    assert failing.failures > 0 and any("retrying" in m for m in messages)
+    assert np.abs(prediction.mean - reference.mean).max() < TOLERANCE
