@@ -7,8 +7,8 @@ runs ``api.interpolate(..., method="learned", factor=2, force_learned=True,
 train_steps=N)`` in its own subprocess, with the current streaming inference
 (``new``; ``new-bf16``: the same with bfloat16 autocast on the CPU) or the whole-plane
 inference it replaced (``old``, loaded from git at :data:`OLD_COMMIT` and patched in;
-``new-in-turn``, ``new-bf16-in-turn``: one network call at a time with every torch
-thread, as before session 6, where the current code runs calls side by side),
+``new-side``, ``new-bf16-side``: with ``concurrent_tiles``, the network's calls side by
+side, one per torch thread, compared bit for bit with the row without it),
 compares the outputs with the ``old`` one, and reads the engine's own timings (train,
 predict) and the process's peak RSS, minor page faults and system time from
 ``getrusage``. A few training steps keep the run about inference.
@@ -24,7 +24,7 @@ Writes ``benchmarks/bench_learned_scale.json`` and prints a Markdown table::
     python benchmarks/bench_learned_scale.py                          # 32 and 64 x 600^2
     python benchmarks/bench_learned_scale.py --sizes 100x300 --batch 1x1,2x1 --chunk-slices 100
     python benchmarks/bench_learned_scale.py --sizes 32x600 --impls new
-    python benchmarks/bench_learned_scale.py --sizes 600x256 --impls new-bf16-in-turn,new-bf16
+    python benchmarks/bench_learned_scale.py --sizes 600x256 --impls new-bf16,new-bf16-side
     python benchmarks/bench_learned_scale.py --lock /tmp/scigen-cpu.lock  # each run under flock
     python benchmarks/bench_learned_scale.py --sizes 600x256 --batch 1x1,2x1 --chunk-slices 600
     python benchmarks/bench_learned_scale.py --large /tmp/big --large-shape 1024x1024
@@ -119,8 +119,6 @@ def run_one(spec: dict) -> dict:
     volume = build_volume(spec["depth"], spec["side"])
     if spec["impl"] == "old":
         inference.predict_rows = load_old_predict_rows()
-    if spec["impl"].endswith("-in-turn"):  # one network call at a time (before session 6)
-        inference.concurrent_calls = lambda device, threads=None: (1, 0)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     result = api.interpolate(
@@ -133,6 +131,7 @@ def run_one(spec: dict) -> dict:
         force_learned=True,
         precision="bfloat16" if "bf16" in spec["impl"] else "float32",
         uncertainty=spec.get("uncertainty", True),
+        concurrent_tiles=spec["impl"].endswith("-side"),
     )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
@@ -197,6 +196,7 @@ def run_batch_one(spec: dict) -> dict:
         "device": "cpu", "threads": spec["engine_threads"], "train_steps": spec["train_steps"],
         "force_learned": True, "precision": spec["precision"],
         "uncertainty": spec.get("uncertainty", True),
+        "concurrent_tiles": spec.get("concurrent_tiles", False),
     }  # fmt: skip
     request = BatchRequest(
         "interpolate", "learned", str(source), str(output), params=params, factor=2,
@@ -277,6 +277,9 @@ def main(argv=None) -> None:
     parser.add_argument("--chunk-slices", type=int, default=None, help="batch chunk size")
     parser.add_argument("--precision", default="bfloat16", help="batch runs' precision")
     parser.add_argument(
+        "--concurrent-tiles", action="store_true", help="batch runs: tiles side by side"
+    )
+    parser.add_argument(
         "--engine-threads",
         type=int,
         default=None,
@@ -334,8 +337,8 @@ def main(argv=None) -> None:
             }
             rows.append(measure("--one", spec, args.lock, args.lock_wait, args.lock_limit))
     for row in rows:
-        in_turn = Path(row["save"].replace(".npy", "-in-turn.npy"))
-        if "error" not in row and in_turn.is_file():  # side by side vs in turn, same run
+        in_turn = Path(row["save"].replace("-side.npy", ".npy"))
+        if "error" not in row and row["impl"].endswith("-side") and in_turn.is_file():
             row.update(_differences(row["save"], str(in_turn), "vs_in_turn"))
         row.update(compare(scratch / f"{row['depth']}x{row['side']}_old.npy", row.pop("save")))
     # the batch, large and other parts of --out are kept; its rows too with --append
@@ -408,6 +411,7 @@ def batch_main(args, scratch: Path, commit: str) -> None:
             "precision": args.precision, "chunk_slices": args.chunk_slices,
             "scratch": str(scratch), "save": str(scratch / f"batch_{layout}.npy"),
             "commit": commit, "uncertainty": not args.no_uncertainty, "load": _load(),
+            "concurrent_tiles": args.concurrent_tiles,
         }  # fmt: skip
         rows.append(measure("--one-batch", spec, args.lock, args.lock_wait, args.lock_limit))
     first = rows[0]

@@ -286,3 +286,50 @@ def test_default_batch_chunks_are_the_tallest_filled_in_one_tile(monkeypatch):
     chunked = cost(default)
     assert chunked < min(cost(default - 16), cost(default + 16))
     assert chunked <= 1.1 * cost(n_out)  # near one process (80 of the 92 rows: 7 % more)
+
+
+def test_tiles_side_by_side_fill_the_bits_of_tiles_in_turn_in_one_process_and_in_chunks(
+    volume, monkeypatch
+):
+    import threading
+
+    from napari_scigen.engines.learned import inference
+    from napari_scigen.engines.learned.interpolate import run_learned_interpolation
+
+    monkeypatch.setattr(inference, "concurrent_calls", lambda device, threads=None: (2, 1))
+    names, real_apply = [], inference.apply
+
+    def recording_apply(*args, **kwargs):
+        names.append(threading.current_thread().name)
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "apply", recording_apply)
+
+    def side_by_side() -> bool:
+        ran = any(name.startswith("scigen-tiles") for name in names)
+        names.clear()
+        return ran
+
+    base = {**TINY, "force_learned": True}
+    in_turn = api.interpolate(
+        volume, method="learned", params=LearnedInterpolateParams(**base), factor=2
+    )
+    assert not side_by_side()  # off by default
+    params = LearnedInterpolateParams(**base, concurrent_tiles=True)
+    concurrent = api.interpolate(volume, method="learned", params=params, factor=2)
+    assert side_by_side()
+    np.testing.assert_array_equal(concurrent.data, in_turn.data)
+    np.testing.assert_array_equal(concurrent.images["uncertainty"], in_turn.images["uncertainty"])
+    # a batch job's chunks take it from the fitted record
+    fitted = drain(run_learned_interpolation(volume, params, fit_only=True, factor=2))
+    assert fitted.record["concurrent_tiles"] is True
+    names.clear()
+    n = volume.shape[0]
+    first, last = interpolation_sources(n, None, 2, 40, 80)
+    chunk = interpolation_chunk(
+        fitted, volume[first:last], source_start=first, n_slices=n, missing=None, factor=2,
+        start=40, stop=80, device="cpu",
+    )  # fmt: skip
+    assert side_by_side()
+    difference = np.abs(chunk.astype(int) - in_turn.data[40:80].astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 1e-3  # as any chunk

@@ -329,7 +329,9 @@ def test_tiles_run_side_by_side_give_the_bits_of_tiles_run_in_turn(monkeypatch):
     monkeypatch.setattr(inference, "apply", apply_meeting_once)
     _calls(monkeypatch, 3)
     threads_before = torch.get_num_threads()
-    side_by_side, _ = _predict_rows(network, volume, known, rows, batch_pixels=2000)
+    side_by_side, _ = _predict_rows(
+        network, volume, known, rows, batch_pixels=2000, concurrent_tiles=True
+    )
     assert torch.get_num_threads() == threads_before  # restored after the run
     assert len(set(names[:2])) == 2 and all(n.startswith("scigen-tiles") for n in names)
     assert np.array_equal(side_by_side.mean, in_turn.mean)
@@ -349,7 +351,7 @@ def test_an_error_in_a_call_side_by_side_stops_the_run_and_restores_the_threads(
     volume, known, rows = _volume()
     threads_before = torch.get_num_threads()
     with pytest.raises(ValueError, match="broken"):
-        _predict_rows(network, volume, known, rows, batch_pixels=2000)
+        _predict_rows(network, volume, known, rows, batch_pixels=2000, concurrent_tiles=True)
     assert torch.get_num_threads() == threads_before
     failures = network.failures
     time.sleep(0.5)
@@ -362,6 +364,24 @@ def test_out_of_memory_side_by_side_retries_with_smaller_batches(monkeypatch):
     volume, known, rows = _volume()
     reference, _ = _predict_rows(network, volume, known, rows)
     failing = _RunsOutOfMemory(network, limit=5000, error=RuntimeError("CUDA out of memory"))
-    prediction, messages = _predict_rows(failing, volume, known, rows, batch_pixels=12_000)
+    prediction, messages = _predict_rows(
+        failing, volume, known, rows, batch_pixels=12_000, concurrent_tiles=True
+    )
     assert failing.failures > 0 and any("retrying" in m for m in messages)
     assert np.abs(prediction.mean - reference.mean).max() < TOLERANCE
+
+
+def test_tiles_run_one_at_a_time_on_the_calling_thread_unless_asked_otherwise(monkeypatch):
+    import threading
+
+    _calls(monkeypatch, 3)  # threads to spare: still one call at a time by default
+    names, real_apply = [], inference.apply
+
+    def recording_apply(*args, **kwargs):
+        names.append(threading.current_thread().name)
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "apply", recording_apply)
+    volume, known, rows = _volume()
+    _predict_rows(_network(), volume, known, rows, batch_pixels=2000)
+    assert names and set(names) == {threading.current_thread().name}

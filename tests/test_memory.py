@@ -44,16 +44,13 @@ def test_release_trims_with_glibc_and_does_nothing_with_other_c_libraries():
 
 
 _THREAD_HEAPS = """
-import ctypes, resource, sys, threading
+import resource, sys, threading
 import numpy as np
-from napari_scigen.engines.learned.tiles import MALLOC_SETTINGS, keep_freed_memory
+from napari_scigen.engines.learned.tiles import keep_arena_heaps, keep_freed_memory
 
+keep_freed_memory()
 if sys.argv[1] == "kept":
-    assert keep_freed_memory()
-else:  # the settings before the top pad
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-3, MALLOC_SETTINGS["mmap_threshold"])
-    libc.mallopt(-1, MALLOC_SETTINGS["trim_threshold"])
+    assert keep_arena_heaps()
 faults = []
 
 def call():  # like a network call side by side: a thread of its own, so an arena of its own
@@ -74,10 +71,13 @@ print(max(faults[1:]))
 
 
 @pytest.mark.skipif(
-    not GLIBC or platform.system() != "Linux" or "MALLOC_TOP_PAD_" in os.environ,
+    not GLIBC
+    or platform.system() != "Linux"
+    or "MALLOC_TOP_PAD_" in os.environ
+    or "MALLOC_MMAP_THRESHOLD_" in os.environ,
     reason="glibc's per-thread arenas, with our own top pad",
 )
-def test_a_thread_reuses_the_heap_its_last_call_freed_instead_of_faulting_in_a_new_one():
+def test_with_tiles_side_by_side_a_thread_reuses_the_heap_its_last_call_freed():
     import subprocess
     import sys
 

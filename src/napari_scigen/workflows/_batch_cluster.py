@@ -196,13 +196,10 @@ class ClusterInfo:
 #: glibc malloc settings of the workers. distributed's default (trim freed memory back to
 #: the OS above 64 KiB) makes every large numpy temporary a fresh mmap that the kernel
 #: zeroes again: measured on TV-L1 flow at 512 px, 2.5x the wall time, half of it in the
-#: kernel. Arrays up to 64 MiB are reused from the heap instead, at most 256 MiB kept free;
-#: the top pad keeps the heaps of other threads' arenas (a worker of several threads
-#: runs network calls side by side: engines/learned/tiles.py, ``keep_freed_memory``).
+#: kernel. Arrays up to 64 MiB are reused from the heap instead, at most 256 MiB kept free.
 MALLOC_ENVIRONMENT = {
     "MALLOC_MMAP_THRESHOLD_": str(64 * 1024**2),
     "MALLOC_TRIM_THRESHOLD_": str(256 * 1024**2),
-    "MALLOC_TOP_PAD_": str(64 * 1024**2),
 }
 
 

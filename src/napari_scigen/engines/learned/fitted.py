@@ -106,13 +106,14 @@ def fill_rows(
     precision: str = "float32",
     frame: tuple[int, int] | None = None,
     out_first: int = 0,
+    concurrent_tiles: bool = False,
 ) -> Generator[Progress, None, int]:
     """Predict ``rows`` of ``grid`` and write them, slab by slab, into ``out`` (data dtype).
 
     ``out[row - out_first]`` receives each row cast to the data's range (and
     ``uncertainty[row - out_first]`` its spread in data units); no array of all the rows
-    is ever held. ``frame`` as in :func:`~.inference.predict_rows`. Returns the
-    predictions fused per voxel.
+    is ever held. ``frame`` and ``concurrent_tiles`` as in
+    :func:`~.inference.predict_rows`. Returns the predictions fused per voxel.
     """
     from .inference import predict_rows
 
@@ -140,6 +141,7 @@ def fill_rows(
         on_slab=write,
         precision=precision,
         frame=frame,
+        concurrent_tiles=concurrent_tiles,
     )
     return prediction.count
 
@@ -245,6 +247,7 @@ def fill_chunk(
                 precision=record.get("precision", "float32"),
                 frame=(first_row, plan.n_out),
                 out_first=start - first_row,
+                concurrent_tiles=bool(record.get("concurrent_tiles", False)),
             )
     return block
 

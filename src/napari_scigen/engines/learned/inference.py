@@ -19,12 +19,14 @@ deviations). The result does not depend on the tile size (bit-identical on a CPU
 ``on_slab``. On a device out-of-memory error the slab is redone with half the batch
 pixels, down to :data:`~.tiles.MIN_BATCH_PIXELS`, then on the CPU (:func:`~.tiles.shrink`).
 
-On a CPU the batches of different planes go through the network side by side, one
-call per torch thread (at most :data:`MAX_CONCURRENT_CALLS`, each with its share of the
-threads; :func:`concurrent_calls`): small convolutions scale worse over threads inside
-one call than over calls. Each batch writes only its own planes, and a slab's
-orientations run one after the other, so every voxel still fuses its predictions in the
-same order and the result has the same bits as calls in turn (tested).
+With ``concurrent_tiles`` the batches of different planes go through the network side
+by side on a CPU, one call per torch thread (at most :data:`MAX_CONCURRENT_CALLS`, each
+with its share of the threads; :func:`concurrent_calls`): small convolutions scale worse
+over threads inside one call than over calls. Each batch writes only its own planes, and
+a slab's orientations run one after the other, so every voxel still fuses its
+predictions in the same order and the result has the same bits as calls in turn
+(tested). It costs memory: every call in flight holds its activations, and each thread
+keeps its own glibc arena (:func:`~.tiles.keep_arena_heaps`), so it is off by default.
 """
 
 from __future__ import annotations
@@ -69,10 +71,11 @@ MAX_CONCURRENT_CALLS = 4
 def concurrent_calls(device: str, threads: int | None = None) -> tuple[int, int]:
     """``(calls, threads per call)``: how inference spends a CPU's torch threads.
 
-    On a CPU, tiles of different planes go through the network side by side, each call
-    with its share of the threads: 2 calls of 1 thread ran the network 1.9x as fast as
-    one thread where one call of 2 threads ran it 1.6x (bfloat16; float32 2.1x vs 1.8x,
-    2 cores). The values do not depend on it (tested). On a GPU: one call at a time.
+    With ``concurrent_tiles`` on a CPU, tiles of different planes go through the network
+    side by side, each call with its share of the threads: 2 calls of 1 thread ran the
+    network 1.9x as fast as one thread where one call of 2 threads ran it 1.6x (bfloat16;
+    float32 2.1x vs 1.8x, 2 cores). The values do not depend on it (tested). On a GPU:
+    one call at a time.
 
     Parameters
     ----------
@@ -93,15 +96,18 @@ def concurrent_calls(device: str, threads: int | None = None) -> tuple[int, int]
 
 
 @contextlib.contextmanager
-def _calls_side_by_side(device: str):
-    """A thread pool for :func:`concurrent_calls` calls (None for one), torch's threads
-    set to each call's share meanwhile (restored afterwards)."""
-    calls, per_call = concurrent_calls(device)
+def _calls_side_by_side(device: str, wanted: bool):
+    """A thread pool for :func:`concurrent_calls` calls (None for one, or unless
+    ``wanted``), torch's threads set to each call's share meanwhile (restored afterwards)."""
+    calls, per_call = concurrent_calls(device) if wanted else (1, 0)
     if calls < 2:
         yield None
         return
     import torch
 
+    from .tiles import keep_arena_heaps
+
+    keep_arena_heaps()
     before = torch.get_num_threads()
     torch.set_num_threads(per_call)
     pool = ThreadPoolExecutor(calls, thread_name_prefix="scigen-tiles")
@@ -214,6 +220,7 @@ def predict_rows(
     on_slab: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
     precision: str = "float32",
     frame: tuple[int, int] | None = None,
+    concurrent_tiles: bool = False,
 ) -> Generator[Progress, None, Prediction]:
     """Predict the output ``rows`` of ``volume`` from its ``known`` rows, slab by slab.
 
@@ -261,6 +268,9 @@ def predict_rows(
         grid's prediction within float32 rounding, provided ``volume`` holds every row a
         tile reads (``HALO`` + 3 rows around ``rows``) and the known neighbours of those
         rows; else a ValueError.
+    concurrent_tiles : bool
+        On a CPU, run tiles of different planes side by side, one per torch thread
+        (:func:`concurrent_calls`; same result, faster, more memory).
 
     Returns
     -------
@@ -302,7 +312,7 @@ def predict_rows(
             f"({n_predictions} predictions per voxel, {state['device']})",
         )
 
-    with _calls_side_by_side(device) as pool:
+    with _calls_side_by_side(device, concurrent_tiles) as pool:
         state["pool"] = pool
         yield from _predict_slabs(
             network, source, rows, groups, out, on_slab, in_place, volume.shape[1:],

@@ -50,6 +50,7 @@ STAGES = {"train": (0.0, 0.7), "predict": (0.7, 0.93), "check": (0.93, 0.97), "f
 RUN_ONLY_FIELDS = {
     "train_steps", "train_seconds", "checkpoint_dir", "resume", "checkpoint_every",
     "uncertainty", "tta", "device", "threads", "force_learned", "auto_metric", "precision",
+    "concurrent_tiles",
 }  # fmt: skip
 #: Progress scale.
 SCALE = 1000
@@ -392,6 +393,7 @@ def run_learned_interpolation(
     )
     predict = dict(orientations=orientations, tta=params.tta, device=device, label=label)
     predict["precision"] = params.precision
+    predict["concurrent_tiles"] = params.concurrent_tiles
     with torch_threads(device, params.threads):
         report = yield from train_network(
             network,
@@ -520,6 +522,7 @@ def _fit_record(mode, params, grid, array, chosen, extra) -> dict:
             "orientations": list(orientations),
             "tta": params.tta,
             "precision": params.precision,
+            "concurrent_tiles": params.concurrent_tiles,
             "threads": params.threads,
             "extra": extra,
         }

@@ -266,6 +266,14 @@ class _InterpolationFields(LearnedTrainingParams):
         choices=PLANE_CHOICES,
         advanced=True,
     )
+    concurrent_tiles: bool = param(
+        False,
+        help="on a CPU, run the network on tiles of different planes side by side, one "
+        "per thread, instead of one tile at a time with every thread: the same result, "
+        "10-30 % faster on 2 cores, about 100-200 MiB more memory (measured)",
+        advanced=True,
+        label="tiles side by side",
+    )
 
 
 @dataclass(frozen=True)

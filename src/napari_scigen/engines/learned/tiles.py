@@ -230,13 +230,10 @@ def prepare(network) -> None:
 
 
 #: glibc settings of :func:`keep_freed_memory` (the values batch workers get through
-#: ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_TOP_PAD_`` in
-#: workflows/_batch_cluster.py).
-MALLOC_SETTINGS = {
-    "mmap_threshold": 64 * 2**20,
-    "trim_threshold": 256 * 2**20,
-    "top_pad": 64 * 2**20,
-}
+#: ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` in workflows/_batch_cluster.py).
+MALLOC_SETTINGS = {"mmap_threshold": 64 * 2**20, "trim_threshold": 256 * 2**20}
+#: glibc's top pad while tiles run side by side (:func:`keep_arena_heaps`).
+TOP_PAD = 64 * 2**20
 
 
 def keep_freed_memory() -> bool:
@@ -245,12 +242,6 @@ def keep_freed_memory() -> bool:
     A forward pass allocates tensors of tens of MiB; with glibc's default thresholds
     they are mapped, freed to the kernel and faulted in again on every call (measured:
     37 million minor page faults and 66 s of system time in a 204 s float32 inference).
-    The top pad is for the calls made side by side in other threads
-    (:func:`~.inference.concurrent_calls`): each thread allocates from its own glibc arena
-    of 64 MiB heaps, and an arena deletes a heap that empties whenever less than the top
-    pad (128 KiB by default) would remain, so a call that needed a second heap mapped
-    and faulted it in again every time (measured: 13.7 million minor faults and 22 s of
-    system time in a 75 s float32 fill of 150 x 256^2; with a 64 MiB pad 0.4 million).
     Sets :data:`MALLOC_SETTINGS` once per process with ``mallopt``, unless the
     environment already chose (``MALLOC_MMAP_THRESHOLD_``); elsewhere than glibc it does
     nothing. Returns whether the settings are in force.
@@ -269,14 +260,38 @@ def keep_freed_memory() -> bool:
         libc = ctypes.CDLL("libc.so.6")
         mmap_ok = libc.mallopt(-3, MALLOC_SETTINGS["mmap_threshold"])  # M_MMAP_THRESHOLD
         trim_ok = libc.mallopt(-1, MALLOC_SETTINGS["trim_threshold"])  # M_TRIM_THRESHOLD
-        pad_ok = libc.mallopt(-2, MALLOC_SETTINGS["top_pad"])  # M_TOP_PAD
     except (OSError, AttributeError):
         return False
-    _MALLOC_DONE = bool(mmap_ok and trim_ok and pad_ok)
+    _MALLOC_DONE = bool(mmap_ok and trim_ok)
     return _MALLOC_DONE
 
 
 _MALLOC_DONE: bool | None = None
+
+
+def keep_arena_heaps() -> bool:
+    """Stop glibc from deleting the heaps of threads' arenas after every network call.
+
+    Tiles run side by side (``concurrent_tiles``) are computed in threads, and each
+    thread allocates from its own glibc arena of 64 MiB heaps. An arena deletes a heap
+    that empties whenever less than the *top pad* (128 KiB by default) would remain, so a
+    float32 call that needed a second heap mapped it and faulted it in again every time
+    (measured: 13.7 million minor faults and 22 s of system time in a 75 s fill of
+    150 x 256^2; 0.5 million with a 64 MiB pad). Sets :data:`TOP_PAD` with ``mallopt``
+    for the rest of the process, unless ``MALLOC_TOP_PAD_`` chose already; it keeps
+    freed memory in every arena (about 70-160 MiB more peak RSS measured, which is why
+    it is set only for tiles side by side). Returns whether it is in force.
+    """
+    import ctypes
+    import os
+    import sys
+
+    if not sys.platform.startswith("linux") or "MALLOC_TOP_PAD_" in os.environ:
+        return False
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-2, TOP_PAD))  # M_TOP_PAD
+    except (OSError, AttributeError):
+        return False
 
 
 def fuse(mean: np.ndarray, m2: np.ndarray, values: np.ndarray, count: int) -> None:
