@@ -246,23 +246,17 @@ def keep_freed_memory() -> bool:
     environment already chose (``MALLOC_MMAP_THRESHOLD_``); elsewhere than glibc it does
     nothing. Returns whether the settings are in force.
     """
-    import ctypes
     import os
-    import sys
 
     global _MALLOC_DONE
     if _MALLOC_DONE is not None:
         return _MALLOC_DONE
     _MALLOC_DONE = False
-    if not sys.platform.startswith("linux") or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
         return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mmap_ok = libc.mallopt(-3, MALLOC_SETTINGS["mmap_threshold"])  # M_MMAP_THRESHOLD
-        trim_ok = libc.mallopt(-1, MALLOC_SETTINGS["trim_threshold"])  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        return False
-    _MALLOC_DONE = bool(mmap_ok and trim_ok)
+    mmap_ok = _mallopt(-3, MALLOC_SETTINGS["mmap_threshold"])  # M_MMAP_THRESHOLD
+    trim_ok = _mallopt(-1, MALLOC_SETTINGS["trim_threshold"])  # M_TRIM_THRESHOLD
+    _MALLOC_DONE = mmap_ok and trim_ok
     return _MALLOC_DONE
 
 
@@ -282,14 +276,22 @@ def keep_arena_heaps() -> bool:
     freed memory in every arena (about 70-160 MiB more peak RSS measured, which is why
     it is set only for tiles side by side). Returns whether it is in force.
     """
-    import ctypes
     import os
+
+    if "MALLOC_TOP_PAD_" in os.environ:
+        return False
+    return _mallopt(-2, TOP_PAD)  # M_TOP_PAD
+
+
+def _mallopt(option: int, value: int) -> bool:
+    """glibc's ``mallopt(option, value)``; False where it failed or there is no glibc."""
+    import ctypes
     import sys
 
-    if not sys.platform.startswith("linux") or "MALLOC_TOP_PAD_" in os.environ:
+    if not sys.platform.startswith("linux"):
         return False
     try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-2, TOP_PAD))  # M_TOP_PAD
+        return bool(ctypes.CDLL("libc.so.6").mallopt(option, value))
     except (OSError, AttributeError):
         return False
 
